@@ -2,8 +2,13 @@
 //!
 //! One direction of flow: load → resolve → render/plan → build → test →
 //! distribute → record. Each stage is a module with a typed input and output;
-//! only [`pipeline`] chains them. See ARCHITECTURE.md for the map.
+//! only the pipeline module chains them. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod diagnostic;
 pub mod digest;
+pub mod load;
+pub mod project;
 pub mod reference;
+pub mod schedule;
+pub mod yaml;
