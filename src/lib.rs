@@ -10,5 +10,6 @@ pub mod digest;
 pub mod load;
 pub mod project;
 pub mod reference;
+pub mod render;
 pub mod schedule;
 pub mod yaml;

@@ -121,3 +121,8 @@ pub fn load_component(project: &Project, name: &str) -> Result<Component, Diagno
     let doc: component_doc::ComponentDoc = crate::yaml::decode(&shown, &source)?;
     component::validate(name, &shown, &source, doc)
 }
+
+/// The canonical placeholder a whole placeholder line holds, if any.
+pub fn canonical_placeholder_line(args: &str) -> Option<&'static str> {
+    template::canonical_placeholder(args.trim())
+}

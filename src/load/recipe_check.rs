@@ -320,6 +320,23 @@ pub(super) fn check(
     });
     // Template.
     let template = template_check::load(project, &mut cx, f.dockerfile.as_ref());
+    if let Some(t) = &template {
+        let needs_slot = components.iter().any(|c: &AppliedComponent| {
+            c.component
+                .phases
+                .iter()
+                .any(|p| p.kind != super::component::PhaseKind::Test)
+        });
+        if needs_slot && !t.text.contains("imagebuilder:components") {
+            let msg = "components with build or validate phases need a `{{{ imagebuilder:components }}}` line in the template";
+            match &f.dockerfile {
+                Some(df) => {
+                    cx.at(df, msg);
+                }
+                None => cx.diags.push(Diagnostic::file(path, msg)),
+            }
+        }
+    }
     let base_images = match (&template, &parent_image) {
         (Some(t), Some(parent)) => {
             template_check::base_images(&mut cx, t, parent, &f.parent_image, target.as_deref())

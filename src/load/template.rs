@@ -17,6 +17,8 @@ pub const DEFAULT_TEMPLATE: &str = "FROM {{{ imagebuilder:parentImage }}}\n{{{ i
 pub struct Instruction {
     /// 1-based line where it starts.
     pub line: u64,
+    /// 1-based line where it ends (continuations).
+    pub end_line: u64,
     /// Upper-cased keyword (`FROM`, `RUN`, …).
     pub keyword: String,
     /// Everything after the keyword, continuations joined with a space.
@@ -63,18 +65,20 @@ pub fn instructions(text: &str) -> Vec<Instruction> {
             current = Some((start, buf));
             continue;
         }
-        out.push(split(start, &buf));
+        out.push(split(start, line_no, &buf));
     }
     if let Some((start, buf)) = current {
-        out.push(split(start, &buf));
+        let last = text.lines().count() as u64;
+        out.push(split(start, last, &buf));
     }
     out
 }
 
-fn split(line: u64, text: &str) -> Instruction {
+fn split(line: u64, end_line: u64, text: &str) -> Instruction {
     if text.starts_with("{{{") {
         return Instruction {
             line,
+            end_line,
             keyword: "{{{".into(),
             args: text.to_string(),
         };
@@ -82,6 +86,7 @@ fn split(line: u64, text: &str) -> Instruction {
     let (kw, args) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     Instruction {
         line,
+        end_line,
         keyword: kw.to_ascii_uppercase(),
         args: args.trim().to_string(),
     }
@@ -89,7 +94,13 @@ fn split(line: u64, text: &str) -> Instruction {
 
 /// Parses a `FROM` instruction's arguments.
 pub fn parse_from(ins: &Instruction) -> Result<FromLine, String> {
-    let mut words = ins.args.split_whitespace().peekable();
+    // `{{{ imagebuilder:parentImage }}}` is one word however it is spaced.
+    let mut args = ins.args.clone();
+    for (_, _, token) in triple_placeholders(&ins.args) {
+        let compact: String = token.chars().filter(|c| !c.is_whitespace()).collect();
+        args = args.replace(&token, &compact);
+    }
+    let mut words = args.split_whitespace().peekable();
     let mut platform = None;
     while let Some(w) = words.peek() {
         if let Some(flag) = w.strip_prefix("--") {
@@ -166,8 +177,8 @@ mod tests {
 
     #[test]
     fn from_flags() {
-        let f = parse_from(&split(1, "FROM --platform=linux/arm64 x:1")).unwrap();
+        let f = parse_from(&split(1, 1, "FROM --platform=linux/arm64 x:1")).unwrap();
         assert_eq!(f.platform.as_deref(), Some("linux/arm64"));
-        assert!(parse_from(&split(1, "FROM x y z")).is_err());
+        assert!(parse_from(&split(1, 1, "FROM x y z")).is_err());
     }
 }

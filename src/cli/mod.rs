@@ -1,0 +1,96 @@
+//! Argument parsing and command dispatch for the `kiln` binary. Each command
+//! lives in its own file and only formats what the library returns.
+
+mod render;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use kiln::project::Project;
+
+/// kiln: container image build pipelines on any Docker host.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+pub struct Cli {
+    /// Project folder holding recipes/, components/, dockerfiles/, config/.
+    #[arg(long, global = true, default_value = ".", env = "KILN_PROJECT")]
+    pub project: PathBuf,
+    /// More log output (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate recipes, the components they use and their templates.
+    Validate(validate::Args),
+    /// Print the final Dockerfile of a recipe (and optionally write its build context).
+    Render(render::Args),
+}
+
+/// What a command ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success: exit 0.
+    Ok,
+    /// The pipeline or validation failed: exit 1.
+    Failed,
+    /// Bad usage: exit 2.
+    Usage,
+}
+
+impl From<Outcome> for std::process::ExitCode {
+    fn from(o: Outcome) -> Self {
+        std::process::ExitCode::from(match o {
+            Outcome::Ok => 0,
+            Outcome::Failed => 1,
+            Outcome::Usage => 2,
+        })
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,kiln=info",
+        1 => "info,kiln=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Opens the project folder or reports why not.
+pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
+    Project::open(path).map_err(|e| {
+        eprintln!(
+            "error: cannot open project folder `{}`: {e}",
+            path.display()
+        );
+        Outcome::Usage
+    })
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Outcome {
+    let project = match open_project(&cli.project) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    match cli.command {
+        Command::Validate(a) => validate::run(&project, a),
+        Command::Render(a) => render::run(&project, a),
+    }
+}
