@@ -29,9 +29,7 @@ pub enum RecordError {
         source: rusqlite::Error,
     },
     /// The database was written by a newer kiln.
-    #[error(
-        "database `{path}` has schema version {found}; this kiln supports up to {supported}"
-    )]
+    #[error("database `{path}` has schema version {found}; this kiln supports up to {supported}")]
     SchemaTooNew {
         /// The database file.
         path: PathBuf,

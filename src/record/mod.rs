@@ -9,11 +9,15 @@
 
 mod chain;
 pub mod error;
+#[cfg(test)]
+mod fixture;
 pub mod model;
 pub mod provenance;
 mod query;
 pub mod schema;
 mod store;
+#[cfg(test)]
+mod tests;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

@@ -241,7 +241,11 @@ pub struct RecordId(pub String);
 impl RecordId {
     /// A fresh random id.
     pub fn random() -> Self {
-        RecordId(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+        RecordId(format!(
+            "{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ))
     }
 }
 
@@ -341,7 +345,14 @@ mod tests {
 
     #[test]
     fn build_id_rejects_malformed_text() {
-        for s in ["web", ":1.0.0-1", "web:1.0.0", "web:1.0-1", "web:1.0.0-0", "web:1.0.0-x"] {
+        for s in [
+            "web",
+            ":1.0.0-1",
+            "web:1.0.0",
+            "web:1.0-1",
+            "web:1.0.0-0",
+            "web:1.0.0-x",
+        ] {
             assert!(s.parse::<BuildId>().is_err(), "{s} parsed");
         }
     }

@@ -210,3 +210,59 @@ pub fn statement(record: &Record) -> Result<Statement, RecordError> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Allocation, BuildId, BuildNumber, RecordId, fixture};
+
+    fn record() -> Record {
+        fixture::passing(&Allocation {
+            id: RecordId("ab".repeat(16)),
+            build: BuildId {
+                pipeline: "web".into(),
+                version: semver::Version::new(1, 0, 0),
+                build: BuildNumber(2),
+            },
+            allocated_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn statement_names_subjects_and_dependencies_by_digest() {
+        let r = record();
+        let s = statement(&r).unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["_type"], STATEMENT_TYPE);
+        assert_eq!(v["predicateType"], PREDICATE_TYPE);
+        assert_eq!(v["subject"][0]["name"], "127.0.0.1:5000/kiln/web");
+        assert_eq!(
+            v["subject"][0]["digest"]["sha256"],
+            r.targets[0].manifest_digest.hex()
+        );
+        let deps = v["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        assert_eq!(deps.len(), 3, "parent, template, component: {deps:?}");
+        assert_eq!(
+            deps[0]["uri"],
+            format!("oci://127.0.0.1:5000/kiln/base@{}", Digest::of(b"parent"))
+        );
+        assert_eq!(
+            deps[0]["annotations"]["indexDigest"],
+            Digest::of(b"index").to_string()
+        );
+        assert_eq!(deps[2]["name"], "component:install-nginx");
+        assert_eq!(
+            v["predicate"]["runDetails"]["metadata"]["invocationId"],
+            "ab".repeat(16)
+        );
+    }
+
+    #[test]
+    fn a_record_without_pushes_has_no_statement() {
+        let mut r = record();
+        r.targets.clear();
+        assert!(matches!(statement(&r), Err(RecordError::NoSubjects { .. })));
+    }
+}

@@ -97,7 +97,8 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, latest());
-        conn.pragma_update(None, "user_version", latest() + 1).unwrap();
+        conn.pragma_update(None, "user_version", latest() + 1)
+            .unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), Migrated::TooNew(latest() + 1));
     }
 }

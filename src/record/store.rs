@@ -212,13 +212,13 @@ impl Store {
             .map_err(&err)?;
         let prev_hash = match &last {
             None => None,
-            Some((seq, text)) => Some(text.parse::<Digest>().map_err(|_| {
-                RecordError::Tampered {
+            Some((seq, text)) => {
+                Some(text.parse::<Digest>().map_err(|_| RecordError::Tampered {
                     seq: *seq,
                     path: self.path.clone(),
                     problem: verify::Problem::MalformedHash(text.escape_debug().to_string()),
-                }
-            })?),
+                })?)
+            }
         };
         let hash = link_hash(prev_hash.as_ref(), &json);
         tx.execute(
@@ -272,9 +272,12 @@ impl Store {
                 params![b.pipeline, b.version.to_string(), b.build.0],
             )?,
         };
-        found.into_iter().next().ok_or_else(|| RecordError::NotFound {
-            selector: selector.to_string(),
-        })
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| RecordError::NotFound {
+                selector: selector.to_string(),
+            })
     }
 
     /// Walks the whole chain from the first record and reports the first one

@@ -51,7 +51,9 @@ impl fmt::Display for Problem {
                 "previous-hash link is {} but the record before it hashes to {} \
                  (that record was rewritten, or records between them were removed)",
                 found.as_deref().unwrap_or("empty"),
-                expected.as_deref().unwrap_or("nothing (this is the first record)")
+                expected
+                    .as_deref()
+                    .unwrap_or("nothing (this is the first record)")
             ),
             Problem::MalformedHash(h) => write!(f, "hash column holds `{h}`, not a digest"),
             Problem::Undecodable(e) => write!(f, "record JSON does not decode: {e}"),
