@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod digest;
 pub mod load;
 pub mod project;
+pub mod record;
 pub mod reference;
 pub mod render;
 pub mod schedule;

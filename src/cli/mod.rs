@@ -1,6 +1,8 @@
 //! Argument parsing and command dispatch for the `kiln` binary. Each command
 //! lives in its own file and only formats what the library returns.
 
+mod approved;
+mod records;
 mod render;
 mod validate;
 
@@ -32,6 +34,10 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the final Dockerfile of a recipe (and optionally write its build context).
     Render(render::Args),
+    /// List build records, verify their hash chain, or export provenance.
+    Records(records::Args),
+    /// Print the approved image references of a pipeline, by digest.
+    Approved(approved::Args),
 }
 
 /// What a command ended with.
@@ -92,5 +98,7 @@ pub async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
         Command::Render(a) => render::run(&project, a),
+        Command::Records(a) => records::run(&project, a),
+        Command::Approved(a) => approved::run(&project, a),
     }
 }

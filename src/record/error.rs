@@ -1,0 +1,87 @@
+//! Errors of the record store, with the database path or record they concern.
+
+use std::path::PathBuf;
+
+use super::model::RecordId;
+
+/// Why a record-store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The state folder could not be created.
+    #[error("error creating state folder `{path}`")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A database call failed.
+    #[error("error {operation} in `{path}`")]
+    Database {
+        /// What kiln was doing, e.g. "appending a record".
+        operation: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer kiln.
+    #[error("database `{path}` has schema version {found}; this kiln supports up to {supported}")]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// `PRAGMA user_version` found.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+    /// The record could not be turned into JSON.
+    #[error("error encoding record `{id}` as JSON")]
+    Encode {
+        /// The record.
+        id: RecordId,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored row fails its own integrity check when read.
+    #[error("stored record #{seq} in `{path}` was altered: {problem}; run `kiln records --verify`")]
+    Tampered {
+        /// Chain position.
+        seq: i64,
+        /// The database file.
+        path: PathBuf,
+        /// What does not match.
+        problem: super::verify::Problem,
+    },
+    /// A record for this build already exists.
+    #[error("build `{build}` is already recorded")]
+    AlreadyRecorded {
+        /// `pipeline:version-build`.
+        build: String,
+    },
+    /// The record's id and build number were not handed out by
+    /// [`super::Store::allocate`].
+    #[error("build `{build}` (id `{id}`) was not allocated by this store")]
+    NotAllocated {
+        /// `pipeline:version-build`.
+        build: String,
+        /// The record id.
+        id: RecordId,
+    },
+    /// No record matches what was asked for.
+    #[error("no record `{selector}`")]
+    NotFound {
+        /// The id or `pipeline:version-build` asked for.
+        selector: String,
+    },
+    /// Provenance needs at least one pushed image.
+    #[error("record `{build}` pushed no images, so it has no provenance subject")]
+    NoSubjects {
+        /// `pipeline:version-build`.
+        build: String,
+    },
+}

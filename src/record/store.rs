@@ -1,0 +1,324 @@
+//! The SQLite record store: build-number allocation, appending records to the
+//! hash chain, and reading them back (each row re-checked on read).
+//!
+//! The API is synchronous (rusqlite is). Async callers run it inside
+//! `tokio::task::spawn_blocking`, opening one [`Store`] per task: a store owns
+//! one connection, and SQLite (WAL mode, busy timeout) arbitrates between
+//! connections and processes.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::chain::{canonical_json, link_hash};
+use super::error::RecordError;
+use super::model::{BuildId, BuildNumber, ChainedRecord, Record, RecordId};
+use super::schema::{self, Migrated};
+use super::verify::{self, Columns, Row, VerifyReport};
+use crate::digest::Digest;
+
+/// How long a call waits for another writer before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An open record database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A build number handed out by [`Store::allocate`], with the run's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The run id; the record must carry it.
+    pub id: RecordId,
+    /// `pipeline:version-build`.
+    pub build: BuildId,
+    /// When the number was handed out.
+    pub allocated_at: DateTime<Utc>,
+}
+
+/// Which record to fetch: an id, or `pipeline:version-build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// A record id.
+    Id(RecordId),
+    /// A build.
+    Build(BuildId),
+}
+
+impl FromStr for Selector {
+    type Err = super::model::BuildIdParseError;
+
+    /// Text with a `:` is a build (`web:1.0.0-3`); anything else is an id.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains(':') {
+            s.parse().map(Selector::Build)
+        } else {
+            Ok(Selector::Id(RecordId(s.to_string())))
+        }
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Id(id) => id.fmt(f),
+            Selector::Build(b) => b.fmt(f),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating file, parent folders and schema as needed) the database
+    /// at `path`, in WAL mode, migrated to the current schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, RecordError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| RecordError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let err = |operation| {
+            let path = path.clone();
+            move |source| RecordError::Database {
+                operation,
+                path,
+                source,
+            }
+        };
+        let mut conn = Connection::open(&path).map_err(err("opening the database"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(err("setting the busy timeout"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(err("switching to WAL mode"))?;
+        tracing::debug!(path = %path.display(), %mode, "opened record database");
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err("setting synchronous mode"))?;
+        match schema::migrate(&mut conn).map_err(err("migrating the schema"))? {
+            Migrated::Current => Ok(Store { conn, path }),
+            Migrated::TooNew(found) => Err(RecordError::SchemaTooNew {
+                path,
+                found,
+                supported: schema::latest(),
+            }),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Wraps a rusqlite error with what kiln was doing and the file.
+    pub(super) fn db_error(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(rusqlite::Error) -> RecordError + use<> {
+        let path = self.path.clone();
+        move |source| RecordError::Database {
+            operation,
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// Hands out the next build number for (pipeline, version) and a fresh run
+    /// id. The read and the insert happen in one immediate (write-locked)
+    /// transaction, so concurrent runs — threads or processes — never get the
+    /// same number, and a number is never handed out twice.
+    pub fn allocate(
+        &mut self,
+        pipeline: &str,
+        version: &semver::Version,
+    ) -> Result<Allocation, RecordError> {
+        let err = self.db_error("allocating a build number");
+        let version_text = version.to_string();
+        let id = RecordId::random();
+        let now = Utc::now();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let next: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(build), 0) + 1 FROM builds WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version_text],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO builds (pipeline, version, build, id, allocated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pipeline, version_text, next, id.0, now.to_rfc3339_opts(SecondsFormat::AutoSi, true)],
+            )?;
+            tx.commit()?;
+            Ok(next)
+        })();
+        let next = result.map_err(err)?;
+        Ok(Allocation {
+            id,
+            build: BuildId {
+                pipeline: pipeline.to_string(),
+                version: version.clone(),
+                build: BuildNumber(u32::try_from(next).unwrap_or(u32::MAX)),
+            },
+            allocated_at: now,
+        })
+    }
+
+    /// Appends a finished record to the chain and returns it with its hashes.
+    /// The record's id and build must come from [`Store::allocate`]; each
+    /// build is recorded once.
+    pub fn append(&mut self, record: &Record) -> Result<ChainedRecord, RecordError> {
+        let json = canonical_json(record).map_err(|source| RecordError::Encode {
+            id: record.id.clone(),
+            source,
+        })?;
+        let cols = Columns::of(record);
+        let build = record.build_id().to_string();
+        let err = self.db_error("appending a record");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let key = params![cols.id, cols.pipeline, cols.version, cols.build];
+        let exists = |sql: &str| {
+            tx.query_row(sql, key, |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+                .map_err(&err)
+        };
+        if exists(
+            "SELECT 1 FROM records WHERE id = ?1 OR (pipeline = ?2 AND version = ?3 AND build = ?4)",
+        )? {
+            return Err(RecordError::AlreadyRecorded { build });
+        }
+        if !exists(
+            "SELECT 1 FROM builds WHERE id = ?1 AND pipeline = ?2 AND version = ?3 AND build = ?4",
+        )? {
+            let id = record.id.clone();
+            return Err(RecordError::NotAllocated { build, id });
+        }
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&err)?;
+        let prev_hash = match &last {
+            None => None,
+            Some((seq, text)) => {
+                Some(text.parse::<Digest>().map_err(|_| RecordError::Tampered {
+                    seq: *seq,
+                    path: self.path.clone(),
+                    problem: verify::Problem::MalformedHash(text.escape_debug().to_string()),
+                })?)
+            }
+        };
+        let hash = link_hash(prev_hash.as_ref(), &json);
+        tx.execute(
+            "INSERT INTO records (id, pipeline, version, build, status, build_key, finished_at, \
+             json, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                cols.id,
+                cols.pipeline,
+                cols.version,
+                cols.build,
+                cols.status,
+                cols.build_key,
+                cols.finished_at,
+                json,
+                last.map(|(_, h)| h),
+                hash.to_string()
+            ],
+        )
+        .map_err(&err)?;
+        let seq = tx.last_insert_rowid();
+        tx.commit().map_err(&err)?;
+        Ok(ChainedRecord {
+            seq,
+            prev_hash,
+            hash,
+            record: record.clone(),
+        })
+    }
+
+    /// Records newest first, optionally of one pipeline, at most `limit`.
+    pub fn list(
+        &self,
+        pipeline: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<ChainedRecord>, RecordError> {
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.select(
+            "listing records",
+            "WHERE (?1 IS NULL OR pipeline = ?1) ORDER BY seq DESC LIMIT ?2",
+            params![pipeline, limit],
+        )
+    }
+
+    /// One record by id or build.
+    pub fn get(&self, selector: &Selector) -> Result<ChainedRecord, RecordError> {
+        let found = match selector {
+            Selector::Id(id) => self.select("reading a record", "WHERE id = ?1", params![id.0])?,
+            Selector::Build(b) => self.select(
+                "reading a record",
+                "WHERE pipeline = ?1 AND version = ?2 AND build = ?3",
+                params![b.pipeline, b.version.to_string(), b.build.0],
+            )?,
+        };
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| RecordError::NotFound {
+                selector: selector.to_string(),
+            })
+    }
+
+    /// Walks the whole chain from the first record and reports the first one
+    /// whose hash, link or columns do not match.
+    pub fn verify(&self) -> Result<VerifyReport, RecordError> {
+        let err = self.db_error("verifying the record chain");
+        let sql = format!("SELECT {} FROM records ORDER BY seq", Row::COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(&err)?;
+        let rows = stmt
+            .query_map([], Row::from_sql)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
+            .map_err(&err)?;
+        Ok(verify::walk(rows))
+    }
+
+    /// Rows matching `filter` (SQL after `FROM records`), each checked
+    /// against its own hash on the way out.
+    pub(super) fn select(
+        &self,
+        operation: &'static str,
+        filter: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<ChainedRecord>, RecordError> {
+        let sql = format!("SELECT {} FROM records {filter}", Row::COLUMNS);
+        let rows = self
+            .conn
+            .prepare(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map(params, Row::from_sql)?
+                    .collect::<rusqlite::Result<Vec<Row>>>()
+            })
+            .map_err(self.db_error(operation))?;
+        rows.into_iter()
+            .map(|row| {
+                let seq = row.seq;
+                row.check().map_err(|problem| RecordError::Tampered {
+                    seq,
+                    path: self.path.clone(),
+                    problem,
+                })
+            })
+            .collect()
+    }
+}
