@@ -1,6 +1,7 @@
 //! Argument parsing and command dispatch for the `kiln` binary. Each command
 //! lives in its own file and only formats what the library returns.
 
+mod build;
 mod render;
 mod validate;
 
@@ -30,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate recipes, the components they use and their templates.
     Validate(validate::Args),
+    /// Build a recipe's image on the Docker engine (skipped when its inputs are unchanged).
+    Build(build::Args),
     /// Print the final Dockerfile of a recipe (and optionally write its build context).
     Render(render::Args),
 }
@@ -83,6 +86,17 @@ pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
     })
 }
 
+/// Prints an error with its chain of causes.
+pub fn report(e: &dyn std::error::Error) {
+    eprint!("error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        eprint!(": {c}");
+        cause = c.source();
+    }
+    eprintln!();
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Outcome {
     let project = match open_project(&cli.project) {
@@ -92,5 +106,6 @@ pub async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
         Command::Render(a) => render::run(&project, a),
+        Command::Build(a) => build::run(&project, a).await,
     }
 }
