@@ -249,16 +249,17 @@ async fn a_failing_run_reports_the_step_and_leaves_nothing_behind() {
     let err = out.result.expect_err("the build fails");
     let msg = err.to_string();
     match &err {
-        BuildError::StepFailed {
-            recipe,
-            stage,
-            step,
-            total,
-            instruction,
-            exit_code,
-            last_lines,
-            ..
-        } => {
+        BuildError::StepFailed(f) => {
+            let kiln::build::StepFailure {
+                recipe,
+                stage,
+                step,
+                total,
+                instruction,
+                exit_code,
+                last_lines,
+                ..
+            } = &**f;
             assert_eq!(recipe, "t");
             assert_eq!(*stage, 2);
             // 6 Dockerfile steps, kiln's LABEL, the daemon's `created` label.

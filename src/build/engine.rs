@@ -15,11 +15,11 @@ use futures_util::StreamExt;
 
 use super::labels::BUILD_KEY;
 
-/// The newest local image labelled with `build_key`, if any.
+/// The newest local image labelled with `build_key`, if any: its id and tags.
 pub async fn find_by_key(
     docker: &Docker,
     build_key: &str,
-) -> Result<Option<String>, bollard::errors::Error> {
+) -> Result<Option<(String, Vec<String>)>, bollard::errors::Error> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![format!("{BUILD_KEY}={build_key}")],
@@ -31,7 +31,7 @@ pub async fn find_by_key(
         }))
         .await?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
-    Ok(images.into_iter().next().map(|i| i.id))
+    Ok(images.into_iter().next().map(|i| (i.id, i.repo_tags)))
 }
 
 /// Whether `reference` is present locally.
@@ -91,39 +91,45 @@ pub async fn container_ids(docker: &Docker) -> Result<BTreeSet<String>, bollard:
 
 /// Removes what a failed or cancelled build left: the containers it reported
 /// (`Running in …`) and containers created since `before` from one of the
-/// build's own intermediate images. Waits briefly for the daemon's own
-/// clean-up first. Returns the ids it removed.
+/// build's own intermediate images. Gives the daemon one second to clean up
+/// by itself, then force-removes, and waits (up to ten seconds) until the
+/// containers are gone. Returns the ids kiln removed.
 pub async fn remove_leftovers(
     docker: &Docker,
     before: &BTreeSet<String>,
     reported: &[String],
     layers: &[String],
 ) -> Vec<String> {
-    let mut leftovers = Vec::new();
-    for attempt in 0..20 {
-        leftovers = find_leftovers(docker, before, reported, layers).await;
-        if leftovers.is_empty() || attempt == 19 {
+    const TICK: Duration = Duration::from_millis(100);
+    const GRACE_TICKS: u32 = 10;
+    const MAX_TICKS: u32 = 100;
+    let mut removed = Vec::new();
+    for tick in 0..MAX_TICKS {
+        let leftovers = find_leftovers(docker, before, reported, layers).await;
+        if leftovers.is_empty() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut removed = Vec::new();
-    for id in leftovers {
-        let opts = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        match docker.remove_container(&id, Some(opts)).await {
-            Ok(()) => {
-                tracing::info!(
-                    "removed leftover build container {}",
-                    &id[..12.min(id.len())]
-                );
-                removed.push(id);
+        if tick >= GRACE_TICKS {
+            for id in leftovers {
+                let opts = RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                };
+                match docker.remove_container(&id, Some(opts)).await {
+                    Ok(()) => {
+                        tracing::info!("removed leftover build container {id}");
+                        removed.push(id);
+                    }
+                    // Already being removed, or gone: look again next tick.
+                    Err(e) => tracing::debug!("removing build container {id}: {e}"),
+                }
             }
-            Err(e) => tracing::warn!("cannot remove leftover build container {id}: {e}"),
         }
+        if tick + 1 == MAX_TICKS {
+            tracing::warn!("build containers are still present after 10 s");
+        }
+        tokio::time::sleep(TICK).await;
     }
     removed
 }

@@ -13,7 +13,7 @@ pub enum BuildError {
         recipe: String,
         /// Cause.
         #[source]
-        source: ContextError,
+        source: Box<ContextError>,
     },
     /// A parent image could not be pulled.
     #[error("cannot pull parent image `{image}` of recipe `{recipe}`")]
@@ -38,31 +38,8 @@ pub enum BuildError {
         source: bollard::errors::Error,
     },
     /// A Dockerfile step failed (typically a `RUN` exiting non-zero).
-    #[error(
-        "step {step}/{total} `{instruction}` in stage {} of recipe `{recipe}` failed{}: {message}",
-        stage_label(*stage, stage_name.as_deref()),
-        exit_code.map(|c| format!(" with exit code {c}")).unwrap_or_default()
-    )]
-    StepFailed {
-        /// Recipe.
-        recipe: String,
-        /// 1-based stage index.
-        stage: usize,
-        /// Stage name (`AS …`).
-        stage_name: Option<String>,
-        /// Step number.
-        step: u32,
-        /// Steps in total.
-        total: u32,
-        /// The instruction.
-        instruction: String,
-        /// Exit code of the command, when the daemon reports one.
-        exit_code: Option<i32>,
-        /// The daemon's message.
-        message: String,
-        /// The step's last output lines.
-        last_lines: Vec<String>,
-    },
+    #[error("{0}")]
+    StepFailed(Box<StepFailure>),
     /// The daemon refused the build before any step ran (bad Dockerfile, …).
     #[error("the docker engine refused to build recipe `{recipe}`: {message}")]
     Refused {
@@ -85,6 +62,47 @@ pub enum BuildError {
     },
 }
 
+/// Where and how a Dockerfile step failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// Recipe.
+    pub recipe: String,
+    /// 1-based stage index.
+    pub stage: usize,
+    /// Stage name (`AS …`).
+    pub stage_name: Option<String>,
+    /// Step number.
+    pub step: u32,
+    /// Steps in total.
+    pub total: u32,
+    /// The instruction.
+    pub instruction: String,
+    /// Exit code of the command, when the daemon reports one.
+    pub exit_code: Option<i32>,
+    /// The daemon's message.
+    pub message: String,
+    /// The step's last output lines.
+    pub last_lines: Vec<String>,
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step {}/{} `{}` in stage {} of recipe `{}` failed",
+            self.step,
+            self.total,
+            self.instruction,
+            stage_label(self.stage, self.stage_name.as_deref()),
+            self.recipe
+        )?;
+        if let Some(c) = self.exit_code {
+            write!(f, " with exit code {c}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
 fn stage_label(stage: usize, name: Option<&str>) -> String {
     match name {
         Some(n) => format!("{stage} (`{n}`)"),
@@ -96,7 +114,7 @@ impl BuildError {
     /// The last output lines of the failed step, if a step failed.
     pub fn last_lines(&self) -> &[String] {
         match self {
-            BuildError::StepFailed { last_lines, .. } => last_lines,
+            BuildError::StepFailed(f) => &f.last_lines,
             _ => &[],
         }
     }

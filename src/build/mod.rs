@@ -27,7 +27,7 @@ use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-pub use error::BuildError;
+pub use error::{BuildError, StepFailure};
 pub use key::{BuildKey, ComponentInput, InputChange};
 pub use progress::{BuildEvent, KilnStep};
 
@@ -157,6 +157,64 @@ impl Drop for LeftoverGuard {
     }
 }
 
+/// What [`prepare`] works out before anything is sent to the daemon.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The key and its named inputs.
+    pub build_key: BuildKey,
+    /// Every label the image gets, `created` included.
+    pub labels: BTreeMap<String, String>,
+    /// The Dockerfile as sent: rendered, plus one `LABEL` instruction with
+    /// every label but `created` (that one varies per build, so it goes
+    /// through the API and the context stays reproducible).
+    pub dockerfile: String,
+    /// The context as sent, Dockerfile included.
+    pub manifest: context::ContextManifest,
+}
+
+/// Scans the context and computes the build key and labels (blocking IO:
+/// reads every context file once).
+pub fn prepare(rendered: &RenderedBuild, request: &BuildRequest) -> Result<Prepared, BuildError> {
+    let manifest = context::scan(rendered).map_err(|source| BuildError::Context {
+        recipe: request.recipe.clone(),
+        source: Box::new(source),
+    })?;
+    let inputs = labels::input_labels(
+        &request.recipe,
+        &request.version,
+        rendered.base_images.first(),
+        &request.labels,
+    );
+    let build_key = key::build_key(&key::KeyInputs {
+        dockerfile: &rendered.dockerfile,
+        base_images: &rendered.base_images,
+        context: &manifest,
+        components: &request.components,
+        build_args: &rendered.build_args,
+        target: rendered.target.as_deref(),
+        platform: request.platform.as_deref(),
+        labels: &inputs,
+    });
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let all = labels::all_labels(
+        &inputs,
+        &build_key.digest.to_string(),
+        &created,
+        request.revision.as_deref(),
+        request.source.as_deref(),
+    );
+    let mut stable = all.clone();
+    stable.remove(labels::CREATED);
+    let dockerfile =
+        labels::with_label_instruction(&rendered.dockerfile, rendered.target.as_deref(), &stable);
+    Ok(Prepared {
+        build_key,
+        labels: all,
+        manifest: manifest.with_dockerfile(&dockerfile),
+        dockerfile,
+    })
+}
+
 /// Builds `rendered` on `docker`, or skips the build when an image with the
 /// same key exists. `events` receives progress as it happens.
 pub async fn build(
@@ -175,45 +233,24 @@ pub async fn build(
             source,
         }
     };
-    let scanned = {
-        let r = rendered.clone();
-        tokio::task::spawn_blocking(move || context::scan(&r))
+    let prepared = {
+        let (r, q) = (rendered.clone(), request.clone());
+        tokio::task::spawn_blocking(move || prepare(&r, &q))
             .await
-            .expect("context scan does not panic")
+            .expect("context scan does not panic")?
     };
-    let manifest = scanned.map_err(|source| BuildError::Context {
-        recipe: recipe.clone(),
-        source,
-    })?;
-    let inputs = labels::input_labels(
-        &request.recipe,
-        &request.version,
-        rendered.base_images.first(),
-        &request.labels,
-    );
-    let build_key = key::build_key(&key::KeyInputs {
-        dockerfile: &rendered.dockerfile,
-        base_images: &rendered.base_images,
-        context: &manifest,
-        components: &request.components,
-        build_args: &rendered.build_args,
-        target: rendered.target.as_deref(),
-        platform: request.platform.as_deref(),
-        labels: &inputs,
-    });
+    let Prepared {
+        build_key,
+        labels: all_labels,
+        dockerfile: _,
+        manifest,
+    } = prepared;
     let key_text = build_key.digest.to_string();
-    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let all_labels = labels::all_labels(
-        &inputs,
-        &key_text,
-        &created,
-        request.revision.as_deref(),
-        request.source.as_deref(),
-    );
     let last = request
         .state_dir
         .as_deref()
         .and_then(|d| state::read(d, &request.recipe));
+    let last_key = last.as_ref().map(|l| l.build_key.clone());
     let changed_inputs = last.map(|l| build_key.changes_since(&l.inputs));
     let mut out = BuiltImage {
         recipe: recipe.clone(),
@@ -230,7 +267,7 @@ pub async fn build(
         elapsed: Duration::ZERO,
     };
 
-    if let Some(id) = engine::find_by_key(docker, &key_text)
+    if let Some((id, tags)) = engine::find_by_key(docker, &key_text)
         .await
         .map_err(docker_err("list images"))?
     {
@@ -238,7 +275,7 @@ pub async fn build(
             image_id: id.clone(),
             build_key: key_text.clone(),
         });
-        if let Some(t) = &request.tag {
+        if let Some(t) = request.tag.as_ref().filter(|t| !tags.contains(t)) {
             engine::tag(docker, &id, t)
                 .await
                 .map_err(docker_err("tag"))?;
@@ -246,7 +283,9 @@ pub async fn build(
         out.image_id = id;
         out.skipped = true;
         out.changed_inputs = Some(Vec::new());
-        record(request, &out);
+        if last_key.as_ref() != Some(&out.build_key.digest) {
+            record(request, &out);
+        }
         out.elapsed = started.elapsed();
         return Ok(out);
     }
@@ -284,13 +323,9 @@ pub async fn build(
         seen: seen.clone(),
         armed: true,
     };
-    // One LABEL instruction for the stable labels; `created` (different on
-    // every build) goes through the API so the context stays reproducible.
-    let mut stable = out.labels.clone();
-    let created_label = stable.remove_entry(labels::CREATED);
-    let dockerfile =
-        labels::with_label_instruction(&rendered.dockerfile, rendered.target.as_deref(), &stable);
-    let (body, tar_task) = context::stream(manifest.with_dockerfile(&dockerfile));
+    let created_label = out.labels.get_key_value(labels::CREATED);
+    let created_label = created_label.map(|(k, v)| (k.clone(), v.clone()));
+    let (body, tar_task) = context::stream(manifest);
     let options = BuildImageOptions {
         dockerfile: context::DOCKERFILE_PATH.to_string(),
         t: request.tag.clone(),
@@ -357,7 +392,7 @@ pub async fn build(
         .expect("tar writer does not panic")
         .map_err(|source| BuildError::Context {
             recipe: recipe.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let short = aux_id
         .or_else(|| parser.image_id.clone())
@@ -385,7 +420,7 @@ fn step_failure(recipe: &str, parser: &progress::ProgressParser, message: String
             message,
         };
     }
-    BuildError::StepFailed {
+    BuildError::StepFailed(Box::new(error::StepFailure {
         recipe: recipe.to_string(),
         stage: cur.stage,
         stage_name: cur.stage_name.clone(),
@@ -395,7 +430,7 @@ fn step_failure(recipe: &str, parser: &progress::ProgressParser, message: String
         exit_code: progress::exit_code(&message),
         message,
         last_lines: cur.tail.iter().cloned().collect(),
-    }
+    }))
 }
 
 fn record(request: &BuildRequest, out: &BuiltImage) {

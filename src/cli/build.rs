@@ -23,6 +23,13 @@ pub struct Args {
     /// Source location for the `org.opencontainers.image.source` label.
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
+    /// Extra image label `KEY=VALUE` (repeatable; part of the build key).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Write the exact context tar kiln would send (Dockerfile at
+    /// `.kiln/Dockerfile`) to FILE and stop without building.
+    #[arg(long, value_name = "FILE")]
+    pub save_context: Option<std::path::PathBuf>,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -42,13 +49,6 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     // Pins come from the lock file once the resolve stage is merged.
     let rendered = render::render(&recipe, &render::Pins::default());
-    let docker = match kiln::docker::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            super::report(&e);
-            return Outcome::Failed;
-        }
-    };
     let mut request = BuildRequest::for_recipe(&recipe);
     request.tag = Some(
         args.tag
@@ -56,9 +56,20 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             .unwrap_or_else(|| format!("kiln/{}:{}", recipe.name, recipe.version)),
     );
     request.no_cache = args.no_cache;
+    request.labels.extend(args.labels.iter().cloned());
     request.source = args.source.clone();
     request.revision = git_revision(project.root());
     request.state_dir = Some(project.root().join(".kiln/state"));
+    if let Some(file) = &args.save_context {
+        return save_context(&rendered, &request, file);
+    }
+    let docker = match kiln::docker::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            super::report(&e);
+            return Outcome::Failed;
+        }
+    };
     let cancel = request.cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -89,6 +100,37 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
                     eprintln!("  | {l}");
                 }
             }
+            Outcome::Failed
+        }
+    }
+}
+
+fn save_context(rendered: &render::RenderedBuild, request: &BuildRequest, file: &Path) -> Outcome {
+    let result = build::prepare(rendered, request).and_then(|p| {
+        let out = std::fs::File::create(file).map_err(|source| build::BuildError::Context {
+            recipe: request.recipe.clone(),
+            source: Box::new(build::context::ContextError::Io {
+                path: file.to_path_buf(),
+                source,
+            }),
+        })?;
+        let w = std::io::BufWriter::new(out);
+        build::context::write_tar(&p.manifest, w)
+            .map(|d| (p, d))
+            .map_err(|source| build::BuildError::Context {
+                recipe: request.recipe.clone(),
+                source: Box::new(source),
+            })
+    });
+    match result {
+        Ok((p, (digest, bytes))) => {
+            println!("context {digest} ({bytes} bytes) -> {}", file.display());
+            println!("dockerfile {}", build::context::DOCKERFILE_PATH);
+            println!("build key {}", p.build_key.digest);
+            Outcome::Ok
+        }
+        Err(e) => {
+            super::report(&e);
             Outcome::Failed
         }
     }
@@ -207,4 +249,14 @@ fn git_revision(root: &Path) -> Option<String> {
     packed
         .lines()
         .find_map(|l| l.strip_suffix(r).map(|id| id.trim().to_string()))
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+    if k.is_empty() {
+        return Err("empty label key".into());
+    }
+    Ok((k.to_string(), v.to_string()))
 }
