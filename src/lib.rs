@@ -5,8 +5,10 @@
 //! only the pipeline module chains them. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod diagnostic;
 pub mod digest;
+pub mod docker;
 pub mod load;
 pub mod project;
 pub mod record;

@@ -2,6 +2,7 @@
 //! lives in its own file and only formats what the library returns.
 
 mod approved;
+mod build;
 mod records;
 mod render;
 mod validate;
@@ -32,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate recipes, the components they use and their templates.
     Validate(validate::Args),
+    /// Build a recipe's image on the Docker engine (skipped when its inputs are unchanged).
+    Build(build::Args),
     /// Print the final Dockerfile of a recipe (and optionally write its build context).
     Render(render::Args),
     /// List build records, verify their hash chain, or export provenance.
@@ -89,6 +92,17 @@ pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
     })
 }
 
+/// Prints an error with its chain of causes.
+pub fn report(e: &dyn std::error::Error) {
+    eprint!("error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        eprint!(": {c}");
+        cause = c.source();
+    }
+    eprintln!();
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Outcome {
     let project = match open_project(&cli.project) {
@@ -100,5 +114,6 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Render(a) => render::run(&project, a),
         Command::Records(a) => records::run(&project, a),
         Command::Approved(a) => approved::run(&project, a),
+        Command::Build(a) => build::run(&project, a).await,
     }
 }

@@ -1,0 +1,262 @@
+//! `kiln build RECIPE [--tag T] [--no-cache] [--json] [--quiet]`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use kiln::build::{self, BuildEvent, BuildRequest, BuiltImage};
+use kiln::project::Project;
+use kiln::{load, render};
+
+use super::Outcome;
+
+/// Arguments of `kiln build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Recipe name or path.
+    pub recipe: String,
+    /// Tag for the image (default `kiln/<recipe>:<version>`).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Build without the daemon's layer cache (the build key still applies).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Source location for the `org.opencontainers.image.source` label.
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// Extra image label `KEY=VALUE` (repeatable; part of the build key).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Write the exact context tar kiln would send (Dockerfile at
+    /// `.kiln/Dockerfile`) to FILE and stop without building.
+    #[arg(long, value_name = "FILE")]
+    pub save_context: Option<std::path::PathBuf>,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only the result.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Renders and builds one recipe.
+pub async fn run(project: &Project, args: Args) -> Outcome {
+    let recipe = match load::load_recipe(project, &args.recipe) {
+        Ok(r) => r,
+        Err(d) => {
+            eprintln!("{d}");
+            return Outcome::Failed;
+        }
+    };
+    // Pins come from the lock file once the resolve stage is merged.
+    let rendered = render::render(&recipe, &render::Pins::default());
+    let mut request = BuildRequest::for_recipe(&recipe);
+    request.tag = Some(
+        args.tag
+            .clone()
+            .unwrap_or_else(|| format!("kiln/{}:{}", recipe.name, recipe.version)),
+    );
+    request.no_cache = args.no_cache;
+    request.labels.extend(args.labels.iter().cloned());
+    request.source = args.source.clone();
+    request.revision = git_revision(project.root());
+    request.state_dir = Some(project.root().join(".kiln/state"));
+    if let Some(file) = &args.save_context {
+        return save_context(&rendered, &request, file);
+    }
+    let docker = match kiln::docker::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            super::report(&e);
+            return Outcome::Failed;
+        }
+    };
+    let cancel = request.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("cancelling the build…");
+            cancel.cancel();
+        }
+    });
+    let mut printer = Printer {
+        tty: std::io::stderr().is_terminal() && !args.json,
+        quiet: args.quiet,
+    };
+    let mut on_event = |e: BuildEvent| printer.event(e);
+    match build::build(&docker, &rendered, &request, &mut on_event).await {
+        Ok(built) => {
+            if args.json {
+                println!("{}", summary(&built));
+            } else {
+                print_result(&built);
+            }
+            Outcome::Ok
+        }
+        Err(e) => {
+            super::report(&e);
+            let lines = e.last_lines();
+            if !lines.is_empty() {
+                eprintln!("last output lines:");
+                for l in lines {
+                    eprintln!("  | {l}");
+                }
+            }
+            Outcome::Failed
+        }
+    }
+}
+
+fn save_context(rendered: &render::RenderedBuild, request: &BuildRequest, file: &Path) -> Outcome {
+    let result = build::prepare(rendered, request).and_then(|p| {
+        let out = std::fs::File::create(file).map_err(|source| build::BuildError::Context {
+            recipe: request.recipe.clone(),
+            source: Box::new(build::context::ContextError::Io {
+                path: file.to_path_buf(),
+                source,
+            }),
+        })?;
+        let w = std::io::BufWriter::new(out);
+        build::context::write_tar(&p.manifest, w)
+            .map(|d| (p, d))
+            .map_err(|source| build::BuildError::Context {
+                recipe: request.recipe.clone(),
+                source: Box::new(source),
+            })
+    });
+    match result {
+        Ok((p, (digest, bytes))) => {
+            println!("context {digest} ({bytes} bytes) -> {}", file.display());
+            println!("dockerfile {}", build::context::DOCKERFILE_PATH);
+            println!("build key {}", p.build_key.digest);
+            Outcome::Ok
+        }
+        Err(e) => {
+            super::report(&e);
+            Outcome::Failed
+        }
+    }
+}
+
+struct Printer {
+    tty: bool,
+    quiet: bool,
+}
+
+impl Printer {
+    fn event(&mut self, e: BuildEvent) {
+        if self.quiet {
+            return;
+        }
+        let (bold, dim, reset) = if self.tty {
+            ("\x1b[1m", "\x1b[2m", "\x1b[0m")
+        } else {
+            ("", "", "")
+        };
+        match e {
+            BuildEvent::Skipped { build_key, .. } => {
+                eprintln!("inputs unchanged (build key {build_key}); skipping the build")
+            }
+            BuildEvent::InputsChanged { changes } if changes.is_empty() => {
+                eprintln!("no input changed since the last build; image not found, rebuilding")
+            }
+            BuildEvent::InputsChanged { changes } => {
+                eprintln!("changed since the last build: {}", changes.join(", "))
+            }
+            BuildEvent::Pulling { image } => eprintln!("pulling {image}"),
+            BuildEvent::Step {
+                stage,
+                stage_name,
+                number,
+                total,
+                instruction,
+            } => {
+                let stage = stage_name.unwrap_or_else(|| stage.to_string());
+                eprintln!("{bold}[{number}/{total}] stage {stage}: {instruction}{reset}");
+            }
+            BuildEvent::StepDone {
+                elapsed, cached, ..
+            } => {
+                let c = if cached { ", cached" } else { "" };
+                eprintln!("{dim}  done in {:.1}s{c}{reset}", elapsed.as_secs_f64());
+            }
+            BuildEvent::Output { line } => eprintln!("{dim}  | {reset}{line}"),
+            BuildEvent::KilnStep(s) => eprintln!(
+                "  {} {}/{}: {} (exit {}, {} attempt{}, {} ms)",
+                if s.status == "passed" { "ok" } else { "--" },
+                s.phase,
+                s.step,
+                s.status,
+                s.exit,
+                s.attempts,
+                if s.attempts == 1 { "" } else { "s" },
+                s.ms
+            ),
+            BuildEvent::Error { message } => eprintln!("  error: {message}"),
+            _ => {}
+        }
+    }
+}
+
+fn print_result(b: &BuiltImage) {
+    let verb = if b.skipped { "up to date" } else { "built" };
+    println!("{verb} {}", b.image_id);
+    println!("build key {}", b.build_key.digest);
+    if let Some(t) = &b.tag {
+        println!("tagged {t}");
+    }
+}
+
+fn summary(b: &BuiltImage) -> serde_json::Value {
+    serde_json::json!({
+        "recipe": b.recipe,
+        "imageId": b.image_id,
+        "buildKey": b.build_key.digest,
+        "skipped": b.skipped,
+        "tag": b.tag,
+        "baseImages": b.base_images.iter().map(|(w, u)| serde_json::json!({
+            "asWritten": w.to_string(), "used": u.to_string()
+        })).collect::<Vec<_>>(),
+        "labels": b.labels,
+        "changedInputs": b.changed_inputs,
+        "context": b.context.as_ref().map(|c| serde_json::json!({
+            "digest": c.digest, "bytes": c.bytes
+        })),
+        "componentSteps": b.kiln_steps,
+        "elapsedMs": b.elapsed.as_millis() as u64,
+    })
+}
+
+/// The commit the project folder is at, read from `.git` without running git.
+fn git_revision(root: &Path) -> Option<String> {
+    let dot_git = root.join(".git");
+    let git_dir = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        root.join(text.trim().strip_prefix("gitdir:")?.trim())
+    } else {
+        dot_git
+    };
+    let common = std::fs::read_to_string(git_dir.join("commondir"))
+        .map(|c| git_dir.join(c.trim()))
+        .unwrap_or_else(|_| git_dir.clone());
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let Some(r) = head.trim().strip_prefix("ref:") else {
+        return Some(head.trim().to_string());
+    };
+    let r = r.trim();
+    if let Ok(id) = std::fs::read_to_string(common.join(r)) {
+        return Some(id.trim().to_string());
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find_map(|l| l.strip_suffix(r).map(|id| id.trim().to_string()))
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+    if k.is_empty() {
+        return Err("empty label key".into());
+    }
+    Ok((k.to_string(), v.to_string()))
+}
