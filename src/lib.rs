@@ -7,3 +7,5 @@
 
 pub mod digest;
 pub mod reference;
+pub mod registry;
+pub mod resolve;

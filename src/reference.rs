@@ -93,7 +93,9 @@ fn is_valid_domain(s: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -112,10 +114,7 @@ impl ImageReference {
         if input.len() > 512 {
             return Err(err("longer than 512 characters"));
         }
-        if let Some(c) = input
-            .chars()
-            .find(|c| c.is_control() || c.is_whitespace())
-        {
+        if let Some(c) = input.chars().find(|c| c.is_control() || c.is_whitespace()) {
             return Err(err(&format!(
                 "contains the character {:?}; references cannot contain whitespace or control characters",
                 c
@@ -277,7 +276,10 @@ mod tests {
         let d = Digest::of(b"x");
         let r = ImageReference::parse(&format!("localhost/a/b:t@{d}")).unwrap();
         assert_eq!(r.digest, Some(d.clone()));
-        assert_eq!(r.pinned(d.clone()).to_string(), format!("localhost/a/b@{d}"));
+        assert_eq!(
+            r.pinned(d.clone()).to_string(),
+            format!("localhost/a/b@{d}")
+        );
     }
 
     #[test]
