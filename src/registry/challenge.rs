@@ -77,7 +77,8 @@ impl Parser<'_> {
             // unquoted URLs (seen in the wild) survive.
             let start = self.i;
             self.skip(|c| c != b',' && c != b' ');
-            return (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned());
+            return (self.i > start)
+                .then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned());
         }
         self.i += 1;
         let mut v = Vec::new();
