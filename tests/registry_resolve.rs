@@ -21,13 +21,22 @@ fn parse(s: &str) -> ImageReference {
 /// The registry's own digest claim, fetched with a plain HTTP client.
 async fn registry_digest(r: &ImageReference) -> Digest {
     let resp = reqwest::Client::new()
-        .head(format!("http://{}/v2/{}/manifests/{}", r.registry, r.repository, r.manifest_reference()))
+        .head(format!(
+            "http://{}/v2/{}/manifests/{}",
+            r.registry,
+            r.repository,
+            r.manifest_reference()
+        ))
         .header("accept", kiln::registry::ACCEPTED_MANIFEST_TYPES.join(", "))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    resp.headers()["docker-content-digest"].to_str().unwrap().parse().unwrap()
+    resp.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -38,7 +47,10 @@ async fn base_image_tag_resolves_to_the_registrys_digest() {
     let pinned = resolve::pin(&c, &base, &Platform::default()).await.unwrap();
     assert_eq!(pinned.manifest_digest, registry_digest(&base).await);
     assert_eq!(pinned.index_digest, None);
-    assert_eq!(pinned.pinned.to_string(), format!("{}@{}", base.name(), pinned.manifest_digest));
+    assert_eq!(
+        pinned.pinned.to_string(),
+        format!("{}@{}", base.name(), pinned.manifest_digest)
+    );
     let head = c.head_manifest(&base).await.unwrap();
     assert_eq!(head.digest, pinned.manifest_digest);
 }
@@ -50,7 +62,9 @@ async fn pinned_reference_is_verified_by_head_not_reresolved() {
     let digest = registry_digest(&base).await;
     let by_digest = base.pinned(digest.clone());
     let c = client();
-    let pinned = resolve::pin(&c, &by_digest, &Platform::default()).await.unwrap();
+    let pinned = resolve::pin(&c, &by_digest, &Platform::default())
+        .await
+        .unwrap();
     assert_eq!(pinned.manifest_digest, digest);
     assert_eq!(c.requests_made(), 1, "one HEAD by digest");
 }
@@ -61,11 +75,19 @@ async fn missing_digest_fails_clearly_and_writes_no_lock() {
     let missing = parse(&s.base_image).pinned(Digest::of(b"no such manifest"));
     let dir = tempfile::tempdir().unwrap();
     let lock = dir.path().join("kiln.lock");
-    let err = resolve::update(&client(), &lock, &[("web".into(), vec![missing.clone()])], &ResolveOptions::default())
-        .await
-        .unwrap_err();
+    let err = resolve::update(
+        &client(),
+        &lock,
+        &[("web".into(), vec![missing.clone()])],
+        &ResolveOptions::default(),
+    )
+    .await
+    .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains(&missing.to_string()) && msg.contains("404"), "{msg}");
+    assert!(
+        msg.contains(&missing.to_string()) && msg.contains("404"),
+        "{msg}"
+    );
     let f = &err.failures()[0];
     assert!(f.source.is_not_found(), "{:?}", f.source);
     assert!(!lock.exists());
@@ -77,10 +99,21 @@ async fn unknown_tag_carries_the_typed_error_code() {
     let r = parse(&format!("{}/kiln/base:{}", s.registry, unique("nope")));
     let err = client().get_manifest(&r).await.unwrap_err();
     assert!(
-        matches!(&err, RegistryError::Status { status: 404, code: Some(kiln::registry::ErrorCode::ManifestUnknown), .. }),
+        matches!(
+            &err,
+            RegistryError::Status {
+                status: 404,
+                code: Some(kiln::registry::ErrorCode::ManifestUnknown),
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("(MANIFEST_UNKNOWN: manifest unknown)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("(MANIFEST_UNKNOWN: manifest unknown)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -109,11 +142,22 @@ async fn repushed_tag_is_reported_as_drift_with_both_digests() {
     let report = resolve::check(&c, &lock, &recipes, &opts).await.unwrap();
     assert_eq!(report.moved.len(), 1, "{report:?}");
     let m = &report.moved[0];
-    assert_eq!((m.reference.as_str(), &m.old, &m.new), (r.to_string().as_str(), &first.digest, &second.digest));
+    assert_eq!(
+        (m.reference.as_str(), &m.old, &m.new),
+        (r.to_string().as_str(), &first.digest, &second.digest)
+    );
 
     let updated = resolve::update(&c, &path, &recipes, &opts).await.unwrap();
-    assert_eq!(updated.get("app", &r).unwrap().manifest_digest, second.digest);
-    assert!(resolve::check(&c, &updated, &recipes, &opts).await.unwrap().is_clean());
+    assert_eq!(
+        updated.get("app", &r).unwrap().manifest_digest,
+        second.digest
+    );
+    assert!(
+        resolve::check(&c, &updated, &recipes, &opts)
+            .await
+            .unwrap()
+            .is_clean()
+    );
 }
 
 #[tokio::test]
@@ -123,19 +167,42 @@ async fn multi_arch_index_resolves_to_the_platform_manifest() {
     let repo = unique("kiln/multi");
     let amd = p.image(&repo, "amd64", "amd64", b"amd64 layer").await;
     let arm = p.image(&repo, "arm64", "arm64", b"arm64 layer").await;
-    let index = p.index(&repo, "1", &[(&amd, "amd64"), (&arm, "arm64")]).await;
+    let index = p
+        .index(&repo, "1", &[(&amd, "amd64"), (&arm, "arm64")])
+        .await;
     let r = parse(&format!("{}/{repo}:1", s.registry));
     let c = client();
-    for (platform, want) in [("linux/amd64", &amd), ("linux/arm64", &arm), ("linux/arm64/v8", &arm)] {
-        let pinned = resolve::pin(&c, &r, &platform.parse().unwrap()).await.unwrap();
-        assert_eq!(pinned.index_digest.as_ref(), Some(&index.digest), "{platform}");
+    for (platform, want) in [
+        ("linux/amd64", &amd),
+        ("linux/arm64", &arm),
+        ("linux/arm64/v8", &arm),
+    ] {
+        let pinned = resolve::pin(&c, &r, &platform.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            pinned.index_digest.as_ref(),
+            Some(&index.digest),
+            "{platform}"
+        );
         assert_eq!(&pinned.manifest_digest, &want.digest, "{platform}");
         assert_eq!(pinned.pinned.digest.as_ref(), Some(&want.digest));
     }
-    let err = resolve::pin(&c, &r, &"linux/s390x".parse().unwrap()).await.unwrap_err();
-    assert!(matches!(err, RegistryError::NoMatchingPlatform { ref available, .. } if available.len() == 2), "{err}");
+    let err = resolve::pin(&c, &r, &"linux/s390x".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::NoMatchingPlatform { ref available, .. } if available.len() == 2),
+        "{err}"
+    );
     // A reference pinned to the index is resolved through it.
-    let pinned = resolve::pin(&c, &r.pinned(index.digest.clone()), &"linux/arm64".parse().unwrap()).await.unwrap();
+    let pinned = resolve::pin(
+        &c,
+        &r.pinned(index.digest.clone()),
+        &"linux/arm64".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pinned.manifest_digest, arm.digest);
 }
 

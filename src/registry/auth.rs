@@ -3,6 +3,7 @@
 //! the resulting `Authorization` values until they expire.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::AUTHORIZATION;
@@ -74,6 +75,7 @@ impl AuthState {
         &self,
         registry: &str,
         config: &RegistryConfig,
+        counter: &AtomicU64,
         force: bool,
     ) -> Result<Option<Found>, RegistryError> {
         let wrap = |source| RegistryError::Credentials {
@@ -97,6 +99,9 @@ impl AuthState {
         };
         if let Some(host) = ecr_host {
             let (token, fresh) = self.ecr.credentials(&host, force).await.map_err(wrap)?;
+            if fresh {
+                counter.fetch_add(1, Ordering::Relaxed); // one GetAuthorizationToken
+            }
             return Ok(Some(Found {
                 creds: token.credentials,
                 fresh,
@@ -135,7 +140,7 @@ impl AuthState {
     pub(crate) async fn authorize(
         &self,
         http: &reqwest::Client,
-        counter: &std::sync::atomic::AtomicU64,
+        counter: &AtomicU64,
         config: &RegistryConfig,
         registry: &str,
         scope: &str,
@@ -143,7 +148,7 @@ impl AuthState {
         force: bool,
     ) -> Result<Option<Authorization>, RegistryError> {
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
-        let found = self.credentials(registry, config, force).await?;
+        let found = self.credentials(registry, config, counter, force).await?;
         let Some(bearer) = bearer.filter(|b| b.param("realm").is_some()) else {
             // Basic (or unknown scheme): send the credentials directly.
             let Some(found) = found else { return Ok(None) };
@@ -170,7 +175,7 @@ impl AuthState {
         if let Some(f) = &found {
             req = req.header(AUTHORIZATION, f.creds.header_value());
         }
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         let resp = req
             .send()
             .await

@@ -51,7 +51,11 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, connections, task }
+        FaultProxy {
+            addr,
+            connections,
+            task,
+        }
     }
 
     /// `127.0.0.1:<port>`, usable as a registry host.
@@ -97,19 +101,27 @@ fn content_length(head: &[u8]) -> usize {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0)
 }
 
 /// Forwards the client's first request and reads the whole upstream answer.
-async fn exchange(client: &mut TcpStream, upstream: &str) -> std::io::Result<(Vec<u8>, usize, bool)> {
+async fn exchange(
+    client: &mut TcpStream,
+    upstream: &str,
+) -> std::io::Result<(Vec<u8>, usize, bool)> {
     let (req, _) = read_head(client).await?;
     let is_head = req.starts_with(b"HEAD ");
     let mut up = TcpStream::connect(upstream).await?;
     up.write_all(&req).await?;
     let (mut resp, head_end) = read_head(&mut up).await?;
-    let want = if is_head { 0 } else { content_length(&resp[..head_end]) };
+    let want = if is_head {
+        0
+    } else {
+        content_length(&resp[..head_end])
+    };
     let mut chunk = [0u8; 8192];
     while resp.len() < head_end + want {
         let n = up.read(&mut chunk).await?;
@@ -159,7 +171,9 @@ async fn handle(mut client: TcpStream, upstream: &str, fault: Fault) -> std::io:
                 let mid = head_end + (resp.len() - head_end) / 2;
                 resp[mid] ^= 0x01;
             }
-            client.write_all(&with_connection_close(&resp, head_end)).await?;
+            client
+                .write_all(&with_connection_close(&resp, head_end))
+                .await?;
             client.shutdown().await?;
         }
     }

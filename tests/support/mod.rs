@@ -60,12 +60,18 @@ fn answers(host_port: &str) -> bool {
 pub fn services() -> Services {
     static S: OnceLock<Services> = OnceLock::new();
     S.get_or_init(|| {
-        let file = env_file().and_then(|f| std::fs::read_to_string(f).ok()).map(|t| parse_env_file(&t)).unwrap_or_default();
+        let file = env_file()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|t| parse_env_file(&t))
+            .unwrap_or_default();
         let get = |k: &str| -> String {
             if let Ok(v) = std::env::var(k) {
                 return v;
             }
-            let v = file.get(k).cloned().unwrap_or_else(|| panic!("{k} is not set and not in target/services.env; {HINT}"));
+            let v = file
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{k} is not set and not in target/services.env; {HINT}"));
             // SAFETY: every test calls `services()` before doing anything else
             // and the OnceLock runs this once while other callers wait, so no
             // other thread of ours reads the environment concurrently.
@@ -80,9 +86,17 @@ pub fn services() -> Services {
         for k in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             get(k);
         }
-        assert!(answers(&s.registry), "registry {} does not answer; {HINT}", s.registry);
+        assert!(
+            answers(&s.registry),
+            "registry {} does not answer; {HINT}",
+            s.registry
+        );
         let moto_host = s.moto.trim_start_matches("http://").trim_end_matches('/');
-        assert!(answers(moto_host), "moto {} does not answer; {HINT}", s.moto);
+        assert!(
+            answers(moto_host),
+            "moto {} does not answer; {HINT}",
+            s.moto
+        );
         s
     })
     .clone()

@@ -24,7 +24,11 @@ pub struct Pushed {
 
 impl Pusher {
     pub fn new(registry: &str) -> Self {
-        Pusher { base: format!("http://{registry}"), auth: None, http: reqwest::Client::new() }
+        Pusher {
+            base: format!("http://{registry}"),
+            auth: None,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn with_basic(mut self, user: &str, pass: &str) -> Self {
@@ -42,10 +46,21 @@ impl Pusher {
 
     pub async fn blob(&self, repo: &str, bytes: &[u8]) -> Digest {
         let digest = Digest::of(bytes);
-        let r = self.req(reqwest::Method::POST, &format!("{}/v2/{repo}/blobs/uploads/", self.base)).send().await.unwrap();
+        let r = self
+            .req(
+                reqwest::Method::POST,
+                &format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            )
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202, "starting upload to {repo}");
         let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let loc = if loc.starts_with('/') { format!("{}{loc}", self.base) } else { loc };
+        let loc = if loc.starts_with('/') {
+            format!("{}{loc}", self.base)
+        } else {
+            loc
+        };
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self
             .req(reqwest::Method::PUT, &format!("{loc}{sep}digest={digest}"))
@@ -54,23 +69,50 @@ impl Pusher {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201, "finishing upload to {repo}: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            201,
+            "finishing upload to {repo}: {}",
+            r.text().await.unwrap_or_default()
+        );
         digest
     }
 
     /// PUTs a manifest; returns the digest the registry reported.
-    pub async fn manifest(&self, repo: &str, reference: &str, media_type: &'static str, bytes: &[u8]) -> Pushed {
+    pub async fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &'static str,
+        bytes: &[u8],
+    ) -> Pushed {
         let r = self
-            .req(reqwest::Method::PUT, &format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .req(
+                reqwest::Method::PUT,
+                &format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            )
             .header("content-type", media_type)
             .body(bytes.to_vec())
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201, "putting manifest {repo}:{reference}: {}", r.text().await.unwrap_or_default());
-        let reported: Digest = r.headers()["docker-content-digest"].to_str().unwrap().parse().unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "putting manifest {repo}:{reference}: {}",
+            r.text().await.unwrap_or_default()
+        );
+        let reported: Digest = r.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(reported, Digest::of(bytes));
-        Pushed { digest: reported, size: bytes.len(), media_type }
+        Pushed {
+            digest: reported,
+            size: bytes.len(),
+            media_type,
+        }
     }
 
     /// A one-layer OCI image for `arch` whose layer is `payload`, tagged `tag`.
@@ -97,12 +139,17 @@ impl Pusher {
     pub async fn index(&self, repo: &str, tag: &str, entries: &[(&Pushed, &str)]) -> Pushed {
         let manifests: Vec<_> = entries
             .iter()
-            .map(|(p, arch)| json!({
-                "mediaType": p.media_type, "digest": p.digest.to_string(), "size": p.size,
-                "platform": {"architecture": arch, "os": "linux"}
-            }))
+            .map(|(p, arch)| {
+                json!({
+                    "mediaType": p.media_type, "digest": p.digest.to_string(), "size": p.size,
+                    "platform": {"architecture": arch, "os": "linux"}
+                })
+            })
             .collect();
-        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})).unwrap();
+        let index = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+        )
+        .unwrap();
         self.manifest(repo, tag, OCI_INDEX, &index).await
     }
 }
