@@ -13,6 +13,8 @@ pub mod load;
 pub mod project;
 pub mod record;
 pub mod reference;
+pub mod registry;
 pub mod render;
+pub mod resolve;
 pub mod schedule;
 pub mod yaml;
