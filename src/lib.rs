@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod digest;
 pub mod docker;
 pub mod load;
+pub mod pipeline;
 pub mod project;
 pub mod record;
 pub mod reference;

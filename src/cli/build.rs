@@ -48,7 +48,17 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         }
     };
     // Pins come from the lock file once the resolve stage is merged.
-    let rendered = render::render(&recipe, &render::Pins::default());
+    let pins = match kiln::pipeline::pins::locked(project, &recipe) {
+        Some(p) => p,
+        None => {
+            eprintln!(
+                "error: `{}` is not pinned in kiln.lock; run `kiln resolve {}` first (a build never uses a moving tag)",
+                recipe.name, recipe.name
+            );
+            return Outcome::Failed;
+        }
+    };
+    let rendered = render::render(&recipe, &pins);
     let mut request = BuildRequest::for_recipe(&recipe);
     request.tag = Some(
         args.tag

@@ -5,6 +5,7 @@ mod approved;
 mod build;
 mod records;
 mod render;
+mod resolve;
 mod validate;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Build a recipe's image on the Docker engine (skipped when its inputs are unchanged).
     Build(build::Args),
+    /// Pin parent images to digests in kiln.lock (or check that they have not moved).
+    Resolve(resolve::Args),
     /// Print the final Dockerfile of a recipe (and optionally write its build context).
     Render(render::Args),
     /// List build records, verify their hash chain, or export provenance.
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
         Command::Render(a) => render::run(&project, a),
+        Command::Resolve(a) => resolve::run(&project, a).await,
         Command::Records(a) => records::run(&project, a),
         Command::Approved(a) => approved::run(&project, a),
         Command::Build(a) => build::run(&project, a).await,

@@ -27,7 +27,16 @@ pub fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let pins = render::Pins::default();
+    let pins = match kiln::pipeline::pins::locked(project, &recipe) {
+        Some(p) => p,
+        None => {
+            eprintln!(
+                "note: `{}` is not pinned in kiln.lock; FROM lines keep their tags (run `kiln resolve`)",
+                recipe.name
+            );
+            render::Pins::default()
+        }
+    };
     let rendered = render::render(&recipe, &pins);
     if let Some(dir) = &args.context {
         if let Err(e) = render::write_context_dir(&rendered, dir) {

@@ -10,7 +10,9 @@ TOE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TOE_TMP="$(mktemp -d 2>/dev/null || echo /tmp/kiln-toe.$$)"
 mkdir -p "$TOE_TMP"
 
-toe_now_ms() { local t; t=$(date +%s%N 2>/dev/null); case "$t" in *N) echo $(( $(date +%s) * 1000 ));; *) echo $(( t / 1000000 ));; esac; }
+toe_now_ms() { # bash 5 has EPOCHREALTIME (seconds.micros); fall back to whole seconds
+  if [ -n "${EPOCHREALTIME:-}" ]; then local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); else echo $(( $(date +%s) * 1000 )); fi
+}
 toe_log() { printf 'kiln-toe: %s\n' "$*" >&2; }
 
 # toe_subst TEXT LOOPNAME LOOPVALUE LOOPINDEX: sets TOE_R to TEXT with the

@@ -94,7 +94,7 @@ impl Args<'_> {
         format!("\"$a{}\"", self.n)
     }
     fn call(&mut self, func: &str, args: &[String]) {
-        let _ = writeln!(self.body, "  toe_a_{func} {} || return 1", args.join(" "));
+        let _ = writeln!(self.body, "  toe_a_{func} {} || return $?", args.join(" "));
     }
 }
 
