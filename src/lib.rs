@@ -12,4 +12,5 @@ pub mod project;
 pub mod reference;
 pub mod render;
 pub mod schedule;
+pub mod test_phase;
 pub mod yaml;
