@@ -2,6 +2,7 @@
 //! lives in its own file and only formats what the library returns.
 
 mod render;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the final Dockerfile of a recipe (and optionally write its build context).
     Render(render::Args),
+    /// Run an image of a recipe, wait until it serves, run its tests.
+    Test(test::Args),
 }
 
 /// What a command ended with.
@@ -92,5 +95,6 @@ pub async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
         Command::Render(a) => render::run(&project, a),
+        Command::Test(a) => test::run(&project, a).await,
     }
 }

@@ -45,9 +45,11 @@ fn result(name: &str, kind: CheckKind, start: Instant, errors: Vec<String>) -> C
     }
 }
 
-/// Runs every test of one file, in container-structure-test's order.
+/// Runs every test of one file, in container-structure-test's order;
+/// `file` names the metadata check (one per file).
 pub(crate) async fn run_all(
     t: &Target<'_>,
+    file: &str,
     tests: &StructureTests,
 ) -> Result<Vec<CheckResult>, TestPhaseError> {
     let mut out = Vec::new();
@@ -62,7 +64,7 @@ pub(crate) async fn run_all(
         out.push(file_content(t, f).await?);
     }
     if let Some(m) = &tests.metadata_test {
-        out.push(metadata(t.image_config, m));
+        out.push(metadata(t.image_config, m, file));
     }
     for h in &tests.http_tests {
         let start = Instant::now();
@@ -339,7 +341,7 @@ async fn file_content(t: &Target<'_>, f: &FileContentTest) -> Result<CheckResult
     Ok(result(&f.name, CheckKind::FileContent, start, errors))
 }
 
-fn metadata(c: &ImageConfig, m: &MetadataTest) -> CheckResult {
+fn metadata(c: &ImageConfig, m: &MetadataTest, file: &str) -> CheckResult {
     let start = Instant::now();
     let mut errors = Vec::new();
     let env = image_env(c);
@@ -415,5 +417,10 @@ fn metadata(c: &ImageConfig, m: &MetadataTest) -> CheckResult {
     {
         errors.push(format!("user is `{}`, expected `{u}`", text(&c.user)));
     }
-    result("metadata", CheckKind::Metadata, start, errors)
+    result(
+        &format!("metadata ({file})"),
+        CheckKind::Metadata,
+        start,
+        errors,
+    )
 }

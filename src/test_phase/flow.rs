@@ -184,8 +184,12 @@ impl Ctx<'_> {
             image_config: self.image_config,
             http: port.map(|p: PortAccess| p.host),
         };
-        for (_path, tests) in &self.input.structure_tests {
-            checks.extend(checks::run_all(&target, tests).await?);
+        for (path, tests) in &self.input.structure_tests {
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            checks.extend(checks::run_all(&target, &file, tests).await?);
         }
         let start = Instant::now();
         let (running, code) = run::state(docker, id).await?;
