@@ -90,7 +90,19 @@ async fn delayed_server_is_ready_when_it_listens() {
         latency >= Duration::from_millis(1400) && latency < Duration::from_secs(8),
         "{latency:?}"
     );
-    println!("readiness latency {latency:?}");
+    let listening = listening_at(&r.logs).expect("the server logs when it listens");
+    let ready = r
+        .ready_at
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let lag = ready - listening;
+    println!(
+        "readiness latency {latency:?}, lag after listening {:.1} ms",
+        lag * 1000.0
+    );
+    assert!((-0.01..1.0).contains(&lag), "lag {lag}");
     assert_clean(&docker).await;
 }
 
@@ -455,6 +467,69 @@ async fn leftovers_of_a_dead_run_are_removed() {
     assert_clean(&docker).await;
 }
 
+/// The docker-proxy pitfall the TCP probe avoids: the published port accepts
+/// while nothing listens; `served_via_proxy` tells the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_probe_is_not_fooled_by_docker_proxy() {
+    let (_l, docker) = setup().await;
+    images::build(&docker, "kiln-it/delayed:1", DELAYED).await;
+    let port_key = "8080/tcp".to_string();
+    let body = bollard::models::ContainerCreateBody {
+        image: Some("kiln-it/delayed:1".into()),
+        labels: Some(
+            [(
+                test_phase::LABEL_ROLE.to_string(),
+                test_phase::ROLE_TEST.to_string(),
+            )]
+            .into(),
+        ),
+        exposed_ports: Some(vec![port_key.clone()]),
+        host_config: Some(bollard::models::HostConfig {
+            port_bindings: Some(
+                [(
+                    port_key.clone(),
+                    Some(vec![bollard::models::PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker.create_container(None, body).await.unwrap().id;
+    docker.start_container(&id, None).await.unwrap();
+    let info = docker.inspect_container(&id, None).await.unwrap();
+    let port: u16 = info.network_settings.unwrap().ports.unwrap()[&port_key]
+        .as_ref()
+        .unwrap()[0]
+        .host_port
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Before the server listens (it sleeps 1.5 s): a plain connect succeeds anyway…
+    let plain = tokio::net::TcpStream::connect(addr).await.is_ok();
+    // …but the confirmed probe says "not served".
+    let early = test_phase::served_via_proxy(addr).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = test_phase::served_via_proxy(addr).await;
+    let removal = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
+    docker.remove_container(&id, Some(removal)).await.unwrap();
+    println!("plain connect before listening: {plain}");
+    assert!(
+        !early,
+        "a published port with no listener must not count as served"
+    );
+    assert!(late, "a listening server must count as served");
+    assert_clean(&docker).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_is_an_error() {
     let (_l, docker) = setup().await;
@@ -468,7 +543,5 @@ async fn missing_image_is_an_error() {
     .await
     .unwrap_err();
     assert!(matches!(err, TestPhaseError::ImageNotFound { .. }), "{err}");
-    let _ = listening_at("");
-    let _ = UNIX_EPOCH;
     assert_clean(&docker).await;
 }

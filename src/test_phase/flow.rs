@@ -102,6 +102,10 @@ pub async fn test_image_until(
         r = ctx.run() => r,
         () = shutdown => Err(TestPhaseError::Interrupted),
     };
+    let logs = match outcome {
+        Ok(_) => run::last_log_lines(docker, &id, readiness::LOG_TAIL).await,
+        Err(_) => String::new(),
+    };
     let removed = guard.remove().await;
     let (readiness, ready_at, checks) = outcome?;
     removed?;
@@ -118,6 +122,7 @@ pub async fn test_image_until(
         readiness_latency,
         ready_at,
         checks,
+        logs,
         duration: phase_start.elapsed(),
     })
 }

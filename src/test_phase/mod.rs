@@ -19,7 +19,7 @@ pub mod structure;
 pub use checks::go_mode_string;
 pub use docker_conn::connect;
 pub use exec::{StepLine, declared_steps, parse_step_line};
-pub use readiness::{POLL, PROXY_CONFIRM};
+pub use readiness::{POLL, PROXY_CONFIRM, served_via_proxy};
 pub use report::{CheckKind, CheckResult, ReadinessOutcome, TestReport};
 pub use run::{
     LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST, cleanup_leftovers,

@@ -196,11 +196,15 @@ impl TcpProbe {
                 }
             }
         }
-        proxied_probe(self.host).await
+        served_via_proxy(self.host).await
     }
 }
 
-async fn proxied_probe(addr: SocketAddr) -> bool {
+/// Whether a published port is really served, as seen through docker-proxy:
+/// connects, then counts the connection as served when it stays open for
+/// [`PROXY_CONFIRM`] or carries data (the proxy closes it at once when
+/// nothing listens in the container).
+pub async fn served_via_proxy(addr: SocketAddr) -> bool {
     let Ok(Ok(mut stream)) = tokio::time::timeout(DIRECT_CONNECT, TcpStream::connect(addr)).await
     else {
         return false;

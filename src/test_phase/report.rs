@@ -122,6 +122,8 @@ pub struct TestReport {
     pub checks: Vec<CheckResult>,
     /// All checks passed.
     pub passed: bool,
+    /// The container's last log lines, read just before its removal.
+    pub logs: String,
     /// Whole phase, container creation to removal.
     #[serde(rename = "durationMs", serialize_with = "as_millis")]
     pub duration: Duration,
@@ -305,6 +307,7 @@ mod tests {
                 },
             ],
             passed: false,
+            logs: String::new(),
             duration: Duration::from_secs(2),
         }
     }
