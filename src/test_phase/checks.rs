@@ -16,10 +16,9 @@ use regex::Regex;
 use super::TestPhaseError;
 use super::exec::exec;
 use super::http::{self, HttpExpect};
+use super::metadata;
 use super::report::{CheckKind, CheckResult};
-use super::structure::{
-    CommandTest, EnvVar, FileContentTest, FileExistenceTest, MetadataTest, StructureTests,
-};
+use super::structure::{CommandTest, EnvVar, FileContentTest, FileExistenceTest, StructureTests};
 
 /// Timeout of one command (setup, test, teardown).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,7 +33,12 @@ pub(crate) struct Target<'a> {
     pub http: Option<SocketAddr>,
 }
 
-fn result(name: &str, kind: CheckKind, start: Instant, errors: Vec<String>) -> CheckResult {
+pub(crate) fn result(
+    name: &str,
+    kind: CheckKind,
+    start: Instant,
+    errors: Vec<String>,
+) -> CheckResult {
     CheckResult {
         name: name.to_string(),
         kind,
@@ -53,7 +57,7 @@ pub(crate) async fn run_all(
     tests: &StructureTests,
 ) -> Result<Vec<CheckResult>, TestPhaseError> {
     let mut out = Vec::new();
-    let env = image_env(t.image_config);
+    let env = metadata::image_env(t.image_config);
     for c in &tests.command_tests {
         out.push(command(t, c, &tests.global_env_vars, &env).await?);
     }
@@ -64,7 +68,7 @@ pub(crate) async fn run_all(
         out.push(file_content(t, f).await?);
     }
     if let Some(m) = &tests.metadata_test {
-        out.push(metadata(t.image_config, m, file));
+        out.push(metadata::check(t.image_config, m, file));
     }
     for h in &tests.http_tests {
         let start = Instant::now();
@@ -86,15 +90,6 @@ pub(crate) async fn run_all(
     Ok(out)
 }
 
-fn image_env(c: &ImageConfig) -> HashMap<String, String> {
-    c.env
-        .iter()
-        .flatten()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// `$VAR` / `${VAR}` replaced from the image's environment (unknown → empty),
 /// as container-structure-test does before running a command.
 pub fn expand_env(s: &str, env: &HashMap<String, String>) -> String {
@@ -111,7 +106,7 @@ pub fn expand_env(s: &str, env: &HashMap<String, String>) -> String {
     .into_owned()
 }
 
-fn matches(re: &str, text: &str) -> bool {
+pub(crate) fn matches(re: &str, text: &str) -> bool {
     Regex::new(re).map(|r| r.is_match(text)).unwrap_or(false)
 }
 
@@ -339,88 +334,4 @@ async fn file_content(t: &Target<'_>, f: &FileContentTest) -> Result<CheckResult
         }
     }
     Ok(result(&f.name, CheckKind::FileContent, start, errors))
-}
-
-fn metadata(c: &ImageConfig, m: &MetadataTest, file: &str) -> CheckResult {
-    let start = Instant::now();
-    let mut errors = Vec::new();
-    let env = image_env(c);
-    let labels = c.labels.clone().unwrap_or_default();
-    for (what, want, have) in [("env var", &m.env, &env), ("label", &m.labels, &labels)] {
-        for e in want {
-            match have.get(&e.key) {
-                None => errors.push(format!("{what} {} not found in the image", e.key)),
-                Some(v) if e.is_regex && !matches(&e.value, v) => {
-                    errors.push(format!("{what} {}={v} does not match `{}`", e.key, e.value))
-                }
-                Some(v) if !e.is_regex && *v != e.value => {
-                    errors.push(format!("{what} {}={v}, expected {}", e.key, e.value))
-                }
-                _ => {}
-            }
-        }
-    }
-    let ports: Vec<String> = c.exposed_ports.clone().unwrap_or_default();
-    let has_port = |p: &str| {
-        ports
-            .iter()
-            .any(|x| x == p || x.strip_suffix("/tcp") == Some(p))
-    };
-    for p in &m.exposed_ports {
-        if !has_port(p) {
-            errors.push(format!("port {p} is not exposed (exposed: {ports:?})"));
-        }
-    }
-    for p in &m.unexposed_ports {
-        if has_port(p) {
-            errors.push(format!("port {p} is exposed"));
-        }
-    }
-    let volumes: Vec<String> = c.volumes.clone().unwrap_or_default();
-    for v in &m.volumes {
-        if !volumes.contains(v) {
-            errors.push(format!(
-                "volume {v} is not declared (declared: {volumes:?})"
-            ));
-        }
-    }
-    for v in &m.unmounted_volumes {
-        if volumes.contains(v) {
-            errors.push(format!("volume {v} is declared"));
-        }
-    }
-    let list = |x: &Option<Vec<String>>| x.clone().unwrap_or_default();
-    if let Some(e) = &m.entrypoint
-        && *e != list(&c.entrypoint)
-    {
-        errors.push(format!(
-            "entrypoint is {:?}, expected {e:?}",
-            list(&c.entrypoint)
-        ));
-    }
-    if let Some(cmd) = &m.cmd
-        && *cmd != list(&c.cmd)
-    {
-        errors.push(format!("cmd is {:?}, expected {cmd:?}", list(&c.cmd)));
-    }
-    let text = |x: &Option<String>| x.clone().unwrap_or_default();
-    if let Some(w) = &m.workdir
-        && *w != text(&c.working_dir)
-    {
-        errors.push(format!(
-            "workdir is `{}`, expected `{w}`",
-            text(&c.working_dir)
-        ));
-    }
-    if let Some(u) = &m.user
-        && *u != text(&c.user)
-    {
-        errors.push(format!("user is `{}`, expected `{u}`", text(&c.user)));
-    }
-    result(
-        &format!("metadata ({file})"),
-        CheckKind::Metadata,
-        start,
-        errors,
-    )
 }

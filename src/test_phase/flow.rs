@@ -156,7 +156,11 @@ impl Ctx<'_> {
                             after: started.elapsed(),
                             logs,
                         };
-                        return Ok((r.clone(), None, vec![readiness_check(&r, "the container")]));
+                        return Ok((
+                            r.clone(),
+                            None,
+                            vec![readiness_check(&r, &format!("ready: port {p}"))],
+                        ));
                     }
                     (true, _) => return Err(e),
                 },

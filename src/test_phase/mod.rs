@@ -11,6 +11,7 @@ mod checks;
 mod docker_conn;
 mod exec;
 mod http;
+mod metadata;
 mod readiness;
 pub mod report;
 mod run;
