@@ -18,4 +18,5 @@ pub mod registry;
 pub mod render;
 pub mod resolve;
 pub mod schedule;
+pub mod test_phase;
 pub mod yaml;

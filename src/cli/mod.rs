@@ -6,6 +6,7 @@ mod build;
 mod records;
 mod render;
 mod resolve;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub enum Command {
     Records(records::Args),
     /// Print the approved image references of a pipeline, by digest.
     Approved(approved::Args),
+    /// Run an image of a recipe, wait until it serves, run its tests.
+    Test(test::Args),
 }
 
 /// What a command ended with.
@@ -119,5 +122,6 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Records(a) => records::run(&project, a),
         Command::Approved(a) => approved::run(&project, a),
         Command::Build(a) => build::run(&project, a).await,
+        Command::Test(a) => test::run(&project, a).await,
     }
 }

@@ -1,0 +1,102 @@
+//! `kiln test RECIPE [--image REF] [--json] [--junit FILE]`.
+
+use std::path::PathBuf;
+
+use kiln::project::Project;
+use kiln::test_phase::{self, TestInput};
+use kiln::{load, render};
+
+use super::Outcome;
+
+/// Arguments of `kiln test`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Recipe name or path.
+    pub recipe: String,
+    /// Image to test; default: the newest local image labelled
+    /// `dev.kiln.recipe=<name>`.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Print the report as JSON instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+fn print_error(e: &dyn std::error::Error) {
+    eprint!("error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        eprint!(": {s}");
+        source = s.source();
+    }
+    eprintln!();
+}
+
+/// Runs the recipe's test phase against the image; Ctrl-C removes the
+/// container before exiting.
+pub async fn run(project: &Project, args: Args) -> Outcome {
+    let recipe = match load::load_recipe(project, &args.recipe) {
+        Ok(r) => r,
+        Err(d) => {
+            eprintln!("{d}");
+            return Outcome::Failed;
+        }
+    };
+    let pins = kiln::pipeline::pins::locked(project, &recipe).unwrap_or_default();
+    let rendered = render::render(&recipe, &pins);
+    let docker = match kiln::docker::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let image = match args.image {
+        Some(i) => i,
+        None => match test_phase::find_recipe_image(&docker, &recipe.name).await {
+            Ok(i) => i,
+            Err(e) => {
+                print_error(&e);
+                return Outcome::Usage;
+            }
+        },
+    };
+    let input = match TestInput::from_recipe(&recipe, &rendered, image) {
+        Ok(i) => i,
+        Err(d) => {
+            eprintln!("{d}");
+            return Outcome::Failed;
+        }
+    };
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = match test_phase::test_image_until(&docker, &input, ctrl_c).await {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(&e);
+            return Outcome::Failed;
+        }
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, report.to_junit())
+    {
+        eprintln!("error: cannot write JUnit report `{}`: {e}", path.display());
+        return Outcome::Failed;
+    }
+    if report.passed {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
+}

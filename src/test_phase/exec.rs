@@ -1,0 +1,350 @@
+//! Runs commands inside the test container through the Engine API (exec),
+//! copies files in (a small tar through `upload_to_container`), and runs the
+//! components' `test` phase scripts with kiln's AWSTOE runtime, turning the
+//! `::kiln-step` lines into per-step results.
+
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::UploadToContainerOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::TestPhaseError;
+use super::report::{CheckKind, CheckResult};
+use crate::render::TestScript;
+use crate::render::toe_script::TOE_RUNTIME;
+
+/// Where component test scripts are copied in the container.
+pub const SCRIPT_DIR: &str = "/tmp/.kiln-test";
+/// Most output kept per stream of one exec.
+const MAX_OUTPUT: usize = 1024 * 1024;
+
+/// What an exec printed and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit code; `None` when it did not finish within the timeout.
+    pub exit_code: Option<i64>,
+}
+
+/// Runs `cmd` (no shell) in the container, as the container's user.
+pub(crate) async fn exec(
+    docker: &Docker,
+    id: &str,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    timeout: Duration,
+) -> Result<ExecOutput, TestPhaseError> {
+    let what = cmd.join(" ");
+    let created = docker
+        .create_exec(
+            id,
+            CreateExecOptions {
+                cmd: Some(cmd),
+                env: (!env.is_empty()).then_some(env),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|source| TestPhaseError::Exec {
+            command: what.clone(),
+            container: id.into(),
+            source,
+        })?;
+    let started = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|source| TestPhaseError::Exec {
+            command: what.clone(),
+            container: id.into(),
+            source,
+        })?;
+    let mut out = ExecOutput::default();
+    let StartExecResults::Attached { mut output, .. } = started else {
+        return Ok(out);
+    };
+    let collect = async {
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    push(&mut out.stderr, &message)
+                }
+                Ok(other) => push(&mut out.stdout, other.as_ref()),
+                Err(_) => break,
+            }
+        }
+    };
+    if tokio::time::timeout(timeout, collect).await.is_err() {
+        return Ok(out);
+    }
+    let inspect =
+        docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|source| TestPhaseError::Exec {
+                command: what,
+                container: id.into(),
+                source,
+            })?;
+    out.exit_code = inspect.exit_code;
+    Ok(out)
+}
+
+fn push(buf: &mut String, bytes: &[u8]) {
+    if buf.len() < MAX_OUTPUT {
+        buf.push_str(&String::from_utf8_lossy(bytes));
+    }
+}
+
+/// Copies `files` (`(path under SCRIPT_DIR, bytes, mode)`) into the container.
+pub(crate) async fn upload(
+    docker: &Docker,
+    id: &str,
+    files: &[(String, Vec<u8>, u32)],
+) -> Result<(), TestPhaseError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    let root = SCRIPT_DIR.trim_start_matches('/');
+    for (path, bytes, mode) in files {
+        let full = format!("{root}/{path}");
+        // Directories first, world-writable like /tmp so any container user can use them.
+        let mut acc = String::new();
+        for part in full
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|x| x.1)
+            .unwrap_or(&[])
+        {
+            acc = if acc.is_empty() {
+                part.to_string()
+            } else {
+                format!("{acc}/{part}")
+            };
+            if acc != "tmp" && dirs.insert(acc.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o1777);
+                h.set_size(0);
+                builder
+                    .append_data(&mut h, format!("{acc}/"), std::io::empty())
+                    .map_err(|source| TestPhaseError::Archive { source })?;
+            }
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(*mode);
+        h.set_size(bytes.len() as u64);
+        builder
+            .append_data(&mut h, &full, bytes.as_slice())
+            .map_err(|source| TestPhaseError::Archive { source })?;
+    }
+    let tar = builder
+        .into_inner()
+        .map_err(|source| TestPhaseError::Archive { source })?;
+    let options = UploadToContainerOptionsBuilder::default().path("/").build();
+    docker
+        .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
+        .await
+        .map_err(|source| TestPhaseError::docker("copy test scripts into container", id, source))
+}
+
+/// One parsed `::kiln-step` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepLine {
+    /// Phase.
+    pub phase: String,
+    /// Step name.
+    pub step: String,
+    /// `passed`, `failed` or `ignored`.
+    pub status: String,
+    /// Exit code of the last attempt.
+    pub exit: i64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+/// Parses `::kiln-step phase=P step=S status=X exit=N attempts=A ms=T`
+/// (the step name may contain spaces; the other fields cannot).
+pub fn parse_step_line(line: &str) -> Option<StepLine> {
+    let rest = line.trim_end().strip_prefix("::kiln-step phase=")?;
+    let (phase, rest) = rest.split_once(" step=")?;
+    let (step, rest) = rest.rsplit_once(" status=")?;
+    let mut fields = rest.split(' ');
+    let status = fields.next()?.to_string();
+    let mut get = |k: &str| fields.next()?.strip_prefix(k).map(str::to_string);
+    Some(StepLine {
+        phase: phase.to_string(),
+        step: step.to_string(),
+        status,
+        exit: get("exit=")?.parse().ok()?,
+        attempts: get("attempts=")?.parse().ok()?,
+        ms: get("ms=")?.parse().ok()?,
+    })
+}
+
+/// Step names a generated test script declares, in order.
+pub fn declared_steps(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| l.strip_prefix("toe_step test "))
+        .filter_map(|rest| {
+            if let Some(q) = rest.strip_prefix('\'') {
+                // shell_quote: 'it'\''s' → it's
+                let mut name = String::new();
+                let mut r = q;
+                loop {
+                    let end = r.find('\'')?;
+                    name.push_str(&r[..end]);
+                    r = &r[end + 1..];
+                    match r.strip_prefix("\\''") {
+                        Some(more) => {
+                            name.push('\'');
+                            r = more;
+                        }
+                        None => return Some(name),
+                    }
+                }
+            }
+            rest.split(' ').next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// Runs each component's test script (recipe order) and returns one result
+/// per step; steps after an `Abort` are reported as skipped.
+pub(crate) async fn run_component_tests(
+    docker: &Docker,
+    id: &str,
+    scripts: &[TestScript],
+    timeout: Duration,
+) -> Result<Vec<CheckResult>, TestPhaseError> {
+    let mut results = Vec::new();
+    let mut files = Vec::new();
+    for (i, s) in scripts.iter().enumerate() {
+        let dir = format!("{:02}-{}", i + 1, s.component);
+        files.push((
+            format!("{dir}/toe.sh"),
+            TOE_RUNTIME.as_bytes().to_vec(),
+            0o644,
+        ));
+        files.push((
+            format!("{dir}/test.sh"),
+            s.script.clone().into_bytes(),
+            0o755,
+        ));
+    }
+    if files.is_empty() {
+        return Ok(results);
+    }
+    upload(docker, id, &files).await?;
+    for (i, s) in scripts.iter().enumerate() {
+        let path = format!("{SCRIPT_DIR}/{:02}-{}/test.sh", i + 1, s.component);
+        let start = Instant::now();
+        let out = exec(
+            docker,
+            id,
+            vec!["/bin/bash".into(), path],
+            Vec::new(),
+            timeout,
+        )
+        .await?;
+        let mut seen = Vec::new();
+        for line in out.stdout.lines() {
+            let Some(step) = parse_step_line(line) else {
+                continue;
+            };
+            let passed = step.status != "failed";
+            let mut detail = format!("exit {} after {} attempt(s)", step.exit, step.attempts);
+            if step.status == "ignored" {
+                detail.push_str("; failure ignored (onFailure: Ignore)");
+            }
+            if !passed {
+                detail.push('\n');
+                detail.push_str(&tail(&out.stderr, 15));
+            }
+            seen.push(step.step.clone());
+            results.push(CheckResult {
+                name: format!("{}/{}", s.component, step.step),
+                kind: CheckKind::ComponentStep,
+                passed,
+                skipped: false,
+                duration: Duration::from_millis(step.ms),
+                detail,
+            });
+        }
+        for name in declared_steps(&s.script)
+            .into_iter()
+            .filter(|n| !seen.contains(n))
+        {
+            results.push(CheckResult {
+                name: format!("{}/{name}", s.component),
+                kind: CheckKind::ComponentStep,
+                passed: true,
+                skipped: true,
+                duration: Duration::ZERO,
+                detail: "not run: an earlier step failed with onFailure: Abort".into(),
+            });
+        }
+        let script_failed = out.exit_code != Some(0);
+        let step_failed = results
+            .iter()
+            .any(|r| !r.passed && r.name.starts_with(&format!("{}/", s.component)));
+        if script_failed && !step_failed {
+            // The script itself broke (no bash, timeout, …): report it.
+            results.push(CheckResult {
+                name: format!("{}/test phase", s.component),
+                kind: CheckKind::ComponentStep,
+                passed: false,
+                skipped: false,
+                duration: start.elapsed(),
+                detail: match out.exit_code {
+                    Some(c) => format!("test script exited {c}\n{}", tail(&out.stderr, 15)),
+                    None => format!("test script did not finish within {}s", timeout.as_secs()),
+                },
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_step_lines() {
+        let l = parse_step_line(
+            "::kiln-step phase=test step=Serves It status=failed exit=3 attempts=2 ms=1200",
+        )
+        .unwrap();
+        assert_eq!(l.step, "Serves It");
+        assert_eq!(
+            (l.status.as_str(), l.exit, l.attempts, l.ms),
+            ("failed", 3, 2, 1200)
+        );
+        assert!(parse_step_line("kiln-toe: ==> test/x").is_none());
+    }
+
+    #[test]
+    fn finds_declared_steps() {
+        let s = "toe_step test Check Continue 1 0 '' 0 -- kiln_step_1\ntoe_step test 'it'\\''s' Abort 1 0 '' 0 -- kiln_step_2\n";
+        assert_eq!(
+            declared_steps(s),
+            vec!["Check".to_string(), "it's".to_string()]
+        );
+    }
+}
