@@ -146,13 +146,13 @@ fn save_context(rendered: &render::RenderedBuild, request: &BuildRequest, file: 
     }
 }
 
-struct Printer {
-    tty: bool,
-    quiet: bool,
+pub(super) struct Printer {
+    pub(super) tty: bool,
+    pub(super) quiet: bool,
 }
 
 impl Printer {
-    fn event(&mut self, e: BuildEvent) {
+    pub(super) fn event(&mut self, e: BuildEvent) {
         if self.quiet {
             return;
         }

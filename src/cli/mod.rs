@@ -6,6 +6,7 @@ mod build;
 mod records;
 mod render;
 mod resolve;
+mod run;
 mod test;
 mod validate;
 
@@ -33,6 +34,8 @@ pub struct Cli {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a pipeline end to end: resolve, build, test, push, record.
+    Run(run::Args),
     /// Validate recipes, the components they use and their templates.
     Validate(validate::Args),
     /// Build a recipe's image on the Docker engine (skipped when its inputs are unchanged).
@@ -117,6 +120,7 @@ pub async fn run(cli: Cli) -> Outcome {
     };
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
+        Command::Run(a) => run::run(&project, a).await,
         Command::Render(a) => render::run(&project, a),
         Command::Resolve(a) => resolve::run(&project, a).await,
         Command::Records(a) => records::run(&project, a),

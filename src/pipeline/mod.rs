@@ -1,5 +1,13 @@
 //! The pipeline: the only module that chains the stages
 //! (load → resolve → render → build → test → distribute → record). The CLI's
-//! `kiln run` and the daemon call the same [`run`] function.
+//! `kiln run` and the daemon call the same [`Pipeline::run`].
 
+mod error;
+mod events;
 pub mod pins;
+mod record_of;
+mod run;
+
+pub use error::{PipelineError, chain};
+pub use events::{EventSink, PipelineEvent, Stage, discard};
+pub use run::{Pipeline, RunOptions, RunSummary};
