@@ -10,6 +10,8 @@ pub mod digest;
 pub mod load;
 pub mod project;
 pub mod reference;
+pub mod registry;
 pub mod render;
+pub mod resolve;
 pub mod schedule;
 pub mod yaml;

@@ -1,0 +1,206 @@
+//! One request, done right: scheme choice, auth on 401 (at most one refresh),
+//! bounded retries with backoff on 429/5xx/timeouts/resets, error envelopes
+//! turned into [`RegistryError::Status`], and every attempt counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+
+use super::auth::AuthState;
+use super::challenge::parse_challenges;
+use super::config::{RegistryConfig, scheme_for};
+use super::error::{RegistryError, parse_error_envelope};
+use super::retry::{is_retryable_error, is_retryable_status, parse_retry_after};
+
+/// Shared state behind a [`RegistryClient`](super::RegistryClient).
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: RegistryConfig,
+    pub(crate) auth: AuthState,
+    /// Every HTTP request and ECR API call made, retries and token fetches
+    /// included; read by benchmarks and tests.
+    pub(crate) requests: AtomicU64,
+}
+
+/// What to send.
+pub(crate) struct Request<'a> {
+    /// `manifest` or `blob`, for error messages.
+    pub(crate) what: &'static str,
+    /// The reference as shown in errors.
+    pub(crate) reference: String,
+    pub(crate) registry: &'a str,
+    pub(crate) repository: &'a str,
+    pub(crate) method: Method,
+    /// Path after `/v2/`, e.g. `kiln/base/manifests/1`.
+    pub(crate) path: String,
+    pub(crate) accept: Option<String>,
+}
+
+/// A successful answer with its body read.
+pub(crate) struct Answer {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+enum Sent {
+    Buffered(Answer),
+    Open(Response),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AuthStage {
+    /// Nothing sent yet, or an unverified cached value.
+    Initial,
+    /// Sent a value that a refresh might improve.
+    Stale,
+    /// Sent the best value there is; another 401 is final.
+    Final,
+}
+
+/// Maps `docker.io` to the host that serves its API.
+fn api_host(registry: &str) -> &str {
+    if registry == crate::reference::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+impl Inner {
+    /// Sends `req` and reads the whole body inside the retry loop, so a
+    /// connection reset mid-body is retried like any other transport error.
+    pub(crate) async fn fetch(&self, req: &Request<'_>) -> Result<Answer, RegistryError> {
+        match self.send(req, true).await? {
+            Sent::Buffered(answer) => Ok(answer),
+            Sent::Open(_) => unreachable!("send(buffer = true) always buffers"),
+        }
+    }
+
+    /// Sends `req` and returns the response once its status is a success;
+    /// the body is left to the caller (blob streams).
+    pub(crate) async fn open(&self, req: &Request<'_>) -> Result<Response, RegistryError> {
+        match self.send(req, false).await? {
+            Sent::Open(resp) => Ok(resp),
+            Sent::Buffered(_) => unreachable!("send(buffer = false) never buffers"),
+        }
+    }
+
+    fn transport(&self, req: &Request<'_>, attempts: u32, source: reqwest::Error) -> RegistryError {
+        RegistryError::Transport {
+            what: req.what,
+            reference: req.reference.clone(),
+            attempts,
+            source,
+        }
+    }
+
+    /// The loop. With `buffer`, a successful response's body is read inside
+    /// the loop so body errors (resets mid-response) are retried.
+    async fn send(&self, req: &Request<'_>, buffer: bool) -> Result<Sent, RegistryError> {
+        let policy = &self.config.retry;
+        let max = policy.max_attempts.max(1);
+        let url = format!(
+            "{}://{}/v2/{}",
+            scheme_for(req.registry, &self.config).as_str(),
+            api_host(req.registry),
+            req.path
+        );
+        let scope = format!("repository:{}:pull", req.repository);
+        let mut auth = self.auth.cached(req.registry, &scope).await;
+        let mut stage = AuthStage::Initial;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut rb = self.http.request(req.method.clone(), &url);
+            if buffer {
+                rb = rb.timeout(self.config.request_timeout);
+            }
+            if let Some(a) = &req.accept {
+                rb = rb.header(ACCEPT, a);
+            }
+            if let Some(a) = &auth {
+                rb = rb.header(AUTHORIZATION, a);
+            }
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) if is_retryable_error(&e) && attempts < max => {
+                    tracing::debug!(url, attempts, error = %e, "retrying after transport error");
+                    tokio::time::sleep(policy.delay(attempts, None)).await;
+                    continue;
+                }
+                Err(e) => return Err(self.transport(req, attempts, e)),
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && stage != AuthStage::Final {
+                let challenges = resp
+                    .headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(parse_challenges)
+                    .collect::<Vec<_>>();
+                let force = stage == AuthStage::Stale;
+                let got = self
+                    .auth
+                    .authorize(
+                        &self.http,
+                        &self.requests,
+                        &self.config,
+                        req.registry,
+                        &scope,
+                        &challenges,
+                        force,
+                    )
+                    .await?;
+                if let Some(a) = got {
+                    stage = if a.fresh || force {
+                        AuthStage::Final
+                    } else {
+                        AuthStage::Stale
+                    };
+                    auth = Some(a.header);
+                    attempts -= 1; // an auth round trip is not a failed attempt
+                    continue;
+                }
+            }
+            if is_retryable_status(status) && attempts < max {
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                tracing::debug!(url, attempts, %status, ?retry_after, "retrying");
+                drop(resp);
+                tokio::time::sleep(policy.delay(attempts, retry_after)).await;
+                continue;
+            }
+            if !status.is_success() {
+                let body = resp.bytes().await.unwrap_or_default();
+                let first = parse_error_envelope(&body).into_iter().next();
+                return Err(RegistryError::Status {
+                    what: req.what,
+                    reference: req.reference.clone(),
+                    status: status.as_u16(),
+                    code: first.as_ref().map(|e| e.code.clone()),
+                    message: first.map(|e| e.message).unwrap_or_default(),
+                    attempts,
+                });
+            }
+            if !buffer {
+                return Ok(Sent::Open(resp));
+            }
+            let headers = resp.headers().clone();
+            match resp.bytes().await {
+                Ok(body) => return Ok(Sent::Buffered(Answer { headers, body })),
+                Err(e) if is_retryable_error(&e) && attempts < max => {
+                    tracing::debug!(url, attempts, error = %e, "retrying after body error");
+                    tokio::time::sleep(policy.delay(attempts, None)).await;
+                }
+                Err(e) => return Err(self.transport(req, attempts, e)),
+            }
+        }
+    }
+}

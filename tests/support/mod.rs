@@ -1,0 +1,108 @@
+//! Shared test support: the real services (`scripts/services up`), a small
+//! pusher that builds test images through the OCI API, and extra registry
+//! processes. Tests fail, never skip, when the services are missing.
+#![allow(dead_code)]
+
+pub mod fault_proxy;
+pub mod push;
+pub mod registry_process;
+
+use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Where the real services answer.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// `host:port` of the CNCF distribution registry.
+    pub registry: String,
+    /// The pushed base image, e.g. `127.0.0.1:5000/kiln/base:1`.
+    pub base_image: String,
+    /// moto's ECR endpoint URL.
+    pub moto: String,
+}
+
+const HINT: &str = "the real test services are not running: run `scripts/services up` (or `scripts/services run cargo test`)";
+
+fn env_file() -> Option<PathBuf> {
+    let mut dir: Option<&Path> = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(d) = dir {
+        let f = d.join("target/services.env");
+        if f.is_file() {
+            return Some(f);
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export ").or(Some(l.trim())))
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+fn answers(host_port: &str) -> bool {
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
+/// The services, from the environment or `<root>/target/services.env`.
+/// Panics with instructions when they are missing or not answering.
+pub fn services() -> Services {
+    static S: OnceLock<Services> = OnceLock::new();
+    S.get_or_init(|| {
+        let file = env_file()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|t| parse_env_file(&t))
+            .unwrap_or_default();
+        let get = |k: &str| -> String {
+            if let Ok(v) = std::env::var(k) {
+                return v;
+            }
+            let v = file
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{k} is not set and not in target/services.env; {HINT}"));
+            // SAFETY: every test calls `services()` before doing anything else
+            // and the OnceLock runs this once while other callers wait, so no
+            // other thread of ours reads the environment concurrently.
+            unsafe { std::env::set_var(k, &v) };
+            v
+        };
+        let s = Services {
+            registry: get("KILN_TEST_REGISTRY"),
+            base_image: get("KILN_TEST_BASE_IMAGE"),
+            moto: get("AWS_ENDPOINT_URL_ECR"),
+        };
+        for k in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            get(k);
+        }
+        assert!(
+            answers(&s.registry),
+            "registry {} does not answer; {HINT}",
+            s.registry
+        );
+        let moto_host = s.moto.trim_start_matches("http://").trim_end_matches('/');
+        assert!(
+            answers(moto_host),
+            "moto {} does not answer; {HINT}",
+            s.moto
+        );
+        s
+    })
+    .clone()
+}
+
+/// A repository or tag name unique to this run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}

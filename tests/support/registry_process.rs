@@ -1,0 +1,63 @@
+//! Extra `docker-registry` instances on free loopback ports, e.g. one behind
+//! htpasswd basic auth. Killed when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct RegistryProcess {
+    pub host: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RegistryProcess {
+    /// Starts a registry requiring `user`/`pass` (bcrypt htpasswd).
+    pub fn start_with_htpasswd(user: &str, pass: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("/usr/bin/htpasswd")
+            .args(["-Bbn", user, pass])
+            .output()
+            .expect("running htpasswd");
+        assert!(out.status.success(), "htpasswd failed");
+        std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: kiln-test\n    path: {root}/htpasswd\n",
+            root = dir.path().display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting /usr/bin/docker-registry");
+        let host = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry on {host} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RegistryProcess {
+            host,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
