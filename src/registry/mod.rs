@@ -17,6 +17,7 @@ mod media;
 mod platform;
 mod retry;
 mod transport;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ pub use media::{
 };
 pub use platform::{IndexDocument, IndexEntry, Platform, PlatformParseError, select_platform};
 pub use retry::{RetryPolicy, parse_retry_after};
+pub use upload::{MONOLITHIC_MAX, UploadOutcome};
 
 use transport::Inner;
 
