@@ -7,6 +7,7 @@
 
 pub mod diagnostic;
 pub mod digest;
+pub mod distribute;
 pub mod load;
 pub mod project;
 pub mod reference;
