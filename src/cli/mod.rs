@@ -1,6 +1,7 @@
 //! Argument parsing and command dispatch for the `kiln` binary. Each command
 //! lives in its own file and only formats what the library returns.
 
+mod push;
 mod render;
 mod validate;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the final Dockerfile of a recipe (and optionally write its build context).
     Render(render::Args),
+    /// Push an image from the daemon to the recipe's targets (distribute stage).
+    Push(push::Args),
 }
 
 /// What a command ended with.
@@ -92,5 +95,6 @@ pub async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
         Command::Render(a) => render::run(&project, a),
+        Command::Push(a) => push::run(&project, a).await,
     }
 }

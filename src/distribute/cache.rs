@@ -67,13 +67,18 @@ impl BlobCache {
 
     /// Records a compressed blob.
     pub fn insert_layer(&mut self, key: &str, diff_id: Digest, blob: CachedBlob) {
-        self.layers.entry(key.to_string()).or_default().insert(diff_id, blob);
+        self.layers
+            .entry(key.to_string())
+            .or_default()
+            .insert(diff_id, blob);
     }
 
     /// The config bytes of `image_id`, only if they still hash to it.
     pub fn config(&self, image_id: &Digest) -> Option<Vec<u8>> {
         let text = self.configs.get(image_id)?;
-        image_id.verify(text.as_bytes()).then(|| text.as_bytes().to_vec())
+        image_id
+            .verify(text.as_bytes())
+            .then(|| text.as_bytes().to_vec())
     }
 
     /// Records config bytes (ignored when not UTF-8, which a config always is).
@@ -98,7 +103,10 @@ mod tests {
     fn round_trips_and_checks_configs() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = BlobCache::default();
-        let blob = CachedBlob { digest: Digest::of(b"gz"), size: 2 };
+        let blob = CachedBlob {
+            digest: Digest::of(b"gz"),
+            size: 2,
+        };
         c.insert_layer("gzip-1", Digest::of(b"tar"), blob.clone());
         c.insert_config(Digest::of(b"{}"), b"{}");
         c.configs.insert(Digest::of(b"x"), "tampered".into());
@@ -108,6 +116,9 @@ mod tests {
         assert_eq!(back.layer("gzip-6", &Digest::of(b"tar")), None);
         assert_eq!(back.config(&Digest::of(b"{}")), Some(b"{}".to_vec()));
         assert_eq!(back.config(&Digest::of(b"x")), None);
-        assert_eq!(BlobCache::load(&dir.path().join("none")), BlobCache::default());
+        assert_eq!(
+            BlobCache::load(&dir.path().join("none")),
+            BlobCache::default()
+        );
     }
 }

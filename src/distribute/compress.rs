@@ -49,7 +49,10 @@ pub fn gzip_file(input: &File, level: u32, dir: &Path) -> std::io::Result<Compre
     let mut input = input.try_clone()?;
     input.seek(SeekFrom::Start(0))?;
     let file = tempfile::tempfile_in(dir)?;
-    let tee = Tee { out: BufWriter::with_capacity(256 * 1024, file.try_clone()?), hash: DigestWriter::new() };
+    let tee = Tee {
+        out: BufWriter::with_capacity(256 * 1024, file.try_clone()?),
+        hash: DigestWriter::new(),
+    };
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .write(tee, flate2::Compression::new(level.min(9)));
@@ -101,7 +104,10 @@ impl CompressPool {
                     .expect("spawning a compression thread")
             })
             .collect();
-        CompressPool { jobs: Some(tx), threads }
+        CompressPool {
+            jobs: Some(tx),
+            threads,
+        }
     }
 
     /// Queues a job.
@@ -140,7 +146,9 @@ mod tests {
         f.read_to_end(&mut gz).unwrap();
         assert_eq!(Digest::of(&gz), a.digest);
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, data);
     }
 }

@@ -35,19 +35,31 @@ pub(crate) struct EcrSink {
     pub(crate) host: String,
 }
 
-fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> Box<dyn std::error::Error + Send + Sync> {
+fn boxed<E: std::error::Error + Send + Sync + 'static>(
+    e: E,
+) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(e)
 }
 
 impl EcrSink {
     /// Finds or creates the repository.
-    pub(crate) async fn open(target: &Target, region: &str, repository: &str, registry_id: Option<&str>) -> Result<Self, DistributeError> {
+    pub(crate) async fn open(
+        target: &Target,
+        region: &str,
+        repository: &str,
+        registry_id: Option<&str>,
+    ) -> Result<Self, DistributeError> {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
             .load()
             .await;
         let client = aws_sdk_ecr::Client::new(&conf);
-        let err = |operation, source| DistributeError::Ecr { operation, repository: repository.to_string(), digest: None, source };
+        let err = |operation, source| DistributeError::Ecr {
+            operation,
+            repository: repository.to_string(),
+            digest: None,
+            source,
+        };
         let found = client
             .describe_repositories()
             .set_registry_id(registry_id.map(str::to_string))
@@ -66,7 +78,11 @@ impl EcrSink {
                 .set_registry_id(registry_id.map(str::to_string))
                 .repository_name(repository)
                 .image_tag_mutability(ImageTagMutability::Immutable)
-                .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder()
+                        .scan_on_push(true)
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(|e| err("CreateRepository", boxed(e)))?
@@ -84,12 +100,25 @@ impl EcrSink {
         })
     }
 
-    fn err(&self, operation: &'static str, digest: Option<&Digest>, source: Box<dyn std::error::Error + Send + Sync>) -> DistributeError {
-        DistributeError::Ecr { operation, repository: format!("{}/{}", self.host, self.repository), digest: digest.cloned(), source }
+    fn err(
+        &self,
+        operation: &'static str,
+        digest: Option<&Digest>,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> DistributeError {
+        DistributeError::Ecr {
+            operation,
+            repository: format!("{}/{}", self.host, self.repository),
+            digest: digest.cloned(),
+            source,
+        }
     }
 
     /// Which of `digests` the repository has (`BatchCheckLayerAvailability`).
-    pub(crate) async fn present(&self, digests: &[Digest]) -> Result<HashSet<Digest>, DistributeError> {
+    pub(crate) async fn present(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, DistributeError> {
         let mut have = HashSet::new();
         for chunk in digests.chunks(100) {
             let out = self
@@ -102,8 +131,11 @@ impl EcrSink {
                 .await
                 .map_err(|e| self.err("BatchCheckLayerAvailability", None, boxed(e)))?;
             for l in out.layers() {
-                let available = l.layer_availability().is_some_and(|a| a.as_str() == "AVAILABLE");
-                if let (true, Some(d)) = (available, l.layer_digest().and_then(|d| d.parse().ok())) {
+                let available = l
+                    .layer_availability()
+                    .is_some_and(|a| a.as_str() == "AVAILABLE");
+                if let (true, Some(d)) = (available, l.layer_digest().and_then(|d| d.parse().ok()))
+                {
                     have.insert(d);
                 }
             }
@@ -112,7 +144,13 @@ impl EcrSink {
     }
 
     /// Uploads `file` in parts, sequentially; checks ECR's layer digest.
-    pub(crate) async fn upload(&self, digest: &Digest, size: u64, file: &Arc<File>, sent: Arc<AtomicU64>) -> Result<(), DistributeError> {
+    pub(crate) async fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        file: &Arc<File>,
+        sent: Arc<AtomicU64>,
+    ) -> Result<(), DistributeError> {
         let start = self
             .client
             .initiate_layer_upload()
@@ -122,7 +160,8 @@ impl EcrSink {
             .await
             .map_err(|e| self.err("InitiateLayerUpload", Some(digest), boxed(e)))?;
         let upload_id = start.upload_id().unwrap_or_default().to_string();
-        let part = (start.part_size().unwrap_or(MIN_PART as i64).max(0) as u64).clamp(MIN_PART, MAX_PART);
+        let part =
+            (start.part_size().unwrap_or(MIN_PART as i64).max(0) as u64).clamp(MIN_PART, MAX_PART);
         let mut at = 0u64;
         while at < size {
             let len = part.min(size - at);
@@ -195,7 +234,11 @@ impl EcrSink {
     }
 
     /// `PutImage` with our digest; an existing tag is mapped to a conflict.
-    pub(crate) async fn put_manifest(&self, tag: &str, m: &BuiltManifest) -> Result<(), DistributeError> {
+    pub(crate) async fn put_manifest(
+        &self,
+        tag: &str,
+        m: &BuiltManifest,
+    ) -> Result<(), DistributeError> {
         let text = std::str::from_utf8(&m.bytes).expect("manifests are JSON text");
         let out = self
             .client
@@ -214,7 +257,7 @@ impl EcrSink {
             Err(e) if e.code() == Some("ImageTagAlreadyExistsException") => {
                 let existing = self.tag(tag).await?.unwrap_or_else(|| m.digest.clone());
                 Err(DistributeError::TagConflict {
-                    target: self.target.clone(),
+                    target: Box::new(self.target.clone()),
                     repository: format!("{}/{}", self.host, self.repository),
                     tag: tag.to_string(),
                     existing,
@@ -226,6 +269,12 @@ impl EcrSink {
     }
 
     pub(crate) async fn read_back(&self, tag: &str) -> Result<Digest, DistributeError> {
-        self.tag(tag).await?.ok_or_else(|| self.err("BatchGetImage", None, format!("tag {tag} not found after PutImage").into()))
+        self.tag(tag).await?.ok_or_else(|| {
+            self.err(
+                "BatchGetImage",
+                None,
+                format!("tag {tag} not found after PutImage").into(),
+            )
+        })
     }
 }

@@ -64,7 +64,7 @@ pub enum DistributeError {
     )]
     TagConflict {
         /// The target.
-        target: Target,
+        target: Box<Target>,
         /// The repository (with registry host).
         repository: String,
         /// The tag.
@@ -78,14 +78,14 @@ pub enum DistributeError {
     #[error("pushing {what} to `{repository}` ({target:?}) failed")]
     Registry {
         /// The target.
-        target: Target,
+        target: Box<Target>,
         /// The repository (with registry host).
         repository: String,
         /// What was being pushed or checked (`blob sha256:…`, `manifest`, `tag 1.0.0-3`).
         what: String,
         /// The registry error.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// An ECR API call failed.
     #[error("ecr {operation} on `{repository}` failed{}", .digest.as_ref().map(|d| format!(" for {d}")).unwrap_or_default())]

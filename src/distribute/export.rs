@@ -42,7 +42,10 @@ pub struct ChannelReader {
 impl ChannelReader {
     /// Reads what `rx` delivers until it closes.
     pub fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
-        ChannelReader { rx, current: Bytes::new() }
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
     }
 }
 
@@ -63,8 +66,10 @@ impl Read for ChannelReader {
 }
 
 fn ignored(name: &str) -> bool {
-    matches!(name, "manifest.json" | "repositories" | "index.json" | "oci-layout")
-        || name.ends_with("/VERSION")
+    matches!(
+        name,
+        "manifest.json" | "repositories" | "index.json" | "oci-layout"
+    ) || name.ends_with("/VERSION")
         || name.ends_with("/json")
 }
 
@@ -111,7 +116,11 @@ pub fn walk_export(
             file.read_to_end(&mut bytes)?;
             on_item(Exported::Config(bytes));
         } else if diff_ids.contains(&digest) && seen.insert(digest.clone()) {
-            on_item(Exported::Layer { diff_id: digest, size, file });
+            on_item(Exported::Layer {
+                diff_id: digest,
+                size,
+                file,
+            });
         }
     }
     Ok(())
@@ -159,7 +168,10 @@ mod tests {
         ] {
             let mut got = Vec::new();
             walk_export(&tar_of(&files)[..], dir.path(), &id, &want, |i| got.push(i)).unwrap();
-            let configs = got.iter().filter(|i| matches!(i, Exported::Config(c) if c == config)).count();
+            let configs = got
+                .iter()
+                .filter(|i| matches!(i, Exported::Config(c) if c == config))
+                .count();
             let layers: HashSet<_> = got
                 .iter()
                 .filter_map(|i| match i {

@@ -36,7 +36,9 @@ pub struct BuiltManifest {
 }
 
 fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
-    d.to_string().parse().expect("a kiln Digest is a valid OCI digest")
+    d.to_string()
+        .parse()
+        .expect("a kiln Digest is a valid OCI digest")
 }
 
 /// Builds the OCI manifest for `config` bytes and `layers` (in stack order).
@@ -78,8 +80,16 @@ mod tests {
     #[test]
     fn manifest_is_deterministic_and_lists_blobs_in_order() {
         let layers = vec![
-            LayerBlob { diff_id: Digest::of(b"a"), digest: Digest::of(b"ga"), size: 10 },
-            LayerBlob { diff_id: Digest::of(b"b"), digest: Digest::of(b"gb"), size: 20 },
+            LayerBlob {
+                diff_id: Digest::of(b"a"),
+                digest: Digest::of(b"ga"),
+                size: 10,
+            },
+            LayerBlob {
+                diff_id: Digest::of(b"b"),
+                digest: Digest::of(b"gb"),
+                size: 20,
+            },
         ];
         let m1 = build_manifest(b"{}", &layers);
         let m2 = build_manifest(b"{}", &layers);
@@ -88,9 +98,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&m1.bytes).unwrap();
         assert_eq!(v["mediaType"], MANIFEST_MEDIA_TYPE);
         assert_eq!(v["config"]["digest"], Digest::of(b"{}").to_string());
-        assert_eq!(v["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+        assert_eq!(
+            v["config"]["mediaType"],
+            "application/vnd.oci.image.config.v1+json"
+        );
         assert_eq!(v["layers"][1]["digest"], Digest::of(b"gb").to_string());
-        assert_eq!(v["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        assert_eq!(
+            v["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
         assert_eq!(v["layers"][0]["size"], 10);
     }
 }

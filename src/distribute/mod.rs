@@ -82,7 +82,12 @@ pub struct PushOptions {
 
 impl Default for PushOptions {
     fn default() -> Self {
-        PushOptions { concurrency: 5, compression_level: 1, compress_threads: 0, spool_dir: None }
+        PushOptions {
+            concurrency: 5,
+            compression_level: 1,
+            compress_threads: 0,
+            spool_dir: None,
+        }
     }
 }
 
@@ -200,9 +205,15 @@ pub fn render_tags(req: &PushRequest) -> Result<Vec<String>, DistributeError> {
     };
     let mut tags = Vec::new();
     for t in templates {
-        let tag = render_tag(t, &vars).map_err(|reason| DistributeError::Tag { template: t.to_string(), reason })?;
+        let tag = render_tag(t, &vars).map_err(|reason| DistributeError::Tag {
+            template: t.to_string(),
+            reason,
+        })?;
         if !is_valid_tag(&tag) {
-            return Err(DistributeError::Tag { template: t.to_string(), reason: format!("`{tag}` is not a valid tag") });
+            return Err(DistributeError::Tag {
+                template: t.to_string(),
+                reason: format!("`{tag}` is not a valid tag"),
+            });
         }
         if !tags.contains(&tag) {
             tags.push(tag);

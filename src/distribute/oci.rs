@@ -25,7 +25,12 @@ pub(crate) struct OciSink {
 }
 
 impl OciSink {
-    pub(crate) fn new(target: &Target, client: &RegistryClient, registry: &str, repository: &str) -> Self {
+    pub(crate) fn new(
+        target: &Target,
+        client: &RegistryClient,
+        registry: &str,
+        repository: &str,
+    ) -> Self {
         OciSink {
             target: target.clone(),
             client: client.clone(),
@@ -40,19 +45,25 @@ impl OciSink {
 
     fn err(&self, what: String, source: RegistryError) -> DistributeError {
         DistributeError::Registry {
-            target: self.target.clone(),
+            target: Box::new(self.target.clone()),
             repository: self.repo.name(),
             what,
-            source,
+            source: Box::new(source),
         }
     }
 
     fn tagged(&self, tag: &str) -> ImageReference {
-        ImageReference { tag: Some(tag.to_string()), ..self.repo.clone() }
+        ImageReference {
+            tag: Some(tag.to_string()),
+            ..self.repo.clone()
+        }
     }
 
     /// Which of `digests` the repository already has (`HEAD`, 8 at a time).
-    pub(crate) async fn present(&self, digests: &[Digest]) -> Result<HashSet<Digest>, DistributeError> {
+    pub(crate) async fn present(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, DistributeError> {
         futures_util::stream::iter(digests.iter().cloned())
             .map(|d| async move {
                 match self.client.blob_exists(&self.repo, &d).await {
@@ -82,7 +93,11 @@ impl OciSink {
     }
 
     /// Mounts `digest` from `from` when it is a repository of this registry.
-    pub(crate) async fn mount(&self, digest: &Digest, from: &ImageReference) -> Result<bool, DistributeError> {
+    pub(crate) async fn mount(
+        &self,
+        digest: &Digest,
+        from: &ImageReference,
+    ) -> Result<bool, DistributeError> {
         if from.registry != self.repo.registry || from.repository == self.repo.repository {
             return Ok(false);
         }
@@ -101,7 +116,11 @@ impl OciSink {
         }
     }
 
-    pub(crate) async fn put_manifest(&self, tag: &str, m: &BuiltManifest) -> Result<(), DistributeError> {
+    pub(crate) async fn put_manifest(
+        &self,
+        tag: &str,
+        m: &BuiltManifest,
+    ) -> Result<(), DistributeError> {
         let reported = self
             .client
             .put_manifest(&self.tagged(tag), MANIFEST_MEDIA_TYPE, m.bytes.clone())

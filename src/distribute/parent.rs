@@ -55,29 +55,43 @@ struct ConfigDoc {
 fn is_gzip_layer(media_type: &str) -> bool {
     matches!(
         media_type,
-        "application/vnd.oci.image.layer.v1.tar+gzip" | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
     )
 }
 
 /// The parent's gzip layers in order, with their diff_ids. `parent` must
 /// name a single-platform manifest (the resolve stage pins it so).
-pub async fn parent_layers(client: &RegistryClient, parent: &ImageReference) -> Result<Vec<ParentLayer>, RegistryError> {
+pub async fn parent_layers(
+    client: &RegistryClient,
+    parent: &ImageReference,
+) -> Result<Vec<ParentLayer>, RegistryError> {
     let m = client.get_manifest(parent).await?;
-    let doc: ManifestDoc = serde_json::from_slice(&m.bytes)
-        .map_err(|source| RegistryError::ManifestParse { reference: parent.to_string(), source })?;
+    let doc: ManifestDoc =
+        serde_json::from_slice(&m.bytes).map_err(|source| RegistryError::ManifestParse {
+            reference: parent.to_string(),
+            source,
+        })?;
     let mut stream = client.get_blob(parent, &doc.config.digest).await?;
     let mut config = Vec::new();
     while let Some(chunk) = stream.next().await {
         config.extend_from_slice(&chunk?);
     }
-    let config: ConfigDoc = serde_json::from_slice(&config)
-        .map_err(|source| RegistryError::ManifestParse { reference: parent.to_string(), source })?;
+    let config: ConfigDoc =
+        serde_json::from_slice(&config).map_err(|source| RegistryError::ManifestParse {
+            reference: parent.to_string(),
+            source,
+        })?;
     Ok(doc
         .layers
         .iter()
         .zip(config.rootfs.diff_ids)
         .take_while(|(l, _)| is_gzip_layer(&l.media_type))
-        .map(|(l, diff_id)| ParentLayer { diff_id, digest: l.digest.clone(), size: l.size })
+        .map(|(l, diff_id)| ParentLayer {
+            diff_id,
+            digest: l.digest.clone(),
+            size: l.size,
+        })
         .collect())
 }
 
@@ -98,7 +112,10 @@ pub(crate) async fn download_blob(
     digest: &Digest,
     dir: &Path,
 ) -> Result<File, CopyError> {
-    let mut stream = client.get_blob(from, digest).await.map_err(CopyError::Registry)?;
+    let mut stream = client
+        .get_blob(from, digest)
+        .await
+        .map_err(CopyError::Registry)?;
     let file = tempfile::tempfile_in(dir).map_err(CopyError::Io)?;
     let mut out = std::io::BufWriter::new(file.try_clone().map_err(CopyError::Io)?);
     while let Some(chunk) = stream.next().await {

@@ -45,7 +45,12 @@ enum Source {
 /// What the export side produces.
 enum Produced {
     Config(Vec<u8>),
-    Layer { diff_id: Digest, digest: Digest, size: u64, file: File },
+    Layer {
+        diff_id: Digest,
+        digest: Digest,
+        size: u64,
+        file: File,
+    },
     Failed(DistributeError),
 }
 
@@ -63,7 +68,8 @@ enum Done {
     Mounted(String),
 }
 
-type BlobFuture<'a> = Pin<Box<dyn Future<Output = (usize, Digest, Result<Done, DistributeError>)> + Send + 'a>>;
+type BlobFuture<'a> =
+    Pin<Box<dyn Future<Output = (usize, Digest, Result<Done, DistributeError>)> + Send + 'a>>;
 
 /// Pushes `req.image` to every target of `req`. See the module docs of
 /// [`crate::distribute`] for the flow.
@@ -75,12 +81,29 @@ pub async fn distribute(
 ) -> Result<PushedImage, DistributeError> {
     let tags = render_tags(req)?;
     let image = req.image.clone();
-    let docker_err = |operation, source| DistributeError::Docker { operation, image: image.clone(), source };
-    let bad = |reason: String| DistributeError::BadImage { image: image.clone(), reason };
-    let io_err = |what, source| DistributeError::Io { what, image: image.clone(), source };
+    let docker_err = |operation, source| DistributeError::Docker {
+        operation,
+        image: image.clone(),
+        source,
+    };
+    let bad = |reason: String| DistributeError::BadImage {
+        image: image.clone(),
+        reason,
+    };
+    let io_err = |what, source| DistributeError::Io {
+        what,
+        image: image.clone(),
+        source,
+    };
 
-    let sinks = futures_util::future::try_join_all(req.distribute.targets.iter().map(|t| Sink::open(t, client))).await?;
-    let inspect = docker.inspect_image(&req.image).await.map_err(|e| docker_err("inspect", e))?;
+    let sinks = futures_util::future::try_join_all(
+        req.distribute.targets.iter().map(|t| Sink::open(t, client)),
+    )
+    .await?;
+    let inspect = docker
+        .inspect_image(&req.image)
+        .await
+        .map_err(|e| docker_err("inspect", e))?;
     let image_id: Digest = inspect
         .id
         .as_deref()
@@ -98,7 +121,11 @@ pub async fn distribute(
 
     // Plan: what is known without exporting, and what each target has.
     let key = compression_key(req.options.compression_level);
-    let mut cache = req.state_dir.as_deref().map(BlobCache::load).unwrap_or_default();
+    let mut cache = req
+        .state_dir
+        .as_deref()
+        .map(BlobCache::load)
+        .unwrap_or_default();
     let parents = match &req.parent {
         Some(p) => parent_layers(client, p).await.unwrap_or_else(|e| {
             tracing::warn!(parent = %p, error = %e, "cannot read the parent's layers; compressing all layers");
@@ -109,14 +136,26 @@ pub async fn distribute(
     let mut known: HashMap<Digest, Known> = HashMap::new();
     for (i, d) in diff_ids.iter().enumerate() {
         if let Some(p) = parents.get(i).filter(|p| &p.diff_id == d) {
-            known.insert(d.clone(), Known { digest: p.digest.clone(), size: p.size, from: req.parent.clone() });
+            known.insert(
+                d.clone(),
+                Known {
+                    digest: p.digest.clone(),
+                    size: p.size,
+                    from: req.parent.clone(),
+                },
+            );
         } else if let Some(c) = cache.layer(&key, d) {
-            known.entry(d.clone()).or_insert(Known { digest: c.digest.clone(), size: c.size, from: None });
+            known.entry(d.clone()).or_insert(Known {
+                digest: c.digest.clone(),
+                size: c.size,
+                from: None,
+            });
         }
     }
     let mut probe: Vec<Digest> = known.values().map(|k| k.digest.clone()).collect();
     probe.push(image_id.clone());
-    let present = futures_util::future::try_join_all(sinks.iter().map(|s| s.present(&probe))).await?;
+    let present =
+        futures_util::future::try_join_all(sinks.iter().map(|s| s.present(&probe))).await?;
     let unique: Vec<Digest> = diff_ids.iter().fold(Vec::new(), |mut v, d| {
         if !v.contains(d) {
             v.push(d.clone());
@@ -134,10 +173,16 @@ pub async fn distribute(
     let mut config = cache.config(&image_id);
     let exported = !need_local.is_empty() || config.is_none();
 
-    let spool: PathBuf = req.options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let spool: PathBuf = req
+        .options
+        .spool_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
     let (tx, mut rx) = mpsc::unbounded_channel::<Produced>();
     if exported {
-        on_event(&PushEvent::Exporting { layers_to_compress: need_local.len() });
+        on_event(&PushEvent::Exporting {
+            layers_to_compress: need_local.len(),
+        });
         start_export(docker, req, &image_id, need_local.clone(), &spool, tx);
     } else {
         drop(tx);
@@ -145,15 +190,32 @@ pub async fn distribute(
 
     // Per-target state and the blob jobs in flight.
     let mut tallies: Vec<Tally> = sinks.iter().map(|_| Tally::default()).collect();
-    let sems: Vec<Semaphore> = sinks.iter().map(|_| Semaphore::new(req.options.concurrency.max(1))).collect();
+    let sems: Vec<Semaphore> = sinks
+        .iter()
+        .map(|_| Semaphore::new(req.options.concurrency.max(1)))
+        .collect();
     let mut jobs: FuturesUnordered<BlobFuture<'_>> = FuturesUnordered::new();
     let mut layers: HashMap<Digest, (Digest, u64)> = HashMap::new();
-    let ctx = Ctx { sinks: &sinks, sems: &sems, present: &present, client, spool: &spool, on_event };
+    let ctx = Ctx {
+        sinks: &sinks,
+        sems: &sems,
+        present: &present,
+        client,
+        spool: &spool,
+        on_event,
+    };
     for d in &unique {
         if let Some(k) = known.get(d).filter(|_| !need_local.contains(d)) {
             layers.insert(d.clone(), (k.digest.clone(), k.size));
             for i in 0..sinks.len() {
-                ctx.schedule(&mut jobs, &mut tallies, i, &k.digest, k.size, k.from.clone().map(Source::Remote));
+                ctx.schedule(
+                    &mut jobs,
+                    &mut tallies,
+                    i,
+                    &k.digest,
+                    k.size,
+                    k.from.clone().map(Source::Remote),
+                );
             }
         }
     }
@@ -162,7 +224,14 @@ pub async fn distribute(
     if let Some(bytes) = &config {
         let file = config_file(bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
         for i in 0..sinks.len() {
-            ctx.schedule(&mut jobs, &mut tallies, i, &image_id, bytes.len() as u64, Some(Source::File(file.clone())));
+            ctx.schedule(
+                &mut jobs,
+                &mut tallies,
+                i,
+                &image_id,
+                bytes.len() as u64,
+                Some(Source::File(file.clone())),
+            );
         }
     }
     let mut open = exported;
@@ -217,31 +286,44 @@ pub async fn distribute(
     if let Some(e) = fatal {
         return Err(e);
     }
-    let config = config.ok_or_else(|| bad("the export has no config matching the image id".into()))?;
+    let config =
+        config.ok_or_else(|| bad("the export has no config matching the image id".into()))?;
     let blobs = diff_ids
         .iter()
         .map(|d| {
-            let (digest, size) = layers.get(d).cloned().ok_or_else(|| bad(format!("the export has no layer {d}")))?;
-            Ok(LayerBlob { diff_id: d.clone(), digest, size })
+            let (digest, size) = layers
+                .get(d)
+                .cloned()
+                .ok_or_else(|| bad(format!("the export has no layer {d}")))?;
+            Ok(LayerBlob {
+                diff_id: d.clone(),
+                digest,
+                size,
+            })
         })
         .collect::<Result<Vec<_>, DistributeError>>()?;
     let manifest = build_manifest(&config, &blobs);
     if let Some(dir) = &req.state_dir {
         cache.insert_config(image_id.clone(), &config);
-        cache.save(dir).map_err(|source| DistributeError::Cache { path: BlobCache::path(dir), source })?;
+        cache.save(dir).map_err(|source| DistributeError::Cache {
+            path: BlobCache::path(dir),
+            source,
+        })?;
     }
 
     // Tags, manifest and read-back on every target that got its blobs.
-    let finals = futures_util::future::join_all(sinks.iter().zip(tallies.iter_mut()).map(|(sink, tally)| {
-        let failed = tally.failed.take();
-        let (tags, manifest) = (&tags, &manifest);
-        async move {
-            match failed {
-                Some(e) => Err(e),
-                None => finish(sink, tags, manifest, on_event).await,
+    let finals = futures_util::future::join_all(sinks.iter().zip(tallies.iter_mut()).map(
+        |(sink, tally)| {
+            let failed = tally.failed.take();
+            let (tags, manifest) = (&tags, &manifest);
+            async move {
+                match failed {
+                    Some(e) => Err(e),
+                    None => finish(sink, tags, manifest, on_event).await,
+                }
             }
-        }
-    }))
+        },
+    ))
     .await;
     let mut targets = Vec::new();
     let mut failures = Vec::new();
@@ -272,7 +354,10 @@ pub async fn distribute(
             targets,
         }),
         1 if sinks.len() == 1 => Err(failures.remove(0)),
-        _ => Err(DistributeError::Targets { total: sinks.len(), failures }),
+        _ => Err(DistributeError::Targets {
+            total: sinks.len(),
+            failures,
+        }),
     }
 }
 
@@ -302,7 +387,10 @@ impl<'a> Ctx<'a> {
         }
         if self.present[i].contains(digest) {
             tallies[i].skipped += 1;
-            (self.on_event)(&PushEvent::BlobSkipped { repository: self.sinks[i].name(), digest: digest.clone() });
+            (self.on_event)(&PushEvent::BlobSkipped {
+                repository: self.sinks[i].name(),
+                digest: digest.clone(),
+            });
             return;
         }
         // No source only for cached layers every target has (see `need_local`).
@@ -333,10 +421,13 @@ async fn finish(
     let mut missing = Vec::new();
     for tag in tags {
         match sink.tag(tag).await? {
-            Some(d) if d == m.digest => on_event(&PushEvent::TagUnchanged { repository: sink.name(), tag: tag.clone() }),
+            Some(d) if d == m.digest => on_event(&PushEvent::TagUnchanged {
+                repository: sink.name(),
+                tag: tag.clone(),
+            }),
             Some(existing) => {
                 return Err(DistributeError::TagConflict {
-                    target: sink.target().clone(),
+                    target: Box::new(sink.target().clone()),
                     repository: sink.name(),
                     tag: tag.clone(),
                     existing,
@@ -348,7 +439,11 @@ async fn finish(
     }
     for tag in &missing {
         sink.put_manifest(tag, m).await?;
-        on_event(&PushEvent::TagPushed { repository: sink.name(), tag: tag.clone(), digest: m.digest.clone() });
+        on_event(&PushEvent::TagPushed {
+            repository: sink.name(),
+            tag: tag.clone(),
+            digest: m.digest.clone(),
+        });
     }
     let back = sink.read_back(&tags[0]).await?;
     if back != m.digest {
@@ -381,15 +476,21 @@ async fn push_blob(
             if sink.mount(&digest, &from).await? {
                 return Ok(Done::Mounted(from.name()));
             }
-            let f = download_blob(client, &from, &digest, spool).await.map_err(|e| match e {
-                CopyError::Registry(source) => DistributeError::Registry {
-                    target: sink.target().clone(),
-                    repository: from.name(),
-                    what: format!("copy of blob {digest}"),
-                    source,
-                },
-                CopyError::Io(source) => DistributeError::Io { what: "spooling a parent blob", image: from.to_string(), source },
-            })?;
+            let f = download_blob(client, &from, &digest, spool)
+                .await
+                .map_err(|e| match e {
+                    CopyError::Registry(source) => DistributeError::Registry {
+                        target: Box::new(sink.target().clone()),
+                        repository: from.name(),
+                        what: format!("copy of blob {digest}"),
+                        source: Box::new(source),
+                    },
+                    CopyError::Io(source) => DistributeError::Io {
+                        what: "spooling a parent blob",
+                        image: from.to_string(),
+                        source,
+                    },
+                })?;
             Arc::new(f)
         }
     };
@@ -431,28 +532,53 @@ fn start_export(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let (level, image, id, spool) = (req.options.compression_level, req.image.clone(), image_id.clone(), spool.to_path_buf());
+    let (level, image, id, spool) = (
+        req.options.compression_level,
+        req.image.clone(),
+        image_id.clone(),
+        spool.to_path_buf(),
+    );
     tokio::task::spawn_blocking(move || {
         let pool = CompressPool::new(threads);
-        let walked = walk_export(ChannelReader::new(chunk_rx), &spool, &id, &wanted, |item| match item {
-            Exported::Config(bytes) => {
-                let _ = tx.send(Produced::Config(bytes));
-            }
-            Exported::Layer { diff_id, file, .. } => {
-                let (tx, spool, image) = (tx.clone(), spool.clone(), image.clone());
-                pool.submit(Box::new(move || {
-                    let produced = match gzip_file(&file, level, &spool) {
-                        Ok(c) => Produced::Layer { diff_id, digest: c.digest, size: c.size, file: c.file },
-                        Err(source) => Produced::Failed(DistributeError::Io { what: "compressing a layer", image, source }),
-                    };
-                    drop(file);
-                    let _ = tx.send(produced);
-                }));
-            }
-        });
+        let walked =
+            walk_export(
+                ChannelReader::new(chunk_rx),
+                &spool,
+                &id,
+                &wanted,
+                |item| match item {
+                    Exported::Config(bytes) => {
+                        let _ = tx.send(Produced::Config(bytes));
+                    }
+                    Exported::Layer { diff_id, file, .. } => {
+                        let (tx, spool, image) = (tx.clone(), spool.clone(), image.clone());
+                        pool.submit(Box::new(move || {
+                            let produced = match gzip_file(&file, level, &spool) {
+                                Ok(c) => Produced::Layer {
+                                    diff_id,
+                                    digest: c.digest,
+                                    size: c.size,
+                                    file: c.file,
+                                },
+                                Err(source) => Produced::Failed(DistributeError::Io {
+                                    what: "compressing a layer",
+                                    image,
+                                    source,
+                                }),
+                            };
+                            drop(file);
+                            let _ = tx.send(produced);
+                        }));
+                    }
+                },
+            );
         drop(pool);
         if let Err(source) = walked {
-            let _ = tx.send(Produced::Failed(DistributeError::Io { what: "reading the export", image, source }));
+            let _ = tx.send(Produced::Failed(DistributeError::Io {
+                what: "reading the export",
+                image,
+                source,
+            }));
         }
     });
 }

@@ -22,10 +22,20 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// Connects to a target (for ECR: finds or creates the repository).
-    pub(crate) async fn open(target: &Target, client: &RegistryClient) -> Result<Sink, DistributeError> {
+    pub(crate) async fn open(
+        target: &Target,
+        client: &RegistryClient,
+    ) -> Result<Sink, DistributeError> {
         Ok(match target {
-            Target::Oci { registry, repository } => Sink::Oci(OciSink::new(target, client, registry, repository)),
-            Target::Ecr { region, repository, registry_id } => {
+            Target::Oci {
+                registry,
+                repository,
+            } => Sink::Oci(OciSink::new(target, client, registry, repository)),
+            Target::Ecr {
+                region,
+                repository,
+                registry_id,
+            } => {
                 Sink::Ecr(EcrSink::open(target, region, repository, registry_id.as_deref()).await?)
             }
         })
@@ -57,14 +67,23 @@ impl Sink {
         format!("{}/{}", self.host(), self.repository())
     }
 
-    pub(crate) async fn present(&self, digests: &[Digest]) -> Result<HashSet<Digest>, DistributeError> {
+    pub(crate) async fn present(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, DistributeError> {
         match self {
             Sink::Oci(s) => s.present(digests).await,
             Sink::Ecr(s) => s.present(digests).await,
         }
     }
 
-    pub(crate) async fn upload(&self, digest: &Digest, size: u64, file: &Arc<File>, sent: Arc<AtomicU64>) -> Result<(), DistributeError> {
+    pub(crate) async fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        file: &Arc<File>,
+        sent: Arc<AtomicU64>,
+    ) -> Result<(), DistributeError> {
         match self {
             Sink::Oci(s) => s.upload(digest, size, file, sent).await,
             Sink::Ecr(s) => s.upload(digest, size, file, sent).await,
@@ -72,7 +91,11 @@ impl Sink {
     }
 
     /// Cross-repository mount; always `false` for ECR.
-    pub(crate) async fn mount(&self, digest: &Digest, from: &ImageReference) -> Result<bool, DistributeError> {
+    pub(crate) async fn mount(
+        &self,
+        digest: &Digest,
+        from: &ImageReference,
+    ) -> Result<bool, DistributeError> {
         match self {
             Sink::Oci(s) => s.mount(digest, from).await,
             Sink::Ecr(_) => Ok(false),
@@ -86,7 +109,11 @@ impl Sink {
         }
     }
 
-    pub(crate) async fn put_manifest(&self, tag: &str, m: &BuiltManifest) -> Result<(), DistributeError> {
+    pub(crate) async fn put_manifest(
+        &self,
+        tag: &str,
+        m: &BuiltManifest,
+    ) -> Result<(), DistributeError> {
         match self {
             Sink::Oci(s) => s.put_manifest(tag, m).await,
             Sink::Ecr(s) => s.put_manifest(tag, m).await,

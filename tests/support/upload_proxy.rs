@@ -41,7 +41,11 @@ impl UploadProxy {
                 });
             }
         });
-        UploadProxy { addr, damaged, task }
+        UploadProxy {
+            addr,
+            damaged,
+            task,
+        }
     }
 
     pub fn host(&self) -> String {
@@ -86,7 +90,8 @@ async fn handle(
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
         let upload = (first.starts_with("PATCH ") || first.starts_with("PUT "))
