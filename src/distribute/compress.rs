@@ -22,9 +22,53 @@ pub struct Compressed {
     pub file: File,
 }
 
-/// The cache key of a compression setting, e.g. `gzip-1`.
-pub fn compression_key(level: u32) -> String {
-    format!("gzip-{level}")
+/// The cache key of a compression setting, e.g. `gzip-1` or `gzip-1-adaptive`.
+pub fn compression_key(level: u32, adaptive: bool) -> String {
+    if adaptive {
+        format!("gzip-{level}-adaptive")
+    } else {
+        format!("gzip-{level}")
+    }
+}
+
+/// Bytes per sample when probing compressibility.
+const SAMPLE: u64 = 256 * 1024;
+
+/// The level to use for `input`: `level`, or 0 (stored deflate blocks) when
+/// three samples (start, middle, end) do not shrink by 3% at level 1, as
+/// with random or already-compressed data. Stored is ~10× faster and, on
+/// such data, smaller. A pure function of the bytes, so digests stay
+/// reproducible.
+pub fn adaptive_level(input: &File, level: u32) -> std::io::Result<u32> {
+    use std::os::unix::fs::FileExt;
+    let size = input.metadata()?.len();
+    if level == 0 || size < 4 * SAMPLE {
+        return Ok(level);
+    }
+    let mut probe = flate2::write::DeflateEncoder::new(Counter(0), flate2::Compression::new(1));
+    let mut buf = vec![0u8; SAMPLE as usize];
+    for at in [0, size / 2 - SAMPLE / 2, size - SAMPLE] {
+        input.read_exact_at(&mut buf, at)?;
+        probe.write_all(&buf)?;
+    }
+    let out = probe.finish()?.0;
+    Ok(if out * 100 >= 3 * SAMPLE * 97 {
+        0
+    } else {
+        level
+    })
+}
+
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct Tee {
@@ -130,6 +174,18 @@ impl Drop for CompressPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incompressible_layers_are_stored_and_text_is_compressed() {
+        let mut random = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..2_000_000).map(|_| fastrand::u8(..)).collect();
+        random.write_all(&data).unwrap();
+        assert_eq!(adaptive_level(&random, 1).unwrap(), 0);
+        let mut text = tempfile::tempfile().unwrap();
+        text.write_all(&b"kiln layer text ".repeat(200_000))
+            .unwrap();
+        assert_eq!(adaptive_level(&text, 1).unwrap(), 1);
+    }
 
     #[test]
     fn gzip_is_deterministic_and_decompresses() {

@@ -29,7 +29,7 @@ mod sink;
 use std::path::PathBuf;
 
 pub use cache::{BlobCache, CachedBlob};
-pub use compress::{compression_key, gzip_file};
+pub use compress::{adaptive_level, compression_key, gzip_file};
 pub use error::DistributeError;
 pub use export::{ChannelReader, Exported, walk_export};
 pub use manifest::{BuiltManifest, LayerBlob, MANIFEST_MEDIA_TYPE, build_manifest};
@@ -74,6 +74,9 @@ pub struct PushOptions {
     pub concurrency: usize,
     /// gzip level 0–9. Default 1. Changes digests, so it keys the cache.
     pub compression_level: u32,
+    /// Store (level 0) layers that do not compress (random or already
+    /// compressed data), judged from three samples. Default `true`.
+    pub adaptive: bool,
     /// Compression threads; 0 = one per core.
     pub compress_threads: usize,
     /// Where spool files go; `None` = the system temp folder.
@@ -85,6 +88,7 @@ impl Default for PushOptions {
         PushOptions {
             concurrency: 5,
             compression_level: 1,
+            adaptive: true,
             compress_threads: 0,
             spool_dir: None,
         }

@@ -16,7 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::cache::{BlobCache, CachedBlob};
-use super::compress::{CompressPool, compression_key, gzip_file};
+use super::compress::{CompressPool, adaptive_level, compression_key, gzip_file};
 use super::error::DistributeError;
 use super::export::{ChannelReader, Exported, walk_export};
 use super::manifest::{BuiltManifest, LayerBlob, build_manifest};
@@ -120,7 +120,7 @@ pub async fn distribute(
         .map_err(|e| bad(format!("the daemon reports an unusable layer digest: {e}")))?;
 
     // Plan: what is known without exporting, and what each target has.
-    let key = compression_key(req.options.compression_level);
+    let key = compression_key(req.options.compression_level, req.options.adaptive);
     let mut cache = req
         .state_dir
         .as_deref()
@@ -532,8 +532,9 @@ fn start_export(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let (level, image, id, spool) = (
+    let (level, adaptive, image, id, spool) = (
         req.options.compression_level,
+        req.options.adaptive,
         req.image.clone(),
         image_id.clone(),
         spool.to_path_buf(),
@@ -553,19 +554,25 @@ fn start_export(
                     Exported::Layer { diff_id, file, .. } => {
                         let (tx, spool, image) = (tx.clone(), spool.clone(), image.clone());
                         pool.submit(Box::new(move || {
-                            let produced = match gzip_file(&file, level, &spool) {
-                                Ok(c) => Produced::Layer {
-                                    diff_id,
-                                    digest: c.digest,
-                                    size: c.size,
-                                    file: c.file,
-                                },
-                                Err(source) => Produced::Failed(DistributeError::Io {
-                                    what: "compressing a layer",
-                                    image,
-                                    source,
-                                }),
+                            let level = if adaptive {
+                                adaptive_level(&file, level)
+                            } else {
+                                Ok(level)
                             };
+                            let produced =
+                                match level.and_then(|level| gzip_file(&file, level, &spool)) {
+                                    Ok(c) => Produced::Layer {
+                                        diff_id,
+                                        digest: c.digest,
+                                        size: c.size,
+                                        file: c.file,
+                                    },
+                                    Err(source) => Produced::Failed(DistributeError::Io {
+                                        what: "compressing a layer",
+                                        image,
+                                        source,
+                                    }),
+                                };
                             drop(file);
                             let _ = tx.send(produced);
                         }));
