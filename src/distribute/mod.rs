@@ -23,6 +23,7 @@ mod export;
 pub mod manifest;
 mod oci;
 mod parent;
+mod pipeline;
 mod push;
 mod sink;
 

@@ -15,6 +15,7 @@ mod error;
 mod manifest;
 mod media;
 mod platform;
+mod push_request;
 mod retry;
 mod transport;
 mod upload;
