@@ -8,6 +8,7 @@
 pub mod build;
 pub mod diagnostic;
 pub mod digest;
+pub mod distribute;
 pub mod docker;
 pub mod load;
 pub mod pipeline;

@@ -3,6 +3,7 @@
 
 mod approved;
 mod build;
+mod push;
 mod records;
 mod render;
 mod resolve;
@@ -50,6 +51,8 @@ pub enum Command {
     Approved(approved::Args),
     /// Run an image of a recipe, wait until it serves, run its tests.
     Test(test::Args),
+    /// Push an image from the daemon to the recipe's targets (distribute stage).
+    Push(push::Args),
 }
 
 /// What a command ended with.
@@ -127,5 +130,6 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Approved(a) => approved::run(&project, a),
         Command::Build(a) => build::run(&project, a).await,
         Command::Test(a) => test::run(&project, a).await,
+        Command::Push(a) => push::run(&project, a).await,
     }
 }

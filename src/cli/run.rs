@@ -35,7 +35,11 @@ pub struct Args {
 fn print_event(printer: &Mutex<Printer>, e: PipelineEvent) {
     match e {
         PipelineEvent::StageStarted(s) => eprintln!("==> {s}"),
-        PipelineEvent::StageFinished { stage, elapsed, note } => {
+        PipelineEvent::StageFinished {
+            stage,
+            elapsed,
+            note,
+        } => {
             eprintln!("    {stage} done in {:.2}s: {note}", elapsed.as_secs_f64())
         }
         PipelineEvent::Build(b) => {
@@ -43,7 +47,11 @@ fn print_event(printer: &Mutex<Printer>, e: PipelineEvent) {
                 p.event(b)
             }
         }
-        PipelineEvent::Check { name, passed, detail } => {
+        PipelineEvent::Check {
+            name,
+            passed,
+            detail,
+        } => {
             let mark = if passed { "ok" } else { "FAIL" };
             if detail.is_empty() || passed {
                 eprintln!("    {mark:4} {name}");
@@ -52,16 +60,34 @@ fn print_event(printer: &Mutex<Printer>, e: PipelineEvent) {
             }
         }
         PipelineEvent::Push(p) => match p {
-            PushEvent::BlobUploaded { repository, digest, bytes } => {
-                eprintln!("    uploaded {} to {repository} ({bytes} bytes)", digest.short())
+            PushEvent::BlobUploaded {
+                repository,
+                digest,
+                bytes,
+            } => {
+                eprintln!(
+                    "    uploaded {} to {repository} ({bytes} bytes)",
+                    digest.short()
+                )
             }
             PushEvent::BlobSkipped { repository, digest } => {
                 eprintln!("    {repository} has {} already", digest.short())
             }
-            PushEvent::BlobMounted { repository, digest, from } => {
-                eprintln!("    mounted {} into {repository} from {from}", digest.short())
+            PushEvent::BlobMounted {
+                repository,
+                digest,
+                from,
+            } => {
+                eprintln!(
+                    "    mounted {} into {repository} from {from}",
+                    digest.short()
+                )
             }
-            PushEvent::TagPushed { repository, tag, digest } => {
+            PushEvent::TagPushed {
+                repository,
+                tag,
+                digest,
+            } => {
                 eprintln!("    tagged {repository}:{tag} -> {digest}")
             }
             PushEvent::TagUnchanged { repository, tag } => {
@@ -75,10 +101,11 @@ fn print_event(printer: &Mutex<Printer>, e: PipelineEvent) {
 fn print_summary(s: &RunSummary) {
     let status = match s.status {
         Status::Passed => "passed",
-        Status::UpToDate => "up to date (a passing record has this build key; nothing built or pushed)",
+        Status::UpToDate => {
+            "up to date (a passing record has this build key; nothing built or pushed)"
+        }
         Status::Failed => "failed",
         Status::Cancelled => "cancelled",
-        _ => "unknown",
     };
     println!("pipeline  {}", s.pipeline);
     println!("status    {status}");
@@ -88,13 +115,23 @@ fn print_summary(s: &RunSummary) {
     }
     if let Some(p) = &s.pushed {
         for t in &p.targets {
-            println!("pushed    {}/{}:{} ({} bytes uploaded)", t.registry_host, t.repository, t.tags.join(","), t.bytes_uploaded);
+            println!(
+                "pushed    {}/{}:{} ({} bytes uploaded)",
+                t.registry_host,
+                t.repository,
+                t.tags.join(","),
+                t.bytes_uploaded
+            );
         }
     }
     for a in &s.approved {
         println!("approved  {a}");
     }
-    let stages: Vec<String> = s.timings.iter().map(|(st, d)| format!("{st} {:.2}s", d.as_secs_f64())).collect();
+    let stages: Vec<String> = s
+        .timings
+        .iter()
+        .map(|(st, d)| format!("{st} {:.2}s", d.as_secs_f64()))
+        .collect();
     println!("timings   {}", stages.join(", "));
 }
 
@@ -114,8 +151,15 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let pipeline = Pipeline { project: project.clone(), docker, registry };
-    let printer = Arc::new(Mutex::new(Printer { tty: std::io::stderr().is_terminal(), quiet: args.quiet }));
+    let pipeline = Pipeline {
+        project: project.clone(),
+        docker,
+        registry,
+    };
+    let printer = Arc::new(Mutex::new(Printer {
+        tty: std::io::stderr().is_terminal(),
+        quiet: args.quiet,
+    }));
     let quiet = args.quiet;
     let opts = RunOptions {
         update_parents: args.update,
@@ -149,8 +193,15 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            if let PipelineError::Stage { record: Some(r), .. } = &e {
-                eprintln!("recorded as failed: {} ({})", r.record.build_id(), r.record.id);
+            if let PipelineError::Stage {
+                record: Some(r), ..
+            } = &e
+            {
+                eprintln!(
+                    "recorded as failed: {} ({})",
+                    r.record.build_id(),
+                    r.record.id
+                );
             }
             Outcome::Failed
         }

@@ -21,6 +21,7 @@ use crate::project::Project;
 
 pub use component::Component;
 pub use env::expand_env;
+pub use recipe_check::{TAG_VARIABLES, render_tag, tag_vars};
 
 /// Finds the file a recipe argument names: `NAME` → `recipes/NAME.yaml` (or
 /// `.yml`); anything with a `/` or a YAML extension is a path.

@@ -120,9 +120,14 @@ impl Pipeline {
         emit(PipelineEvent::StageFinished {
             stage: Stage::Load,
             elapsed: t.elapsed(),
-            note: format!("{} {} ({} components)", loaded.name, loaded.version, loaded.components.len()),
+            note: format!(
+                "{} {} ({} components)",
+                loaded.name,
+                loaded.version,
+                loaded.components.len()
+            ),
         });
-        let mut run = Run {
+        let run = Run {
             pipeline: self,
             opts,
             recipe: loaded,
@@ -152,15 +157,25 @@ impl Run<'_> {
     fn finish(&mut self, stage: Stage, note: String) {
         let elapsed = self.stage_start.elapsed();
         self.timings.push((stage, elapsed));
-        self.outputs.timings_ms.insert(stage.as_str().to_string(), elapsed.as_millis() as u64);
-        self.emit(PipelineEvent::StageFinished { stage, elapsed, note });
+        self.outputs
+            .timings_ms
+            .insert(stage.as_str().to_string(), elapsed.as_millis() as u64);
+        self.emit(PipelineEvent::StageFinished {
+            stage,
+            elapsed,
+            note,
+        });
     }
 
     /// Records the failure (allocating a build number for it) and returns
     /// the error.
     async fn fail(&mut self, stage: Stage, message: String) -> PipelineError {
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        match with_store(self.pipeline.db_path(), move |s| s.allocate(&name, &version)).await {
+        match with_store(self.pipeline.db_path(), move |s| {
+            s.allocate(&name, &version)
+        })
+        .await
+        {
             Ok(a) => self.fail_allocated(stage, message, a).await,
             Err(e) => PipelineError::Stage {
                 stage,
@@ -177,19 +192,36 @@ impl Run<'_> {
         allocation: record::Allocation,
     ) -> Result<ChainedRecord, String> {
         let path = self.pipeline.db_path();
-        let rec = record_of::record(&self.recipe, &allocation, status, &self.outputs, failure, self.started_at);
+        let rec = record_of::record(
+            &self.recipe,
+            &allocation,
+            status,
+            &self.outputs,
+            failure,
+            self.started_at,
+        );
         with_store(path, move |s| s.append(&rec)).await
     }
 
     async fn go(mut self) -> Result<RunSummary, PipelineError> {
         // Resolve.
         self.start(Stage::Resolve)?;
-        let (pins, parents) =
-            match pins::ensure(&self.pipeline.registry, &self.pipeline.project, &self.recipe, self.opts.update_parents).await {
-                Ok(p) => p,
-                Err(e) => return Err(self.fail(Stage::Resolve, chain(&e)).await),
-            };
-        let note = parents.iter().map(|p| p.pinned.to_string()).collect::<Vec<_>>().join(", ");
+        let (pins, parents) = match pins::ensure(
+            &self.pipeline.registry,
+            &self.pipeline.project,
+            &self.recipe,
+            self.opts.update_parents,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => return Err(self.fail(Stage::Resolve, chain(&e)).await),
+        };
+        let note = parents
+            .iter()
+            .map(|p| p.pinned.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         self.outputs.parents = parents;
         self.finish(Stage::Resolve, note);
 
@@ -215,16 +247,27 @@ impl Run<'_> {
 
         // Up to date: a passing, verified record with the same key.
         let (name, k) = (self.recipe.name.clone(), key.clone());
-        let approved = with_store(self.pipeline.db_path(), move |s| s.latest_passing_with_key(&name, &k)).await;
+        let approved = with_store(self.pipeline.db_path(), move |s| {
+            s.latest_passing_with_key(&name, &k)
+        })
+        .await;
         if let Ok(Some(rec)) = approved {
-            let approved = rec.record.targets.iter().map(|t| t.pinned_reference()).collect();
+            let approved = rec
+                .record
+                .targets
+                .iter()
+                .map(|t| t.pinned_reference())
+                .collect();
             return Ok(self.summary(Status::UpToDate, key, None, None, approved));
         }
 
         // Build.
         self.start(Stage::Build)?;
         let events = self.opts.events.clone();
-        let built = build::build(&self.pipeline.docker, &rendered, &request, &mut |e| events(PipelineEvent::Build(e))).await;
+        let built = build::build(&self.pipeline.docker, &rendered, &request, &mut |e| {
+            events(PipelineEvent::Build(e))
+        })
+        .await;
         let built: BuiltImage = match built {
             Ok(b) => b,
             Err(BuildError::Cancelled { .. }) => {
@@ -233,37 +276,66 @@ impl Run<'_> {
             }
             Err(e) => return Err(self.fail(Stage::Build, chain(&e)).await),
         };
-        let note = if built.skipped { format!("image {} exists (key {})", short_id(&built.image_id), key.short()) } else { format!("image {}", short_id(&built.image_id)) };
+        let note = if built.skipped {
+            format!(
+                "image {} exists (key {})",
+                short_id(&built.image_id),
+                key.short()
+            )
+        } else {
+            format!("image {}", short_id(&built.image_id))
+        };
         self.finish(Stage::Build, note);
 
         // Test.
         self.start(Stage::Test)?;
-        let input = match test_phase::TestInput::from_recipe(&self.recipe, &rendered, built.image_id.clone()) {
+        let input = match test_phase::TestInput::from_recipe(
+            &self.recipe,
+            &rendered,
+            built.image_id.clone(),
+        ) {
             Ok(i) => i,
             Err(d) => return Err(self.fail(Stage::Test, d.to_string()).await),
         };
         let cancel = self.opts.cancel.clone();
-        let report = test_phase::test_image_until(&self.pipeline.docker, &input, async move { cancel.cancelled().await }).await;
+        let report = test_phase::test_image_until(&self.pipeline.docker, &input, async move {
+            cancel.cancelled().await
+        })
+        .await;
         let report = match report {
             Ok(r) => r,
             Err(e) => return Err(self.fail(Stage::Test, chain(&e)).await),
         };
         for c in &report.checks {
-            self.emit(PipelineEvent::Check { name: c.name.clone(), passed: c.passed || c.skipped, detail: c.detail.clone() });
+            self.emit(PipelineEvent::Check {
+                name: c.name.clone(),
+                passed: c.passed || c.skipped,
+                detail: c.detail.clone(),
+            });
         }
         let passed = report.passed;
-        let summary_line = format!("{} of {} checks passed", report.checks.iter().filter(|c| c.passed).count(), report.checks.len());
+        let summary_line = format!(
+            "{} of {} checks passed",
+            report.checks.iter().filter(|c| c.passed).count(),
+            report.checks.len()
+        );
         self.outputs.tests = Some(report);
         if !passed {
             self.finish(Stage::Test, summary_line.clone());
-            return Err(self.fail(Stage::Test, format!("tests failed: {summary_line}")).await);
+            return Err(self
+                .fail(Stage::Test, format!("tests failed: {summary_line}"))
+                .await);
         }
         self.finish(Stage::Test, summary_line);
 
         // Distribute.
         self.start(Stage::Distribute)?;
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        let allocation = match with_store(self.pipeline.db_path(), move |s| s.allocate(&name, &version)).await {
+        let allocation = match with_store(self.pipeline.db_path(), move |s| {
+            s.allocate(&name, &version)
+        })
+        .await
+        {
             Ok(a) => a,
             Err(e) => return Err(self.fail(Stage::Distribute, e).await),
         };
@@ -288,16 +360,37 @@ impl Run<'_> {
             };
             match pushed {
                 Ok(p) => {
-                    let unverified: Vec<String> = p.targets.iter().filter(|t| !t.verified).map(|t| format!("{}/{}", t.registry_host, t.repository)).collect();
-                    let note = p.targets.iter().map(|t| format!("{}/{}@{}", t.registry_host, t.repository, t.manifest_digest)).collect::<Vec<_>>().join(", ");
+                    let unverified: Vec<String> = p
+                        .targets
+                        .iter()
+                        .filter(|t| !t.verified)
+                        .map(|t| format!("{}/{}", t.registry_host, t.repository))
+                        .collect();
+                    let note = p
+                        .targets
+                        .iter()
+                        .map(|t| {
+                            format!("{}/{}@{}", t.registry_host, t.repository, t.manifest_digest)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     self.outputs.pushed = Some(p);
                     if !unverified.is_empty() {
-                        let msg = format!("the pushed digest could not be verified at {}", unverified.join(", "));
-                        return Err(self.fail_allocated(Stage::Distribute, msg, allocation).await);
+                        let msg = format!(
+                            "the pushed digest could not be verified at {}",
+                            unverified.join(", ")
+                        );
+                        return Err(self
+                            .fail_allocated(Stage::Distribute, msg, allocation)
+                            .await);
                     }
                     self.finish(Stage::Distribute, note);
                 }
-                Err(e) => return Err(self.fail_allocated(Stage::Distribute, chain(&e), allocation).await),
+                Err(e) => {
+                    return Err(self
+                        .fail_allocated(Stage::Distribute, chain(&e), allocation)
+                        .await);
+                }
             }
         } else {
             self.finish(Stage::Distribute, "no targets".into());
@@ -310,29 +403,78 @@ impl Run<'_> {
         let rec = match self.append(Status::Passed, None, allocation).await {
             Ok(r) => r,
             Err(e) => {
-                return Err(PipelineError::Stage { stage: Stage::Record, message: e, record: None });
+                return Err(PipelineError::Stage {
+                    stage: Stage::Record,
+                    message: e,
+                    record: None,
+                });
             }
         };
-        let approved = if rec.record.is_approvable() { rec.record.targets.iter().map(|t| t.pinned_reference()).collect() } else { Vec::new() };
+        let approved = if rec.record.is_approvable() {
+            rec.record
+                .targets
+                .iter()
+                .map(|t| t.pinned_reference())
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.timings.push((Stage::Record, t.elapsed()));
-        self.emit(PipelineEvent::StageFinished { stage: Stage::Record, elapsed: t.elapsed(), note: rec.record.build_id().to_string() });
-        let mut s = self.summary(Status::Passed, key, Some(built.image_id), Some(rec), approved);
+        self.emit(PipelineEvent::StageFinished {
+            stage: Stage::Record,
+            elapsed: t.elapsed(),
+            note: rec.record.build_id().to_string(),
+        });
+        let mut s = self.summary(
+            Status::Passed,
+            key,
+            Some(built.image_id),
+            Some(rec),
+            approved,
+        );
         s.tests = self.outputs.tests.take();
         s.pushed = self.outputs.pushed.take();
         Ok(s)
     }
 
-    async fn fail_allocated(&mut self, stage: Stage, message: String, allocation: record::Allocation) -> PipelineError {
-        let status = if self.opts.cancel.is_cancelled() { Status::Cancelled } else { Status::Failed };
-        let failure = Failure { stage: stage.as_str().to_string(), message: message.clone() };
+    async fn fail_allocated(
+        &mut self,
+        stage: Stage,
+        message: String,
+        allocation: record::Allocation,
+    ) -> PipelineError {
+        let status = if self.opts.cancel.is_cancelled() {
+            Status::Cancelled
+        } else {
+            Status::Failed
+        };
+        let failure = Failure {
+            stage: stage.as_str().to_string(),
+            message: message.clone(),
+        };
         match self.append(status, Some(failure), allocation).await {
             Ok(_) if status == Status::Cancelled => PipelineError::Cancelled { stage },
-            Ok(r) => PipelineError::Stage { stage, message, record: Some(Box::new(r)) },
-            Err(e) => PipelineError::Stage { stage, message: format!("{message} (and the failure could not be recorded: {e})"), record: None },
+            Ok(r) => PipelineError::Stage {
+                stage,
+                message,
+                record: Some(Box::new(r)),
+            },
+            Err(e) => PipelineError::Stage {
+                stage,
+                message: format!("{message} (and the failure could not be recorded: {e})"),
+                record: None,
+            },
         }
     }
 
-    fn summary(&self, status: Status, key: Digest, image_id: Option<String>, record: Option<ChainedRecord>, approved: Vec<String>) -> RunSummary {
+    fn summary(
+        &self,
+        status: Status,
+        key: Digest,
+        image_id: Option<String>,
+        record: Option<ChainedRecord>,
+        approved: Vec<String>,
+    ) -> RunSummary {
         RunSummary {
             pipeline: self.recipe.name.clone(),
             status,

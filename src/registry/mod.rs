@@ -15,8 +15,10 @@ mod error;
 mod manifest;
 mod media;
 mod platform;
+mod push_request;
 mod retry;
 mod transport;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +36,7 @@ pub use media::{
 };
 pub use platform::{IndexDocument, IndexEntry, Platform, PlatformParseError, select_platform};
 pub use retry::{RetryPolicy, parse_retry_after};
+pub use upload::{MONOLITHIC_MAX, UploadOutcome};
 
 use transport::Inner;
 

@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod push;
 pub mod registry_process;
+pub mod upload_proxy;
 
 use std::collections::BTreeMap;
 use std::net::{TcpStream, ToSocketAddrs};

@@ -1,0 +1,171 @@
+//! `kiln push [RECIPE] --image IMG --build N [--to HOST/REPO]… [--tag T]…`:
+//! the distribute stage on its own, for an image already in the daemon.
+//! Prints one line per target and, with `--json`, the `PushedImage` numbers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kiln::distribute::{self, PushEvent, PushOptions, PushRequest};
+use kiln::load::{self, DistributeConfig, Target};
+use kiln::project::Project;
+use kiln::registry::RegistryClient;
+
+use super::Outcome;
+
+/// Arguments of `kiln push`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Recipe (name or path) giving name, version, targets and tag templates.
+    pub recipe: Option<String>,
+    /// The image in the daemon (id or name).
+    #[arg(long)]
+    pub image: String,
+    /// Build number for tag templates.
+    #[arg(long, default_value_t = 1)]
+    pub build: u64,
+    /// OCI targets `host[:port]/repository`, replacing the recipe's targets.
+    #[arg(long = "to")]
+    pub to: Vec<String>,
+    /// Tag templates, replacing the recipe's.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Blob uploads in flight per target.
+    #[arg(long, default_value_t = 5)]
+    pub concurrency: usize,
+    /// gzip level (changes digests).
+    #[arg(long, default_value_t = 1)]
+    pub level: u32,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Pushes and prints the outcome.
+pub async fn run(project: &Project, args: Args) -> Outcome {
+    let (name, version, mut dist) = match &args.recipe {
+        Some(r) => match load::load_recipe(project, r) {
+            Ok(r) => (r.name, r.version, r.distribute),
+            Err(d) => {
+                eprintln!("{d}");
+                return Outcome::Failed;
+            }
+        },
+        None => (
+            "image".to_string(),
+            semver::Version::new(0, 0, 0),
+            DistributeConfig::default(),
+        ),
+    };
+    if !args.to.is_empty() {
+        dist.targets = Vec::new();
+        for t in &args.to {
+            let Some((registry, repository)) = t.split_once('/') else {
+                eprintln!("error: `--to {t}` must be host[:port]/repository");
+                return Outcome::Usage;
+            };
+            dist.targets.push(Target::Oci {
+                registry: registry.into(),
+                repository: repository.into(),
+            });
+        }
+    }
+    if !args.tags.is_empty() {
+        dist.tags = args.tags.clone();
+    }
+    if dist.targets.is_empty() {
+        eprintln!("error: no targets: give a recipe with `distribute.targets` or `--to`");
+        return Outcome::Usage;
+    }
+    let docker = match bollard::Docker::connect_with_defaults() {
+        Ok(d) => d.negotiate_version().await,
+        Err(e) => Err(e),
+    };
+    let docker = match docker {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot connect to the docker daemon: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let client = match RegistryClient::with_defaults() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let req = PushRequest {
+        image: args.image.clone(),
+        name,
+        version,
+        build: args.build,
+        distribute: dist,
+        parent: None,
+        state_dir: Some(project.root().join(".kiln/state")),
+        options: PushOptions {
+            concurrency: args.concurrency,
+            compression_level: args.level,
+            ..PushOptions::default()
+        },
+    };
+    let bytes = AtomicU64::new(0);
+    let on_event = |e: &PushEvent| {
+        if let PushEvent::BlobUploaded { bytes: b, .. } = e {
+            bytes.fetch_add(*b, Ordering::Relaxed);
+        }
+        tracing::debug!(?e, "push");
+    };
+    match distribute::distribute(&docker, &client, &req, &on_event).await {
+        Ok(p) => {
+            if args.json {
+                let targets: Vec<_> = p
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "repository": format!("{}/{}", t.registry_host, t.repository),
+                            "tags": t.tags, "tagsAdded": t.tags_added, "verified": t.verified,
+                            "bytesUploaded": t.bytes_uploaded, "blobsUploaded": t.blobs_uploaded,
+                            "blobsSkipped": t.blobs_skipped, "blobsMounted": t.blobs_mounted,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "manifestDigest": p.manifest_digest.to_string(), "configDigest": p.config_digest.to_string(),
+                        "exported": p.exported, "layersCompressed": p.layers_compressed, "targets": targets,
+                    })
+                );
+            } else {
+                for t in &p.targets {
+                    println!(
+                        "{}/{}@{} tags {} ({}; {} bytes, {} uploaded, {} skipped, {} mounted)",
+                        t.registry_host,
+                        t.repository,
+                        t.manifest_digest,
+                        t.tags.join(","),
+                        if t.verified {
+                            "verified"
+                        } else {
+                            "NOT verified"
+                        },
+                        t.bytes_uploaded,
+                        t.blobs_uploaded,
+                        t.blobs_skipped,
+                        t.blobs_mounted
+                    );
+                }
+            }
+            Outcome::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            Outcome::Failed
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! OCI distribution targets, through [`RegistryClient`]: `HEAD` for blobs
+//! and tags, uploads with resume, cross-repository mounts, manifest `PUT` and
+//! a read-back `GET` whose digest is computed locally.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::error::DistributeError;
+use super::manifest::{BuiltManifest, MANIFEST_MEDIA_TYPE};
+use crate::digest::Digest;
+use crate::load::Target;
+use crate::reference::ImageReference;
+use crate::registry::{RegistryClient, RegistryError};
+
+/// One OCI repository being pushed to.
+pub(crate) struct OciSink {
+    pub(crate) target: Target,
+    pub(crate) client: RegistryClient,
+    /// The repository (tag and digest unset).
+    pub(crate) repo: ImageReference,
+}
+
+impl OciSink {
+    pub(crate) fn new(
+        target: &Target,
+        client: &RegistryClient,
+        registry: &str,
+        repository: &str,
+    ) -> Self {
+        OciSink {
+            target: target.clone(),
+            client: client.clone(),
+            repo: ImageReference {
+                registry: registry.to_string(),
+                repository: repository.to_string(),
+                tag: None,
+                digest: None,
+            },
+        }
+    }
+
+    fn err(&self, what: String, source: RegistryError) -> DistributeError {
+        DistributeError::Registry {
+            target: Box::new(self.target.clone()),
+            repository: self.repo.name(),
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    fn tagged(&self, tag: &str) -> ImageReference {
+        ImageReference {
+            tag: Some(tag.to_string()),
+            ..self.repo.clone()
+        }
+    }
+
+    /// Which of `digests` the repository already has (`HEAD`, 8 at a time).
+    pub(crate) async fn present(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, DistributeError> {
+        futures_util::stream::iter(digests.iter().cloned())
+            .map(|d| async move {
+                match self.client.blob_exists(&self.repo, &d).await {
+                    Ok(true) => Ok(Some(d)),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(self.err(format!("blob {d}"), e)),
+                }
+            })
+            .buffer_unordered(8)
+            .try_filter_map(|d| async move { Ok(d) })
+            .try_collect()
+            .await
+    }
+
+    pub(crate) async fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        file: &Arc<File>,
+        sent: Arc<AtomicU64>,
+    ) -> Result<(), DistributeError> {
+        self.client
+            .upload_blob_file(&self.repo, digest, size, file, sent)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(format!("blob {digest}"), e))
+    }
+
+    /// Mounts `digest` from `from` when it is a repository of this registry.
+    pub(crate) async fn mount(
+        &self,
+        digest: &Digest,
+        from: &ImageReference,
+    ) -> Result<bool, DistributeError> {
+        if from.registry != self.repo.registry || from.repository == self.repo.repository {
+            return Ok(false);
+        }
+        self.client
+            .mount_blob(&self.repo, digest, &from.repository)
+            .await
+            .map_err(|e| self.err(format!("mount of blob {digest}"), e))
+    }
+
+    /// The digest `tag` points to, if the tag exists.
+    pub(crate) async fn tag(&self, tag: &str) -> Result<Option<Digest>, DistributeError> {
+        match self.client.head_manifest(&self.tagged(tag)).await {
+            Ok(h) => Ok(Some(h.digest)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.err(format!("tag {tag}"), e)),
+        }
+    }
+
+    pub(crate) async fn put_manifest(
+        &self,
+        tag: &str,
+        m: &BuiltManifest,
+    ) -> Result<(), DistributeError> {
+        let reported = self
+            .client
+            .put_manifest(&self.tagged(tag), MANIFEST_MEDIA_TYPE, m.bytes.clone())
+            .await
+            .map_err(|e| self.err(format!("manifest for tag {tag}"), e))?;
+        match reported {
+            Some(d) if d != m.digest => Err(DistributeError::DigestMismatch {
+                repository: self.repo.name(),
+                what: format!("the manifest put as tag {tag}"),
+                expected: m.digest.clone(),
+                reported: d,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `GET` by tag; the digest is computed from the bytes served.
+    pub(crate) async fn read_back(&self, tag: &str) -> Result<Digest, DistributeError> {
+        self.client
+            .get_manifest(&self.tagged(tag))
+            .await
+            .map(|m| m.digest)
+            .map_err(|e| self.err(format!("read-back of tag {tag}"), e))
+    }
+}

@@ -1,0 +1,244 @@
+//! The moving parts of a push: the export → spool → compress side (a
+//! blocking tar walker feeding a thread pool) and the per-target blob jobs
+//! (skip, mount, copy or upload under a concurrency limit).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::compress::{CompressPool, adaptive_level, gzip_file};
+use super::error::DistributeError;
+use super::export::{ChannelReader, Exported, walk_export};
+use super::parent::{CopyError, download_blob};
+use super::sink::Sink;
+use super::{PushEvent, PushRequest};
+use crate::digest::Digest;
+use crate::reference::ImageReference;
+use crate::registry::RegistryClient;
+
+/// Where a blob's bytes come from.
+#[derive(Clone)]
+pub(super) enum Source {
+    File(Arc<File>),
+    Remote(ImageReference),
+}
+
+/// What the export side produces.
+pub(super) enum Produced {
+    Config(Vec<u8>),
+    Layer {
+        diff_id: Digest,
+        digest: Digest,
+        size: u64,
+        file: File,
+    },
+    Failed(DistributeError),
+}
+
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) sent: Arc<AtomicU64>,
+    pub(super) skipped: usize,
+    pub(super) uploaded: usize,
+    pub(super) mounted: usize,
+    pub(super) failed: Option<DistributeError>,
+}
+
+pub(super) enum Done {
+    Uploaded(u64),
+    Mounted(String),
+}
+
+pub(super) type BlobFuture<'a> =
+    Pin<Box<dyn Future<Output = (usize, Digest, Result<Done, DistributeError>)> + Send + 'a>>;
+
+/// What scheduling a blob job needs.
+pub(super) struct Ctx<'a> {
+    pub(super) sinks: &'a [Sink],
+    pub(super) sems: &'a [Semaphore],
+    pub(super) present: &'a [HashSet<Digest>],
+    pub(super) client: &'a RegistryClient,
+    pub(super) spool: &'a Path,
+    pub(super) on_event: &'a (dyn Fn(&PushEvent) + Send + Sync),
+}
+
+impl<'a> Ctx<'a> {
+    /// Queues `digest` for target `i`, or counts it skipped when present.
+    pub(super) fn schedule(
+        &self,
+        jobs: &mut FuturesUnordered<BlobFuture<'a>>,
+        tallies: &mut [Tally],
+        i: usize,
+        digest: &Digest,
+        size: u64,
+        src: Option<Source>,
+    ) {
+        if tallies[i].failed.is_some() {
+            return;
+        }
+        if self.present[i].contains(digest) {
+            tallies[i].skipped += 1;
+            (self.on_event)(&PushEvent::BlobSkipped {
+                repository: self.sinks[i].name(),
+                digest: digest.clone(),
+            });
+            return;
+        }
+        // No source only for cached layers every target has (see `need_local`).
+        let Some(src) = src else { return };
+        let job = push_blob(
+            &self.sinks[i],
+            &self.sems[i],
+            self.client,
+            self.spool,
+            digest.clone(),
+            size,
+            src,
+            tallies[i].sent.clone(),
+        );
+        let digest = digest.clone();
+        jobs.push(Box::pin(async move { (i, digest, job.await) }));
+    }
+}
+
+/// One blob to one target, under the target's concurrency limit.
+#[allow(clippy::too_many_arguments)]
+async fn push_blob(
+    sink: &Sink,
+    sem: &Semaphore,
+    client: &RegistryClient,
+    spool: &Path,
+    digest: Digest,
+    size: u64,
+    src: Source,
+    sent: Arc<AtomicU64>,
+) -> Result<Done, DistributeError> {
+    let _permit = sem.acquire().await.expect("the semaphore is never closed");
+    let file = match src {
+        Source::File(f) => f,
+        Source::Remote(from) => {
+            if sink.mount(&digest, &from).await? {
+                return Ok(Done::Mounted(from.name()));
+            }
+            let f = download_blob(client, &from, &digest, spool)
+                .await
+                .map_err(|e| match e {
+                    CopyError::Registry(source) => DistributeError::Registry {
+                        target: Box::new(sink.target().clone()),
+                        repository: from.name(),
+                        what: format!("copy of blob {digest}"),
+                        source: Box::new(source),
+                    },
+                    CopyError::Io(source) => DistributeError::Io {
+                        what: "spooling a parent blob",
+                        image: from.to_string(),
+                        source,
+                    },
+                })?;
+            Arc::new(f)
+        }
+    };
+    let before = sent.load(Ordering::Relaxed);
+    sink.upload(&digest, size, &file, sent.clone()).await?;
+    Ok(Done::Uploaded(sent.load(Ordering::Relaxed) - before))
+}
+
+pub(super) fn config_file(bytes: &[u8], dir: &Path) -> std::io::Result<Arc<File>> {
+    let mut f = tempfile::tempfile_in(dir)?;
+    f.write_all(bytes)?;
+    Ok(Arc::new(f))
+}
+
+/// Streams the export into a blocking tar walker that spools layers and
+/// hands those in `wanted` to the compression pool.
+pub(super) fn start_export(
+    docker: &bollard::Docker,
+    req: &PushRequest,
+    image_id: &Digest,
+    wanted: HashSet<Digest>,
+    spool: &Path,
+    tx: mpsc::UnboundedSender<Produced>,
+) {
+    let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+    let docker = docker.clone();
+    let image = req.image.clone();
+    tokio::spawn(async move {
+        let mut stream = docker.export_image(&image);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(std::io::Error::other);
+            let stop = chunk.is_err();
+            if chunk_tx.send(chunk).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    let threads = match req.options.compress_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let (level, adaptive, image, id, spool) = (
+        req.options.compression_level,
+        req.options.adaptive,
+        req.image.clone(),
+        image_id.clone(),
+        spool.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let pool = CompressPool::new(threads);
+        let walked =
+            walk_export(
+                ChannelReader::new(chunk_rx),
+                &spool,
+                &id,
+                &wanted,
+                |item| match item {
+                    Exported::Config(bytes) => {
+                        let _ = tx.send(Produced::Config(bytes));
+                    }
+                    Exported::Layer { diff_id, file, .. } => {
+                        let (tx, spool, image) = (tx.clone(), spool.clone(), image.clone());
+                        pool.submit(Box::new(move || {
+                            let level = if adaptive {
+                                adaptive_level(&file, level)
+                            } else {
+                                Ok(level)
+                            };
+                            let produced =
+                                match level.and_then(|level| gzip_file(&file, level, &spool)) {
+                                    Ok(c) => Produced::Layer {
+                                        diff_id,
+                                        digest: c.digest,
+                                        size: c.size,
+                                        file: c.file,
+                                    },
+                                    Err(source) => Produced::Failed(DistributeError::Io {
+                                        what: "compressing a layer",
+                                        image,
+                                        source,
+                                    }),
+                                };
+                            drop(file);
+                            let _ = tx.send(produced);
+                        }));
+                    }
+                },
+            );
+        drop(pool);
+        if let Err(source) = walked {
+            let _ = tx.send(Produced::Failed(DistributeError::Io {
+                what: "reading the export",
+                image,
+                source,
+            }));
+        }
+    });
+}

@@ -1,0 +1,370 @@
+//! The push itself: plan from the cache, the parent and what each target
+//! has; run export → compress → upload as a pipeline; then tag, `PUT` and
+//! read back on every target concurrently.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::cache::{BlobCache, CachedBlob};
+use super::compress::compression_key;
+use super::error::DistributeError;
+use super::manifest::{BuiltManifest, LayerBlob, build_manifest};
+use super::parent::parent_layers;
+use super::sink::Sink;
+use super::{PushEvent, PushRequest, PushedImage, PushedTarget, render_tags};
+use crate::digest::Digest;
+use crate::reference::ImageReference;
+use crate::registry::RegistryClient;
+
+use super::pipeline::{BlobFuture, Ctx, Done, Produced, Source, Tally, config_file, start_export};
+
+/// A layer whose compressed form is known before export.
+struct Known {
+    digest: Digest,
+    size: u64,
+    /// A repository that has the blob (the parent's), when we did not make it.
+    from: Option<ImageReference>,
+}
+
+/// Pushes `req.image` to every target of `req`. See the module docs of
+/// [`crate::distribute`] for the flow.
+pub async fn distribute(
+    docker: &bollard::Docker,
+    client: &RegistryClient,
+    req: &PushRequest,
+    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
+) -> Result<PushedImage, DistributeError> {
+    let tags = render_tags(req)?;
+    let image = req.image.clone();
+    let docker_err = |operation, source| DistributeError::Docker {
+        operation,
+        image: image.clone(),
+        source,
+    };
+    let bad = |reason: String| DistributeError::BadImage {
+        image: image.clone(),
+        reason,
+    };
+    let io_err = |what, source| DistributeError::Io {
+        what,
+        image: image.clone(),
+        source,
+    };
+
+    let sinks = futures_util::future::try_join_all(
+        req.distribute.targets.iter().map(|t| Sink::open(t, client)),
+    )
+    .await?;
+    let inspect = docker
+        .inspect_image(&req.image)
+        .await
+        .map_err(|e| docker_err("inspect", e))?;
+    let image_id: Digest = inspect
+        .id
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| bad(format!("the daemon reports an unusable image id: {e}")))?;
+    let diff_ids: Vec<Digest> = inspect
+        .root_fs
+        .and_then(|r| r.layers)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| l.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("the daemon reports an unusable layer digest: {e}")))?;
+
+    // Plan: what is known without exporting, and what each target has.
+    let key = compression_key(req.options.compression_level, req.options.adaptive);
+    let mut cache = req
+        .state_dir
+        .as_deref()
+        .map(BlobCache::load)
+        .unwrap_or_default();
+    let parents = match &req.parent {
+        Some(p) => parent_layers(client, p).await.unwrap_or_else(|e| {
+            tracing::warn!(parent = %p, error = %e, "cannot read the parent's layers; compressing all layers");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let mut known: HashMap<Digest, Known> = HashMap::new();
+    for (i, d) in diff_ids.iter().enumerate() {
+        if let Some(p) = parents.get(i).filter(|p| &p.diff_id == d) {
+            known.insert(
+                d.clone(),
+                Known {
+                    digest: p.digest.clone(),
+                    size: p.size,
+                    from: req.parent.clone(),
+                },
+            );
+        } else if let Some(c) = cache.layer(&key, d) {
+            known.entry(d.clone()).or_insert(Known {
+                digest: c.digest.clone(),
+                size: c.size,
+                from: None,
+            });
+        }
+    }
+    let mut probe: Vec<Digest> = known.values().map(|k| k.digest.clone()).collect();
+    probe.push(image_id.clone());
+    let present =
+        futures_util::future::try_join_all(sinks.iter().map(|s| s.present(&probe))).await?;
+    let unique: Vec<Digest> = diff_ids.iter().fold(Vec::new(), |mut v, d| {
+        if !v.contains(d) {
+            v.push(d.clone());
+        }
+        v
+    });
+    let need_local: HashSet<Digest> = unique
+        .iter()
+        .filter(|d| match known.get(*d) {
+            None => true,
+            Some(k) => k.from.is_none() && present.iter().any(|p| !p.contains(&k.digest)),
+        })
+        .cloned()
+        .collect();
+    let mut config = cache.config(&image_id);
+    let exported = !need_local.is_empty() || config.is_none();
+
+    let spool: PathBuf = req
+        .options
+        .spool_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Produced>();
+    if exported {
+        on_event(&PushEvent::Exporting {
+            layers_to_compress: need_local.len(),
+        });
+        start_export(docker, req, &image_id, need_local.clone(), &spool, tx);
+    } else {
+        drop(tx);
+    }
+
+    // Per-target state and the blob jobs in flight.
+    let mut tallies: Vec<Tally> = sinks.iter().map(|_| Tally::default()).collect();
+    let sems: Vec<Semaphore> = sinks
+        .iter()
+        .map(|_| Semaphore::new(req.options.concurrency.max(1)))
+        .collect();
+    let mut jobs: FuturesUnordered<BlobFuture<'_>> = FuturesUnordered::new();
+    let mut layers: HashMap<Digest, (Digest, u64)> = HashMap::new();
+    let ctx = Ctx {
+        sinks: &sinks,
+        sems: &sems,
+        present: &present,
+        client,
+        spool: &spool,
+        on_event,
+    };
+    for d in &unique {
+        if let Some(k) = known.get(d).filter(|_| !need_local.contains(d)) {
+            layers.insert(d.clone(), (k.digest.clone(), k.size));
+            for i in 0..sinks.len() {
+                ctx.schedule(
+                    &mut jobs,
+                    &mut tallies,
+                    i,
+                    &k.digest,
+                    k.size,
+                    k.from.clone().map(Source::Remote),
+                );
+            }
+        }
+    }
+    let mut fatal = None;
+    let mut compressed = 0;
+    if let Some(bytes) = &config {
+        let file = config_file(bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
+        for i in 0..sinks.len() {
+            ctx.schedule(
+                &mut jobs,
+                &mut tallies,
+                i,
+                &image_id,
+                bytes.len() as u64,
+                Some(Source::File(file.clone())),
+            );
+        }
+    }
+    let mut open = exported;
+    while open || !jobs.is_empty() {
+        tokio::select! {
+            item = rx.recv(), if open => match item {
+                None => open = false,
+                Some(Produced::Failed(e)) => {
+                    fatal = Some(e);
+                    break;
+                }
+                Some(Produced::Config(bytes)) => {
+                    if config.is_none() {
+                        let file = config_file(&bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
+                        for i in 0..sinks.len() {
+                            ctx.schedule(&mut jobs, &mut tallies, i, &image_id, bytes.len() as u64, Some(Source::File(file.clone())));
+                        }
+                        config = Some(bytes);
+                    }
+                }
+                Some(Produced::Layer { diff_id, digest, size, file }) => {
+                    compressed += 1;
+                    on_event(&PushEvent::LayerCompressed { diff_id: diff_id.clone(), digest: digest.clone(), size });
+                    if let Some(k) = known.get(&diff_id).filter(|k| k.digest != digest) {
+                        tracing::warn!(%diff_id, cached = %k.digest, fresh = %digest, "cached compressed digest differs; using the fresh one");
+                    }
+                    cache.insert_layer(&key, diff_id.clone(), CachedBlob { digest: digest.clone(), size });
+                    layers.insert(diff_id, (digest.clone(), size));
+                    let file = Arc::new(file);
+                    for i in 0..sinks.len() {
+                        ctx.schedule(&mut jobs, &mut tallies, i, &digest, size, Some(Source::File(file.clone())));
+                    }
+                }
+            },
+            Some((i, digest, result)) = jobs.next(), if !jobs.is_empty() => match result {
+                Ok(Done::Uploaded(bytes)) => {
+                    tallies[i].uploaded += 1;
+                    on_event(&PushEvent::BlobUploaded { repository: sinks[i].name(), digest, bytes });
+                }
+                Ok(Done::Mounted(from)) => {
+                    tallies[i].mounted += 1;
+                    on_event(&PushEvent::BlobMounted { repository: sinks[i].name(), digest, from });
+                }
+                Err(e) => {
+                    tracing::warn!(target = %sinks[i].name(), error = %e, "blob push failed");
+                    tallies[i].failed.get_or_insert(e);
+                }
+            },
+        }
+    }
+    drop(jobs);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    let config =
+        config.ok_or_else(|| bad("the export has no config matching the image id".into()))?;
+    let blobs = diff_ids
+        .iter()
+        .map(|d| {
+            let (digest, size) = layers
+                .get(d)
+                .cloned()
+                .ok_or_else(|| bad(format!("the export has no layer {d}")))?;
+            Ok(LayerBlob {
+                diff_id: d.clone(),
+                digest,
+                size,
+            })
+        })
+        .collect::<Result<Vec<_>, DistributeError>>()?;
+    let manifest = build_manifest(&config, &blobs);
+    if let Some(dir) = &req.state_dir {
+        cache.insert_config(image_id.clone(), &config);
+        cache.save(dir).map_err(|source| DistributeError::Cache {
+            path: BlobCache::path(dir),
+            source,
+        })?;
+    }
+
+    // Tags, manifest and read-back on every target that got its blobs.
+    let finals = futures_util::future::join_all(sinks.iter().zip(tallies.iter_mut()).map(
+        |(sink, tally)| {
+            let failed = tally.failed.take();
+            let (tags, manifest) = (&tags, &manifest);
+            async move {
+                match failed {
+                    Some(e) => Err(e),
+                    None => finish(sink, tags, manifest, on_event).await,
+                }
+            }
+        },
+    ))
+    .await;
+    let mut targets = Vec::new();
+    let mut failures = Vec::new();
+    for ((sink, tally), result) in sinks.iter().zip(&tallies).zip(finals) {
+        match result {
+            Ok((tags_added, read_back)) => targets.push(PushedTarget {
+                target: sink.target().clone(),
+                registry_host: sink.host().to_string(),
+                repository: sink.repository().to_string(),
+                tags: tags.clone(),
+                tags_added,
+                verified: read_back == manifest.digest,
+                manifest_digest: read_back,
+                bytes_uploaded: tally.sent.load(Ordering::Relaxed),
+                blobs_skipped: tally.skipped,
+                blobs_uploaded: tally.uploaded,
+                blobs_mounted: tally.mounted,
+            }),
+            Err(e) => failures.push(e),
+        }
+    }
+    match failures.len() {
+        0 => Ok(PushedImage {
+            config_digest: image_id,
+            manifest_digest: manifest.digest,
+            exported,
+            layers_compressed: compressed,
+            targets,
+        }),
+        1 if sinks.len() == 1 => Err(failures.remove(0)),
+        _ => Err(DistributeError::Targets {
+            total: sinks.len(),
+            failures,
+        }),
+    }
+}
+
+/// Checks every tag first (a conflict changes nothing), `PUT`s the missing
+/// ones, then reads the manifest back by the first tag.
+async fn finish(
+    sink: &Sink,
+    tags: &[String],
+    m: &BuiltManifest,
+    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
+) -> Result<(Vec<String>, Digest), DistributeError> {
+    let mut missing = Vec::new();
+    for tag in tags {
+        match sink.tag(tag).await? {
+            Some(d) if d == m.digest => on_event(&PushEvent::TagUnchanged {
+                repository: sink.name(),
+                tag: tag.clone(),
+            }),
+            Some(existing) => {
+                return Err(DistributeError::TagConflict {
+                    target: Box::new(sink.target().clone()),
+                    repository: sink.name(),
+                    tag: tag.clone(),
+                    existing,
+                    pushed: m.digest.clone(),
+                });
+            }
+            None => missing.push(tag.clone()),
+        }
+    }
+    for tag in &missing {
+        sink.put_manifest(tag, m).await?;
+        on_event(&PushEvent::TagPushed {
+            repository: sink.name(),
+            tag: tag.clone(),
+            digest: m.digest.clone(),
+        });
+    }
+    let back = sink.read_back(&tags[0]).await?;
+    if back != m.digest {
+        return Err(DistributeError::DigestMismatch {
+            repository: sink.name(),
+            what: format!("the manifest read back by tag {}", tags[0]),
+            expected: m.digest.clone(),
+            reported: back,
+        });
+    }
+    Ok((missing, back))
+}

@@ -1,0 +1,129 @@
+//! One target, whatever its kind: dispatches to [`OciSink`] or [`EcrSink`].
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::ecr::EcrSink;
+use super::error::DistributeError;
+use super::manifest::BuiltManifest;
+use super::oci::OciSink;
+use crate::digest::Digest;
+use crate::load::Target;
+use crate::reference::ImageReference;
+use crate::registry::RegistryClient;
+
+/// A target ready to receive blobs.
+pub(crate) enum Sink {
+    Oci(OciSink),
+    Ecr(EcrSink),
+}
+
+impl Sink {
+    /// Connects to a target (for ECR: finds or creates the repository).
+    pub(crate) async fn open(
+        target: &Target,
+        client: &RegistryClient,
+    ) -> Result<Sink, DistributeError> {
+        Ok(match target {
+            Target::Oci {
+                registry,
+                repository,
+            } => Sink::Oci(OciSink::new(target, client, registry, repository)),
+            Target::Ecr {
+                region,
+                repository,
+                registry_id,
+            } => {
+                Sink::Ecr(EcrSink::open(target, region, repository, registry_id.as_deref()).await?)
+            }
+        })
+    }
+
+    pub(crate) fn target(&self) -> &Target {
+        match self {
+            Sink::Oci(s) => &s.target,
+            Sink::Ecr(s) => &s.target,
+        }
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        match self {
+            Sink::Oci(s) => &s.repo.registry,
+            Sink::Ecr(s) => &s.host,
+        }
+    }
+
+    pub(crate) fn repository(&self) -> &str {
+        match self {
+            Sink::Oci(s) => &s.repo.repository,
+            Sink::Ecr(s) => &s.repository,
+        }
+    }
+
+    /// `host/repository`.
+    pub(crate) fn name(&self) -> String {
+        format!("{}/{}", self.host(), self.repository())
+    }
+
+    pub(crate) async fn present(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.present(digests).await,
+            Sink::Ecr(s) => s.present(digests).await,
+        }
+    }
+
+    pub(crate) async fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        file: &Arc<File>,
+        sent: Arc<AtomicU64>,
+    ) -> Result<(), DistributeError> {
+        match self {
+            Sink::Oci(s) => s.upload(digest, size, file, sent).await,
+            Sink::Ecr(s) => s.upload(digest, size, file, sent).await,
+        }
+    }
+
+    /// Cross-repository mount; always `false` for ECR.
+    pub(crate) async fn mount(
+        &self,
+        digest: &Digest,
+        from: &ImageReference,
+    ) -> Result<bool, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.mount(digest, from).await,
+            Sink::Ecr(_) => Ok(false),
+        }
+    }
+
+    pub(crate) async fn tag(&self, tag: &str) -> Result<Option<Digest>, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.tag(tag).await,
+            Sink::Ecr(s) => s.tag(tag).await,
+        }
+    }
+
+    pub(crate) async fn put_manifest(
+        &self,
+        tag: &str,
+        m: &BuiltManifest,
+    ) -> Result<(), DistributeError> {
+        match self {
+            Sink::Oci(s) => s.put_manifest(tag, m).await,
+            Sink::Ecr(s) => s.put_manifest(tag, m).await,
+        }
+    }
+
+    pub(crate) async fn read_back(&self, tag: &str) -> Result<Digest, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.read_back(tag).await,
+            Sink::Ecr(s) => s.read_back(tag).await,
+        }
+    }
+}

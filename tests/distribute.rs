@@ -1,0 +1,322 @@
+//! The distribute stage against the real services: dockerd, the CNCF
+//! registry and moto's ECR. Images are built in the daemon from the base
+//! image; every test uses its own repositories and a fresh state folder.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Mutex;
+
+use kiln::digest::Digest;
+use kiln::distribute::{
+    DistributeError, PushEvent, PushOptions, PushRequest, PushedImage, distribute,
+};
+use kiln::load::{DistributeConfig, Target};
+use kiln::reference::ImageReference;
+use kiln::registry::RegistryClient;
+use support::upload_proxy::{UploadFault, UploadProxy};
+use support::{services, unique};
+
+async fn docker() -> bollard::Docker {
+    services();
+    bollard::Docker::connect_with_defaults()
+        .expect("DOCKER_HOST")
+        .negotiate_version()
+        .await
+        .expect("the docker daemon answers")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("running docker");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Builds an image FROM the base with one layer per entry of `layer_kib`
+/// (random data) plus a unique marker layer; returns its id.
+fn build_image(layer_kib: &[u32]) -> String {
+    static PULLED: Mutex<bool> = Mutex::new(false);
+    let s = services();
+    {
+        let mut pulled = PULLED.lock().unwrap();
+        if !*pulled {
+            run(Command::new("docker").args(["pull", "-q", &s.base_image]));
+            *pulled = true;
+        }
+    }
+    let mut dockerfile = format!("FROM {}\n", s.base_image);
+    for (i, kib) in layer_kib.iter().enumerate() {
+        dockerfile.push_str(&format!("RUN head -c {}k /dev/urandom > /r{i}\n", kib));
+    }
+    dockerfile.push_str(&format!("RUN echo {} > /marker\n", unique("m")));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = run(Command::new("docker")
+        .args(["build", "-q", "--pull=false"])
+        .arg(dir.path()));
+    out.lines().last().unwrap().to_string()
+}
+
+fn request(image: &str, targets: Vec<Target>, build: u64, state: &std::path::Path) -> PushRequest {
+    PushRequest {
+        image: image.to_string(),
+        name: "web".into(),
+        version: semver::Version::new(1, 2, 3),
+        build,
+        distribute: DistributeConfig {
+            tags: vec![],
+            targets,
+        },
+        parent: None,
+        state_dir: Some(state.to_path_buf()),
+        options: PushOptions::default(),
+    }
+}
+
+fn oci(registry: &str, repository: &str) -> Target {
+    Target::Oci {
+        registry: registry.into(),
+        repository: repository.into(),
+    }
+}
+
+fn ecr(repository: &str) -> Target {
+    Target::Ecr {
+        region: "us-east-1".into(),
+        repository: repository.into(),
+        registry_id: None,
+    }
+}
+
+async fn push(req: &PushRequest) -> Result<PushedImage, DistributeError> {
+    let client = RegistryClient::with_defaults().unwrap();
+    distribute(&docker().await, &client, req, &|e: &PushEvent| {
+        eprintln!("{e:?}")
+    })
+    .await
+}
+
+/// `HEAD` of a manifest on a plain-HTTP registry: its Docker-Content-Digest.
+async fn head_digest(registry: &str, repo: &str, tag: &str) -> Option<Digest> {
+    let r = reqwest::Client::new()
+        .head(format!("http://{registry}/v2/{repo}/manifests/{tag}"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    (r.status() == 200).then(|| {
+        r.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+}
+
+async fn ecr_digest(repo: &str, tag: &str) -> Option<(Digest, Digest)> {
+    services();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let out = aws_sdk_ecr::Client::new(&conf)
+        .batch_get_image()
+        .repository_name(repo)
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_tag(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let img = out.images().first()?;
+    let reported = img.image_id()?.image_digest()?.parse().unwrap();
+    Some((reported, Digest::of(img.image_manifest()?.as_bytes())))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_to_registry_and_ecr_with_one_digest_and_a_second_push_is_free() {
+    let s = services();
+    let image = build_image(&[600, 300, 5000]);
+    let (repo, erepo) = (unique("kiln/dist"), unique("dist"));
+    let state = tempfile::tempdir().unwrap();
+    let mut req = request(
+        &image,
+        vec![oci(&s.registry, &repo), ecr(&erepo)],
+        7,
+        state.path(),
+    );
+    // The parent's compressed layers are reused (mounted on the same registry).
+    let base = ImageReference::parse(&s.base_image).unwrap();
+    let client = RegistryClient::with_defaults().unwrap();
+    req.parent = Some(base.pinned(client.head_manifest(&base).await.unwrap().digest));
+
+    let first = push(&req).await.expect("first push");
+    assert!(first.exported);
+    assert_eq!(first.config_digest.to_string(), image);
+    for t in &first.targets {
+        assert!(t.verified, "{t:?}");
+        assert_eq!(t.manifest_digest, first.manifest_digest);
+        assert_eq!(t.tags, vec!["1.2.3-7".to_string()]);
+        assert_eq!(t.tags_added, t.tags);
+        assert!(t.bytes_uploaded > 5_000_000, "{t:?}");
+    }
+    assert!(
+        first.targets[0].blobs_mounted >= 1,
+        "base layer mounted: {:?}",
+        first.targets[0]
+    );
+    assert!(
+        first.targets[1]
+            .registry_host
+            .ends_with(".dkr.ecr.us-east-1.amazonaws.com")
+    );
+    assert_eq!(
+        head_digest(&s.registry, &repo, "1.2.3-7").await,
+        Some(first.manifest_digest.clone())
+    );
+    let (reported, computed) = ecr_digest(&erepo, "1.2.3-7").await.expect("tag in moto");
+    assert_eq!(reported, first.manifest_digest);
+    assert_eq!(computed, first.manifest_digest);
+
+    let second = push(&req).await.expect("second push");
+    assert_eq!(second.manifest_digest, first.manifest_digest);
+    assert!(!second.exported, "a warm push needs no export");
+    assert_eq!(second.layers_compressed, 0);
+    for t in &second.targets {
+        assert_eq!(t.bytes_uploaded, 0, "{t:?}");
+        assert_eq!(t.blobs_uploaded + t.blobs_mounted, 0, "{t:?}");
+        assert!(t.tags_added.is_empty(), "{t:?}");
+        assert!(t.verified);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_tag_on_another_digest_is_a_conflict_that_changes_nothing() {
+    let s = services();
+    let (repo, erepo) = (unique("kiln/conflict"), unique("conflict"));
+    let state = tempfile::tempdir().unwrap();
+    let targets = vec![oci(&s.registry, &repo), ecr(&erepo)];
+    let old = push(&request(
+        &build_image(&[100]),
+        targets.clone(),
+        1,
+        state.path(),
+    ))
+    .await
+    .unwrap();
+    let err = push(&request(&build_image(&[100]), targets, 1, state.path()))
+        .await
+        .expect_err("same tag, different image");
+    let text = err.to_string();
+    eprintln!("{text}");
+    let DistributeError::Targets { failures, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(failures.len(), 2);
+    for f in failures {
+        let DistributeError::TagConflict {
+            existing,
+            pushed,
+            tag,
+            ..
+        } = f
+        else {
+            panic!("{f:?}")
+        };
+        assert_eq!(existing, &old.manifest_digest);
+        assert_ne!(pushed, existing);
+        assert_eq!(tag, "1.2.3-1");
+        assert!(text.contains(&existing.to_string()) && text.contains(&pushed.to_string()));
+    }
+    assert_eq!(
+        head_digest(&s.registry, &repo, "1.2.3-1").await,
+        Some(old.manifest_digest.clone())
+    );
+    assert_eq!(
+        ecr_digest(&erepo, "1.2.3-1").await.unwrap().1,
+        old.manifest_digest
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_cut_mid_upload_resumes_and_a_failed_run_reruns_to_the_same_digest() {
+    let s = services();
+    let image = build_image(&[6000]);
+    // Cut once: the upload resumes from the registry's Range in the same run.
+    let proxy = UploadProxy::start(&s.registry, UploadFault::CutAfter(2_000_000), 1).await;
+    let repo = unique("kiln/resume");
+    let state = tempfile::tempdir().unwrap();
+    let resumed = push(&request(
+        &image,
+        vec![oci(&proxy.host(), &repo)],
+        1,
+        state.path(),
+    ))
+    .await
+    .expect("push resumes after one cut");
+    assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(resumed.targets[0].verified);
+
+    // Cut always: the run fails; a re-run gives the same manifest digest.
+    let proxy = UploadProxy::start(&s.registry, UploadFault::CutAfter(1_000_000), usize::MAX).await;
+    let repo = unique("kiln/rerun");
+    let state = tempfile::tempdir().unwrap();
+    let err = push(&request(
+        &image,
+        vec![oci(&proxy.host(), &repo)],
+        1,
+        state.path(),
+    ))
+    .await
+    .expect_err("every upload is cut");
+    eprintln!("{err}");
+    assert_eq!(
+        head_digest(&s.registry, &repo, "1.2.3-1").await,
+        None,
+        "nothing tagged"
+    );
+    let rerun = push(&request(
+        &image,
+        vec![oci(&s.registry, &repo)],
+        1,
+        state.path(),
+    ))
+    .await
+    .expect("re-run");
+    assert_eq!(rerun.manifest_digest, resumed.manifest_digest);
+    assert_eq!(
+        head_digest(&s.registry, &repo, "1.2.3-1").await,
+        Some(rerun.manifest_digest)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_byte_flipped_in_transit_is_rejected_and_nothing_is_tagged() {
+    let s = services();
+    let image = build_image(&[300, 6000]);
+    let proxy = UploadProxy::start(&s.registry, UploadFault::FlipByte, usize::MAX).await;
+    let repo = unique("kiln/corrupt");
+    let state = tempfile::tempdir().unwrap();
+    let err = push(&request(
+        &image,
+        vec![oci(&proxy.host(), &repo)],
+        1,
+        state.path(),
+    ))
+    .await
+    .expect_err("corrupted uploads must fail");
+    let text = format!(
+        "{err} / {:?}",
+        std::error::Error::source(&err).map(|e| e.to_string())
+    );
+    eprintln!("{text}");
+    assert!(text.contains("DIGEST_INVALID"), "{text}");
+    assert!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(head_digest(&s.registry, &repo, "1.2.3-1").await, None);
+}
