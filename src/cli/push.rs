@@ -34,6 +34,10 @@ pub struct Args {
     /// gzip level (changes digests).
     #[arg(long, default_value_t = 1)]
     pub level: u32,
+    /// Compress every layer at `--level`, even incompressible ones (by
+    /// default those are stored uncompressed inside gzip).
+    #[arg(long)]
+    pub no_adaptive: bool,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +108,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         options: PushOptions {
             concurrency: args.concurrency,
             compression_level: args.level,
+            adaptive: !args.no_adaptive,
             ..PushOptions::default()
         },
     };

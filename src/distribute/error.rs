@@ -60,7 +60,7 @@ pub enum DistributeError {
     },
     /// A tag already points at another manifest; nothing was changed.
     #[error(
-        "tag `{tag}` of `{repository}` ({target:?}) already points to {existing}; refusing to move it to {pushed}"
+        "tag `{tag}` of `{repository}` already points to {existing}; refusing to move it to {pushed}"
     )]
     TagConflict {
         /// The target.
@@ -75,7 +75,7 @@ pub enum DistributeError {
         pushed: Digest,
     },
     /// A registry operation on a target failed.
-    #[error("pushing {what} to `{repository}` ({target:?}) failed")]
+    #[error("pushing {what} to `{repository}` failed")]
     Registry {
         /// The target.
         target: Box<Target>,

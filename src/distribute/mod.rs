@@ -228,3 +228,46 @@ pub fn render_tags(req: &PushRequest) -> Result<Vec<String>, DistributeError> {
     }
     Ok(tags)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(tags: &[&str]) -> PushRequest {
+        PushRequest {
+            image: "sha256:x".into(),
+            name: "web".into(),
+            version: semver::Version::new(1, 0, 0),
+            build: 4,
+            distribute: DistributeConfig {
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                targets: vec![],
+            },
+            parent: None,
+            state_dir: None,
+            options: PushOptions::default(),
+        }
+    }
+
+    #[test]
+    fn tags_render_from_templates_with_the_default_and_dedup() {
+        assert_eq!(render_tags(&req(&[])).unwrap(), vec!["1.0.0-4"]);
+        assert_eq!(
+            render_tags(&req(&[
+                "{{ version }}-{{ build }}",
+                "{{major}}.{{minor}}-{{build}}",
+                "{{ version }}-{{ build }}"
+            ]))
+            .unwrap(),
+            vec!["1.0.0-4", "1.0-4"]
+        );
+        assert!(matches!(
+            render_tags(&req(&["{{ nope }}"])),
+            Err(DistributeError::Tag { .. })
+        ));
+        assert!(matches!(
+            render_tags(&req(&["a b"])),
+            Err(DistributeError::Tag { .. })
+        ));
+    }
+}

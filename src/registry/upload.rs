@@ -137,7 +137,14 @@ impl RegistryClient {
                     resumes += 1;
                     tokio::time::sleep(policy.delay(attempt, None)).await;
                 }
-                Err(e) => return Err(e),
+                Err(mut e) => {
+                    if let RegistryError::Status { attempts, .. }
+                    | RegistryError::Transport { attempts, .. } = &mut e
+                    {
+                        *attempts = attempt;
+                    }
+                    return Err(e);
+                }
             }
         }
     }
