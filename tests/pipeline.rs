@@ -1,0 +1,275 @@
+//! `kiln run` end to end on the example recipe, against the real Docker
+//! engine, the local registry and moto's ECR: every place that names the
+//! image names the same digest; a second run does nothing; failures leave no
+//! tag and no passing record.
+
+mod support;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use kiln::digest::Digest;
+use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage};
+use kiln::project::Project;
+use kiln::record::{Status, Store};
+use kiln::registry::RegistryClient;
+use support::{nonce, services};
+
+/// A copy of the repository's example project whose pushes go to unique
+/// repositories, so test runs never share tags.
+fn example_project(edit: impl Fn(String) -> String) -> (tempfile::TempDir, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["recipes", "components", "dockerfiles"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(root.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    let repo = format!("kiln-it/hello-{}", nonce());
+    let recipe_path = dir.path().join("recipes/hello-web.yaml");
+    let text = std::fs::read_to_string(&recipe_path)
+        .unwrap()
+        .replace("repository: kiln/hello-web", &format!("repository: {repo}"));
+    std::fs::write(&recipe_path, edit(text)).unwrap();
+    (dir, repo)
+}
+
+async fn pipeline(dir: &Path) -> Pipeline {
+    let s = services();
+    Pipeline {
+        project: Project::open(dir).unwrap(),
+        docker: s.docker().await,
+        registry: RegistryClient::with_defaults().unwrap(),
+    }
+}
+
+async fn registry_digest(repo: &str, tag: &str) -> Option<Digest> {
+    let s = services();
+    let res = reqwest::Client::new()
+        .head(format!("http://{}/v2/{repo}/manifests/{tag}", s.registry))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    if res.status() == 404 {
+        return None;
+    }
+    assert!(
+        res.status().is_success(),
+        "HEAD {repo}:{tag}: {}",
+        res.status()
+    );
+    Some(
+        res.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    )
+}
+
+async fn registry_tags(repo: &str) -> Vec<String> {
+    let s = services();
+    let res = reqwest::get(format!("http://{}/v2/{repo}/tags/list", s.registry))
+        .await
+        .unwrap();
+    if res.status() == 404 {
+        return Vec::new();
+    }
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn ecr_digest(repo: &str, tag: &str) -> Option<Digest> {
+    services();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let out = aws_sdk_ecr::Client::new(&conf)
+        .batch_get_image()
+        .repository_name(repo)
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_tag(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .ok()?;
+    let img = out.images().first()?;
+    let manifest = Digest::of(img.image_manifest()?.as_bytes());
+    let reported: Digest = img.image_id()?.image_digest()?.parse().unwrap();
+    assert_eq!(
+        reported, manifest,
+        "moto's digest is the manifest bytes' sha256"
+    );
+    Some(reported)
+}
+
+fn kiln(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .arg("--project")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_runs_end_to_end_and_every_digest_agrees() {
+    let (dir, repo) = example_project(|t| t);
+    let p = pipeline(dir.path()).await;
+    let summary = p
+        .run("hello-web", &RunOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.status, Status::Passed);
+    let rec = summary.record.as_ref().unwrap();
+    assert_eq!(rec.record.build.0, 1);
+    assert_eq!(rec.record.targets.len(), 2);
+    let digest = rec.record.targets[0].manifest_digest.clone();
+    assert!(
+        rec.record
+            .targets
+            .iter()
+            .all(|t| t.verified && t.manifest_digest == digest)
+    );
+    assert!(rec.record.tests.as_ref().unwrap().passed);
+    assert!(
+        rec.record.parents[0].reference.digest.is_some(),
+        "parent pinned"
+    );
+
+    assert_eq!(
+        registry_digest(&repo, "1.0.0-1").await,
+        Some(digest.clone()),
+        "local registry"
+    );
+    assert_eq!(
+        ecr_digest(&repo, "1.0.0-1").await,
+        Some(digest.clone()),
+        "moto ECR"
+    );
+    let (code, out, err) = kiln(dir.path(), &["approved", "hello-web"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines.iter().all(|l| l.ends_with(&format!("@{digest}"))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}/{repo}@", services().registry)),
+        "{out}"
+    );
+
+    // Unchanged inputs: nothing is built, pushed, tagged or recorded.
+    let again = p.run("hello-web", &RunOptions::default()).await.unwrap();
+    assert_eq!(again.status, Status::UpToDate);
+    assert!(again.record.is_none() && again.pushed.is_none() && again.image_id.is_none());
+    assert_eq!(again.approved.len(), 2);
+    assert_eq!(registry_tags(&repo).await, vec!["1.0.0-1".to_string()]);
+    let store = Store::open(kiln::record::db_path(dir.path())).unwrap();
+    assert_eq!(store.list(Some("hello-web"), None).unwrap().len(), 1);
+    let (code, out, err) = kiln(dir.path(), &["records", "--verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_test_records_a_failure_and_tags_nothing() {
+    let (dir, repo) = example_project(|t| {
+        t.replace(
+            "expectBodyContains: Hello from kiln",
+            "expectBodyContains: Goodbye",
+        )
+        .replace("timeoutSeconds: 30", "timeoutSeconds: 3")
+    });
+    let p = pipeline(dir.path()).await;
+    let err = p
+        .run("hello-web", &RunOptions::default())
+        .await
+        .unwrap_err();
+    let PipelineError::Stage {
+        stage,
+        record,
+        message,
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(stage, Stage::Test, "{message}");
+    let record = record.expect("the failure is recorded");
+    assert_eq!(record.record.status, Status::Failed);
+    assert_eq!(record.record.failure.as_ref().unwrap().stage, "test");
+    assert!(
+        registry_tags(&repo).await.is_empty(),
+        "nothing may be tagged"
+    );
+    assert_eq!(ecr_digest(&repo, "1.0.0-1").await, None);
+    let (code, _, err) = kiln(dir.path(), &["approved", "hello-web"]);
+    assert_eq!(code, 1, "no approved image after a failed run: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_that_points_elsewhere_is_never_overwritten() {
+    let (dir, repo) = example_project(|t| t);
+    let p = pipeline(dir.path()).await;
+    let first = p.run("hello-web", &RunOptions::default()).await.unwrap();
+    let old = first.record.unwrap().record.targets[0]
+        .manifest_digest
+        .clone();
+    // Lose the state (build numbers restart at 1) and change an input, so the
+    // next run wants to push a different image under the same tag.
+    std::fs::remove_dir_all(dir.path().join(".kiln")).unwrap();
+    let recipe = dir.path().join("recipes/hello-web.yaml");
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(
+            "Greeting: Hello from kiln",
+            "Greeting: Hello again from kiln",
+        )
+        .replace(
+            "expectBodyContains: Hello from kiln",
+            "expectBodyContains: Hello again",
+        );
+    std::fs::write(&recipe, text).unwrap();
+    let err = p
+        .run("hello-web", &RunOptions::default())
+        .await
+        .unwrap_err();
+    let PipelineError::Stage {
+        stage,
+        message,
+        record,
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(*stage, Stage::Distribute, "{message}");
+    assert!(
+        message.contains(&old.to_string()),
+        "names the existing digest: {message}"
+    );
+    assert_eq!(record.as_ref().unwrap().record.status, Status::Failed);
+    assert_eq!(
+        registry_digest(&repo, "1.0.0-1").await,
+        Some(old.clone()),
+        "tag unchanged"
+    );
+    assert_eq!(
+        ecr_digest(&repo, "1.0.0-1").await,
+        Some(old),
+        "ECR tag unchanged"
+    );
+}
