@@ -147,9 +147,14 @@ async fn push_blob(
             Arc::new(f)
         }
     };
-    let before = sent.load(Ordering::Relaxed);
-    sink.upload(&digest, size, &file, sent.clone()).await?;
-    Ok(Done::Uploaded(sent.load(Ordering::Relaxed) - before))
+    // Count this blob on its own (uploads run concurrently), then add it to
+    // the target's total.
+    let mine = Arc::new(AtomicU64::new(0));
+    let result = sink.upload(&digest, size, &file, mine.clone()).await;
+    let bytes = mine.load(Ordering::Relaxed);
+    sent.fetch_add(bytes, Ordering::Relaxed);
+    result?;
+    Ok(Done::Uploaded(bytes))
 }
 
 pub(super) fn config_file(bytes: &[u8], dir: &Path) -> std::io::Result<Arc<File>> {
