@@ -272,19 +272,37 @@ pub async fn distribute(
         })?;
     }
 
-    // Tags, manifest and read-back on every target that got its blobs.
-    let finals = futures_util::future::join_all(sinks.iter().zip(tallies.iter_mut()).map(
-        |(sink, tally)| {
-            let failed = tally.failed.take();
-            let (tags, manifest) = (&tags, &manifest);
-            async move {
-                match failed {
-                    Some(e) => Err(e),
-                    None => finish(sink, tags, manifest, on_event).await,
-                }
-            }
-        },
-    ))
+    // No tag anywhere unless every target has every blob and no tag
+    // conflicts anywhere: blob failures and tag conflicts stop the push
+    // before the first manifest PUT, on every target.
+    let blob_failures: Vec<DistributeError> =
+        tallies.iter_mut().filter_map(|t| t.failed.take()).collect();
+    if !blob_failures.is_empty() {
+        return Err(fail_all(sinks.len(), blob_failures));
+    }
+    let checks = futures_util::future::join_all(
+        sinks
+            .iter()
+            .map(|sink| check_tags(sink, &tags, &manifest, on_event)),
+    )
+    .await;
+    let mut missing_per_sink = Vec::new();
+    let mut conflicts = Vec::new();
+    for c in checks {
+        match c {
+            Ok(m) => missing_per_sink.push(m),
+            Err(e) => conflicts.push(e),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(fail_all(sinks.len(), conflicts));
+    }
+    let finals = futures_util::future::join_all(
+        sinks
+            .iter()
+            .zip(missing_per_sink)
+            .map(|(sink, missing)| finish(sink, &tags, missing, &manifest, on_event)),
+    )
     .await;
     let mut targets = Vec::new();
     let mut failures = Vec::new();
@@ -306,30 +324,35 @@ pub async fn distribute(
             Err(e) => failures.push(e),
         }
     }
-    match failures.len() {
-        0 => Ok(PushedImage {
+    if failures.is_empty() {
+        Ok(PushedImage {
             config_digest: image_id,
             manifest_digest: manifest.digest,
             exported,
             layers_compressed: compressed,
             targets,
-        }),
-        1 if sinks.len() == 1 => Err(failures.remove(0)),
-        _ => Err(DistributeError::Targets {
-            total: sinks.len(),
-            failures,
-        }),
+        })
+    } else {
+        Err(fail_all(sinks.len(), failures))
     }
 }
 
-/// Checks every tag first (a conflict changes nothing), `PUT`s the missing
-/// ones, then reads the manifest back by the first tag.
-async fn finish(
+/// One error for the whole push.
+fn fail_all(total: usize, mut failures: Vec<DistributeError>) -> DistributeError {
+    if failures.len() == 1 && total == 1 {
+        failures.remove(0)
+    } else {
+        DistributeError::Targets { total, failures }
+    }
+}
+
+/// Checks every tag on one target: the tags still missing, or a conflict.
+async fn check_tags(
     sink: &Sink,
     tags: &[String],
     m: &BuiltManifest,
     on_event: &(dyn Fn(&PushEvent) + Send + Sync),
-) -> Result<(Vec<String>, Digest), DistributeError> {
+) -> Result<Vec<String>, DistributeError> {
     let mut missing = Vec::new();
     for tag in tags {
         match sink.tag(tag).await? {
@@ -349,6 +372,18 @@ async fn finish(
             None => missing.push(tag.clone()),
         }
     }
+    Ok(missing)
+}
+
+/// `PUT`s the missing tags (already checked by [`check_tags`]), then reads
+/// the manifest back by the first tag.
+async fn finish(
+    sink: &Sink,
+    tags: &[String],
+    missing: Vec<String>,
+    m: &BuiltManifest,
+    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
+) -> Result<(Vec<String>, Digest), DistributeError> {
     for tag in &missing {
         sink.put_manifest(tag, m).await?;
         on_event(&PushEvent::TagPushed {
