@@ -273,3 +273,74 @@ async fn a_tag_that_points_elsewhere_is_never_overwritten() {
         "ECR tag unchanged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_killed_mid_push_tags_nothing_and_the_rerun_passes_once() {
+    use std::sync::{Arc, Mutex};
+    let scratch = Arc::new(Mutex::new(
+        support::registry_process::RegistryProcess::start_plain(),
+    ));
+    let host = scratch.lock().unwrap().host.clone();
+    let (dir, repo) = example_project(|t| {
+        t.replace(
+            "        registry: ${KILN_REGISTRY:-127.0.0.1:5000}",
+            &format!("        registry: {host}"),
+        )
+    });
+    let p = pipeline(dir.path()).await;
+    // Kill the target registry as soon as the push starts moving blobs.
+    let killer = scratch.clone();
+    let opts = RunOptions {
+        events: Arc::new(move |e| {
+            if matches!(e, kiln::pipeline::PipelineEvent::Push(_)) {
+                killer.lock().unwrap().kill();
+            }
+        }),
+        ..RunOptions::default()
+    };
+    let err = p.run("hello-web", &opts).await.unwrap_err();
+    let PipelineError::Stage { stage, message, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*stage, Stage::Distribute, "{message}");
+    // Nothing tagged anywhere, not even on the target that stayed up.
+    assert_eq!(
+        ecr_digest(&repo, "1.0.0-1").await,
+        None,
+        "ECR tagged after a failed push"
+    );
+
+    scratch.lock().unwrap().restart();
+    let ok = p
+        .run("hello-web", &RunOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.status, Status::Passed);
+    let rec = ok.record.unwrap().record;
+    assert_eq!(rec.build.0, 2, "the failed run kept build 1");
+    let digest = rec.targets[0].manifest_digest.clone();
+    assert!(
+        rec.targets
+            .iter()
+            .all(|t| t.verified && t.manifest_digest == digest)
+    );
+    let res = reqwest::Client::new()
+        .head(format!("http://{host}/v2/{repo}/manifests/1.0.0-2"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["docker-content-digest"].to_str().unwrap(),
+        digest.to_string()
+    );
+    assert_eq!(ecr_digest(&repo, "1.0.0-2").await, Some(digest));
+    let store = Store::open(kiln::record::db_path(dir.path())).unwrap();
+    let all = store.list(Some("hello-web"), None).unwrap();
+    let statuses: Vec<Status> = all.iter().map(|r| r.record.status).collect();
+    assert_eq!(
+        statuses,
+        vec![Status::Passed, Status::Failed],
+        "exactly one passing record"
+    );
+}
