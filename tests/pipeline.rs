@@ -344,3 +344,64 @@ async fn a_registry_killed_mid_push_tags_nothing_and_the_rerun_passes_once() {
         "exactly one passing record"
     );
 }
+
+fn skopeo_copy(from: &str, to: &str) {
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{from}"))
+        .arg(format!("docker://{to}"))
+        .output()
+        .expect("skopeo (installed by scripts/services up)");
+    assert!(
+        out.status.success(),
+        "skopeo copy {from} {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn freshness_is_up_to_date_after_a_run_and_stale_when_the_parent_moves() {
+    use kiln::pipeline::Freshness;
+    let s = services();
+    let parent = format!("{}/kiln-it/parent-{}:1", s.registry, nonce());
+    skopeo_copy(&s.base_image, &parent);
+    let (dir, repo) = example_project(|t| {
+        t.replace(
+            "parentImage: ${KILN_REGISTRY:-127.0.0.1:5000}/kiln/base:1",
+            &format!("parentImage: {parent}"),
+        )
+    });
+    let p = pipeline(dir.path()).await;
+    assert!(
+        matches!(
+            p.freshness("hello-web").await.unwrap(),
+            Freshness::Stale { .. }
+        ),
+        "no record yet"
+    );
+    let ran = p
+        .run("hello-web", &RunOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fresh = p.freshness("hello-web").await.unwrap();
+    assert_eq!(
+        fresh,
+        Freshness::UpToDate {
+            build_key: ran.build_key.clone()
+        }
+    );
+    // Move the parent's tag to another image: the check sees it at once.
+    skopeo_copy(&format!("{}/{repo}:1.0.0-1", s.registry), &parent);
+    match p.freshness("hello-web").await.unwrap() {
+        Freshness::Stale { reason, build_key } => {
+            assert!(reason.contains("moved"), "{reason}");
+            assert_ne!(build_key, ran.build_key);
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -4,10 +4,12 @@
 
 mod error;
 mod events;
+mod freshness;
 pub mod pins;
 mod record_of;
 mod run;
 
 pub use error::{PipelineError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};
+pub use freshness::Freshness;
 pub use run::{Pipeline, RunOptions, RunSummary};

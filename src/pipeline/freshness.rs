@@ -1,0 +1,106 @@
+//! The cheap check behind scheduled refreshes: re-resolve the parents (one
+//! `HEAD` each), compute the build key with the fresh pins, and look for a
+//! passing record with that key. No build, no lock change.
+
+use super::error::{PipelineError, chain};
+use super::events::Stage;
+use super::pins;
+use super::run::Pipeline;
+use crate::build::{self, BuildRequest};
+use crate::digest::Digest;
+use crate::load;
+use crate::record::{self, Store};
+use crate::render::{self, Pins};
+use crate::resolve;
+
+/// Whether a pipeline needs a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// A passing, verified record has this build key.
+    UpToDate {
+        /// The key.
+        build_key: Digest,
+    },
+    /// Something that goes into the image changed.
+    Stale {
+        /// The key a build would have.
+        build_key: Digest,
+        /// What changed, for logs: moved parents, or "inputs changed".
+        reason: String,
+    },
+}
+
+impl Pipeline {
+    /// Checks `recipe` against the registries and the records.
+    pub async fn freshness(&self, recipe: &str) -> Result<Freshness, PipelineError> {
+        let loaded = load::load_recipe(&self.project, recipe)?;
+        let stage_err = |stage, message| PipelineError::Stage {
+            stage,
+            message,
+            record: None,
+        };
+        let fresh = resolve::resolve_all(
+            &self.registry,
+            &[pins::references(&loaded)],
+            &pins::options(&loaded),
+        )
+        .await
+        .map_err(|e| stage_err(Stage::Resolve, chain(&e)))?;
+        let mut fresh_pins = Pins::default();
+        for p in fresh.into_iter().flat_map(|(_, images)| images) {
+            fresh_pins.0.insert(p.written.clone(), p.pinned.clone());
+        }
+        let locked = pins::locked(&self.project, &loaded).unwrap_or_default();
+        let moved: Vec<String> = fresh_pins
+            .0
+            .iter()
+            .filter(|(written, pinned)| locked.0.get(*written) != Some(*pinned))
+            .map(|(written, pinned)| match locked.0.get(written) {
+                Some(old) => format!(
+                    "{written} moved: {} -> {}",
+                    old.digest
+                        .as_ref()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    pinned
+                        .digest
+                        .as_ref()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+                None => format!("{written} is not locked yet"),
+            })
+            .collect();
+        let rendered = render::render(&loaded, &fresh_pins);
+        let mut request = BuildRequest::for_recipe(&loaded);
+        request.state_dir = Some(record::state_dir(self.project.root()));
+        let key = tokio::task::spawn_blocking(move || build::prepare(&rendered, &request))
+            .await
+            .map_err(|e| stage_err(Stage::Render, e.to_string()))?
+            .map_err(|e| stage_err(Stage::Render, chain(&e)))?
+            .build_key
+            .digest;
+        let db = record::db_path(self.project.root());
+        let (name, k) = (loaded.name.clone(), key.clone());
+        let passing = tokio::task::spawn_blocking(move || {
+            if !db.exists() {
+                return Ok(None);
+            }
+            Store::open(&db)?.latest_passing_with_key(&name, &k)
+        })
+        .await
+        .map_err(|e| stage_err(Stage::Record, e.to_string()))?
+        .map_err(|e| stage_err(Stage::Record, chain(&e)))?;
+        Ok(match passing {
+            Some(_) => Freshness::UpToDate { build_key: key },
+            None if !moved.is_empty() => Freshness::Stale {
+                build_key: key,
+                reason: moved.join("; "),
+            },
+            None => Freshness::Stale {
+                build_key: key,
+                reason: "inputs changed since the last passing build".into(),
+            },
+        })
+    }
+}
