@@ -34,6 +34,23 @@ pub async fn find_by_key(
     Ok(images.into_iter().next().map(|i| (i.id, i.repo_tags)))
 }
 
+/// The image `id` when it exists and carries `build_key`: one inspect, the
+/// fast path for a no-op rebuild (listing by label scans every image).
+pub async fn check_key(
+    docker: &Docker,
+    id: &str,
+    build_key: &str,
+) -> Option<(String, Vec<String>)> {
+    let image = docker.inspect_image(id).await.ok()?;
+    let labels = image.config.as_ref()?.labels.as_ref()?;
+    (labels.get(BUILD_KEY).map(String::as_str) == Some(build_key)).then(|| {
+        (
+            image.id.unwrap_or_else(|| id.to_string()),
+            image.repo_tags.unwrap_or_default(),
+        )
+    })
+}
+
 /// Whether `reference` is present locally.
 pub async fn has_image(docker: &Docker, reference: &str) -> bool {
     docker.inspect_image(reference).await.is_ok()

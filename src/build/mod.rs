@@ -251,6 +251,10 @@ pub async fn build(
         .as_deref()
         .and_then(|d| state::read(d, &request.recipe));
     let last_key = last.as_ref().map(|l| l.build_key.clone());
+    let last_image = last
+        .as_ref()
+        .filter(|l| l.build_key == build_key.digest)
+        .map(|l| l.image_id.clone());
     let changed_inputs = last.map(|l| build_key.changes_since(&l.inputs));
     let mut out = BuiltImage {
         recipe: recipe.clone(),
@@ -267,10 +271,17 @@ pub async fn build(
         elapsed: Duration::ZERO,
     };
 
-    if let Some((id, tags)) = engine::find_by_key(docker, &key_text)
-        .await
-        .map_err(docker_err("list images"))?
-    {
+    let known = match &last_image {
+        Some(id) => engine::check_key(docker, id, &key_text).await,
+        None => None,
+    };
+    let found = match known {
+        Some(hit) => Some(hit),
+        None => engine::find_by_key(docker, &key_text)
+            .await
+            .map_err(docker_err("list images"))?,
+    };
+    if let Some((id, tags)) = found {
         events(BuildEvent::Skipped {
             image_id: id.clone(),
             build_key: key_text.clone(),
