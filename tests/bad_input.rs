@@ -517,3 +517,14 @@ fn usage_error_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn escape_directive_is_refused() {
+    let dir = project();
+    write(
+        dir.path(),
+        "dockerfiles/app.Dockerfile",
+        &format!("# escape=`\n{TEMPLATE}"),
+    );
+    assert_error(dir.path(), "dockerfiles/app.Dockerfile:1:", &["escape"]);
+}

@@ -184,6 +184,30 @@ async fn example_runs_end_to_end_and_every_digest_agrees() {
     assert_eq!(store.list(Some("hello-web"), None).unwrap().len(), 1);
     let (code, out, err) = kiln(dir.path(), &["records", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
+
+    // A test setting changed: same image (no build), but the run is not up
+    // to date: tests run again and the image gets the next build's tag.
+    let recipe = dir.path().join("recipes/hello-web.yaml");
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("timeoutSeconds: 30", "timeoutSeconds: 20");
+    std::fs::write(&recipe, text).unwrap();
+    let third = p.run("hello-web", &RunOptions::default()).await.unwrap();
+    assert_eq!(third.status, Status::Passed);
+    assert_eq!(
+        third.build_key, summary.build_key,
+        "the image inputs did not change"
+    );
+    let rec3 = third.record.unwrap();
+    assert_eq!(rec3.record.build.0, 2);
+    assert!(
+        rec3.record
+            .targets
+            .iter()
+            .all(|t| t.manifest_digest == digest),
+        "same image, same digest"
+    );
+    assert_eq!(registry_tags(&repo).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

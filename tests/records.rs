@@ -40,6 +40,7 @@ fn record(alloc: &Allocation) -> Record {
                 file: "components/hello.yaml".into(),
                 digest: Digest::of(b"component"),
             }],
+            structure_tests: Vec::new(),
         },
         parents: vec![PinnedImage {
             reference: "127.0.0.1:5000/kiln/base:1".parse().unwrap(),

@@ -231,3 +231,57 @@ fn parent_reference_must_parse() {
     let r: Result<ImageReference, _> = "127.0.0.1:5000/kiln/base:1 AS x".parse();
     assert!(r.is_err());
 }
+
+/// The generated script runs on the host's bash (5.2 on Debian 12, where
+/// `&` in a `${x//pat/rep}` replacement means "the match"): loop values and
+/// chained outputs arrive byte for byte.
+#[test]
+fn runtime_substitution_is_literal() {
+    let component = r#"name: lit
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: First
+        action: ExecuteBash
+        loop:
+          forEach: ["a&b", 'c\d', "$(x)"]
+        inputs:
+          commands:
+            - printf '%s\n' '{{ loop.value }}' | tee -a "$KILN_TEST_OUT"
+      - name: Second
+        action: ExecuteBash
+        inputs:
+          commands:
+            - printf 'got:%s\n' '{{ build.First.outputs.stdout }}' >> "$KILN_TEST_OUT"
+"#;
+    let dir = copy_project(&[
+        (
+            "recipes/l.yaml",
+            "name: l\nversion: 1.0.0\nparentImage: 127.0.0.1:5000/kiln/base:1\ncomponents:\n  - name: lit\n",
+        ),
+        ("components/lit.yaml", component),
+    ]);
+    let project = Project::open(dir.path()).unwrap();
+    let recipe = load::load_recipe(&project, "l").unwrap();
+    let rendered = render::render(&recipe, &Pins::default());
+    let scripts = dir.path().join("scripts");
+    for f in &rendered.files {
+        let name = f.path.rsplit('/').next().unwrap();
+        std::fs::create_dir_all(&scripts).unwrap();
+        std::fs::write(scripts.join(name), &f.contents).unwrap();
+    }
+    let out = dir.path().join("out.txt");
+    let status = std::process::Command::new("bash")
+        .arg(scripts.join("build.sh"))
+        .env("KILN_TEST_OUT", &out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text, "a&b\nc\\d\n$(x)\ngot:a&b\nc\\d\n$(x)\n");
+}

@@ -49,8 +49,12 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     // Pins come from the lock file once the resolve stage is merged.
     let pins = match kiln::pipeline::pins::locked(project, &recipe) {
-        Some(p) => p,
-        None => {
+        Ok(Some(p)) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+        Ok(None) => {
             eprintln!(
                 "error: `{}` is not pinned in kiln.lock; run `kiln resolve {}` first (a build never uses a moving tag)",
                 recipe.name, recipe.name

@@ -19,8 +19,9 @@ pub struct Args {
     /// The image in the daemon (id or name).
     #[arg(long)]
     pub image: String,
-    /// Build number for tag templates.
-    #[arg(long, default_value_t = 1)]
+    /// Build number for tag templates. Required: `kiln run` allocates build
+    /// numbers from the record store; a hand-picked one must not collide.
+    #[arg(long)]
     pub build: u64,
     /// OCI targets `host[:port]/repository`, replacing the recipe's targets.
     #[arg(long = "to")]
@@ -79,14 +80,10 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         eprintln!("error: no targets: give a recipe with `distribute.targets` or `--to`");
         return Outcome::Usage;
     }
-    let docker = match bollard::Docker::connect_with_defaults() {
-        Ok(d) => d.negotiate_version().await,
-        Err(e) => Err(e),
-    };
-    let docker = match docker {
+    let docker = match kiln::docker::connect().await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: cannot connect to the docker daemon: {e}");
+            super::report(&e);
             return Outcome::Failed;
         }
     };

@@ -28,8 +28,12 @@ pub fn run(project: &Project, args: Args) -> Outcome {
         }
     };
     let pins = match kiln::pipeline::pins::locked(project, &recipe) {
-        Some(p) => p,
-        None => {
+        Ok(Some(p)) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+        Ok(None) => {
             eprintln!(
                 "note: `{}` is not pinned in kiln.lock; FROM lines keep their tags (run `kiln resolve`)",
                 recipe.name

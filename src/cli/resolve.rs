@@ -84,7 +84,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
                     }
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", kiln::pipeline::chain(&e));
                     return Outcome::Failed;
                 }
             }
@@ -105,7 +105,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
                 }
             }
             Err(e) => {
-                eprintln!("error: cannot pin the parents of `{}`: {e}", r.name);
+                eprintln!(
+                    "error: cannot pin the parents of `{}`: {}",
+                    r.name,
+                    kiln::pipeline::chain(&e)
+                );
                 failed = true;
             }
         }

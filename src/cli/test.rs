@@ -45,7 +45,13 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let pins = kiln::pipeline::pins::locked(project, &recipe).unwrap_or_default();
+    let pins = match kiln::pipeline::pins::locked(project, &recipe) {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
     let rendered = render::render(&recipe, &pins);
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,

@@ -39,6 +39,19 @@ pub(super) fn load(
         }
     };
     let mut ok = true;
+    // Parser directives change how every later line is read; kiln's parser
+    // (continuations, FROM pinning) assumes the defaults.
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if !t.starts_with('#') {
+            break;
+        }
+        let directive = t.trim_start_matches('#').trim().to_ascii_lowercase();
+        if directive.starts_with("escape") && directive.contains('=') {
+            cx.diags.push(Diagnostic::at(&shown, &text, i as u64 + 1, 1, "the `escape` parser directive is not supported: kiln must read continuations exactly as Docker does to pin every FROM"));
+            ok = false;
+        }
+    }
     for (line, col, token) in template::triple_placeholders(&text) {
         if template::canonical_placeholder(&token).is_none() {
             cx.diags.push(

@@ -1,5 +1,5 @@
-//! The cheap check behind scheduled refreshes: re-resolve the parents (one
-//! `HEAD` each), compute the build key with the fresh pins, and look for a
+//! The cheap check behind scheduled refreshes: re-resolve the parents (a
+//! manifest request or two each), compute the build key with the fresh pins, and look for a
 //! passing record with that key. No build, no lock change.
 
 use super::error::{PipelineError, chain};
@@ -50,7 +50,10 @@ impl Pipeline {
         for p in fresh.into_iter().flat_map(|(_, images)| images) {
             fresh_pins.0.insert(p.written.clone(), p.pinned.clone());
         }
-        let locked = pins::locked(&self.project, &loaded).unwrap_or_default();
+        let locked = pins::locked(&self.project, &loaded)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let moved: Vec<String> = fresh_pins
             .0
             .iter()
@@ -91,6 +94,7 @@ impl Pipeline {
         .await
         .map_err(|e| stage_err(Stage::Record, e.to_string()))?
         .map_err(|e| stage_err(Stage::Record, chain(&e)))?;
+        let passing = passing.filter(|r| super::record_of::same_run_inputs(&r.record, &loaded));
         Ok(match passing {
             Some(_) => Freshness::UpToDate { build_key: key },
             None if !moved.is_empty() => Freshness::Stale {

@@ -1,14 +1,17 @@
 //! The bridge between the loader and the resolve stage: a recipe's base
 //! images → pins from `kiln.lock`, resolving (and locking) only what the lock
-//! does not already hold.
+//! does not already hold, or everything on `--update`.
 
 use std::path::PathBuf;
 
 use crate::load::LoadedRecipe;
 use crate::project::Project;
+use crate::reference::ImageReference;
 use crate::registry::{Platform, RegistryClient};
 use crate::render::Pins;
-use crate::resolve::{self, LOCK_FILE_NAME, LockFile, PinnedImage, ResolveError, ResolveOptions};
+use crate::resolve::{
+    self, LOCK_FILE_NAME, LockEntry, LockFile, PinnedImage, ResolveError, ResolveOptions,
+};
 
 /// The lock file of a project.
 pub fn lock_path(project: &Project) -> PathBuf {
@@ -16,7 +19,7 @@ pub fn lock_path(project: &Project) -> PathBuf {
 }
 
 /// `(recipe, base images)` as the resolve stage takes them.
-pub fn references(recipe: &LoadedRecipe) -> (String, Vec<crate::reference::ImageReference>) {
+pub fn references(recipe: &LoadedRecipe) -> (String, Vec<ImageReference>) {
     (recipe.name.clone(), recipe.base_images.clone())
 }
 
@@ -28,60 +31,116 @@ pub fn options(recipe: &LoadedRecipe) -> ResolveOptions {
     }
 }
 
+/// Why the lock cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LockProblem {
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    Unreadable(#[from] ResolveError),
+    /// An entry pins a different repository than its reference names.
+    #[error(
+        "kiln.lock pins `{written}` to `{pinned}`, which is not that repository at its manifest digest; the lock was edited by hand — run `kiln resolve --update`"
+    )]
+    Mismatch {
+        /// The reference.
+        written: String,
+        /// What the lock says.
+        pinned: String,
+    },
+}
+
+/// The locked entry of `r`, checked: right platform, and `pinned` is `r`'s
+/// own repository at the entry's manifest digest (a lock edited to point a
+/// reference elsewhere is refused).
+fn entry<'a>(
+    lock: &'a LockFile,
+    recipe: &LoadedRecipe,
+    r: &ImageReference,
+) -> Result<Option<&'a LockEntry>, LockProblem> {
+    let Some(e) = lock.get(&recipe.name, r) else {
+        return Ok(None);
+    };
+    if e.platform != recipe.platform {
+        return Ok(None);
+    }
+    if e.pinned != r.pinned(e.manifest_digest.clone()) {
+        return Err(LockProblem::Mismatch {
+            written: r.to_string(),
+            pinned: e.pinned.to_string(),
+        });
+    }
+    Ok(Some(e))
+}
+
 /// Pins from the lock alone; `None` when any base image is not locked (for
 /// the recipe's platform).
-pub fn from_lock(lock: &LockFile, recipe: &LoadedRecipe) -> Option<Pins> {
+pub fn from_lock(lock: &LockFile, recipe: &LoadedRecipe) -> Result<Option<Pins>, LockProblem> {
     let mut pins = Pins::default();
     for r in &recipe.base_images {
-        let entry = lock.get(&recipe.name, r)?;
-        if entry.platform != recipe.platform {
-            return None;
+        match entry(lock, recipe, r)? {
+            Some(e) => {
+                pins.0.insert(r.clone(), e.pinned.clone());
+            }
+            None => return Ok(None),
         }
-        pins.0.insert(r.clone(), entry.pinned.clone());
     }
-    Some(pins)
+    Ok(Some(pins))
 }
 
-/// Pins from the lock, or `None` when the lock is missing or incomplete.
-pub fn locked(project: &Project, recipe: &LoadedRecipe) -> Option<Pins> {
-    LockFile::load(&lock_path(project))
-        .ok()
-        .and_then(|l| from_lock(&l, recipe))
+/// Pins from the project's lock; `Ok(None)` when it lacks an entry.
+pub fn locked(project: &Project, recipe: &LoadedRecipe) -> Result<Option<Pins>, LockProblem> {
+    let lock = LockFile::load(&lock_path(project))?;
+    from_lock(&lock, recipe)
 }
 
-/// Pins for `recipe`: taken from the lock when it covers every base image,
-/// else resolved from the registries and written to the lock (which changes
-/// only when every reference resolved).
+fn as_pinned(r: &ImageReference, e: &LockEntry) -> PinnedImage {
+    PinnedImage {
+        written: r.clone(),
+        pinned: e.pinned.clone(),
+        index_digest: e.index_digest.clone(),
+        manifest_digest: e.manifest_digest.clone(),
+        platform: e.platform.parse().unwrap_or_default(),
+    }
+}
+
+/// Pins for `recipe`. Without `update`, locked references keep their pins
+/// and only the missing ones are resolved; with it, every reference is
+/// resolved again. The lock is written only when every reference resolved.
 pub async fn ensure(
     client: &RegistryClient,
     project: &Project,
     recipe: &LoadedRecipe,
     update: bool,
-) -> Result<(Pins, Vec<PinnedImage>), ResolveError> {
+) -> Result<(Pins, Vec<PinnedImage>), LockProblem> {
     let path = lock_path(project);
-    if !update && let Some(pins) = locked(project, recipe) {
-        let lock = LockFile::load(&path)?;
-        let images = pinned_images(&lock, recipe);
-        return Ok((pins, images));
+    let mut lock = LockFile::load(&path)?;
+    let mut known = Vec::new();
+    let mut missing = Vec::new();
+    for r in &recipe.base_images {
+        match entry(&lock, recipe, r)? {
+            Some(e) if !update => known.push(as_pinned(r, e)),
+            _ => missing.push(r.clone()),
+        }
     }
-    let lock = resolve::update(client, &path, &[references(recipe)], &options(recipe)).await?;
-    let pins = from_lock(&lock, recipe).unwrap_or_default();
-    Ok((pins, pinned_images(&lock, recipe)))
-}
-
-fn pinned_images(lock: &LockFile, recipe: &LoadedRecipe) -> Vec<PinnedImage> {
-    recipe
+    if !missing.is_empty() {
+        let resolved =
+            resolve::resolve_all(client, &[(recipe.name.clone(), missing)], &options(recipe))
+                .await?;
+        let before = lock.clone();
+        let fresh = resolved.into_iter().flat_map(|(_, images)| images);
+        let mut all: Vec<PinnedImage> = known.into_iter().chain(fresh).collect();
+        // Keep the recipe's order (parent first).
+        all.sort_by_key(|p| recipe.base_images.iter().position(|r| *r == p.written));
+        lock.apply(&[(recipe.name.clone(), all)], chrono::Utc::now());
+        if lock != before || !path.exists() {
+            lock.save(&path)?;
+        }
+    }
+    let pins = from_lock(&lock, recipe)?.unwrap_or_default();
+    let images = recipe
         .base_images
         .iter()
-        .filter_map(|r| {
-            let e = lock.get(&recipe.name, r)?;
-            Some(PinnedImage {
-                written: r.clone(),
-                pinned: e.pinned.clone(),
-                index_digest: e.index_digest.clone(),
-                manifest_digest: e.manifest_digest.clone(),
-                platform: e.platform.parse().unwrap_or_default(),
-            })
-        })
-        .collect()
+        .filter_map(|r| lock.get(&recipe.name, r).map(|e| as_pinned(r, e)))
+        .collect();
+    Ok((pins, images))
 }

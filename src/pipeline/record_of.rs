@@ -49,7 +49,30 @@ pub fn inputs(recipe: &LoadedRecipe) -> Inputs {
                 digest: c.component.digest.clone(),
             })
             .collect(),
+        structure_tests: recipe
+            .test
+            .structure_tests
+            .iter()
+            .map(|p| FileHash {
+                file: p.display().to_string(),
+                digest: Digest::of(&std::fs::read(p).unwrap_or_default()),
+            })
+            .collect(),
     }
+}
+
+/// Whether a passing record was made from exactly these inputs: the build
+/// key covers the image; this covers what else decides a run's outcome (the
+/// recipe's test and distribute settings, structure-test files).
+pub fn same_run_inputs(record: &Record, recipe: &LoadedRecipe) -> bool {
+    let now = inputs(recipe);
+    record.inputs.recipe.digest == now.recipe.digest
+        && record
+            .inputs
+            .structure_tests
+            .iter()
+            .map(|f| &f.digest)
+            .eq(now.structure_tests.iter().map(|f| &f.digest))
 }
 
 /// The record of a finished run.

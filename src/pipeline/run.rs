@@ -145,13 +145,18 @@ impl Run<'_> {
         (self.opts.events)(e)
     }
 
-    fn start(&mut self, stage: Stage) -> Result<(), PipelineError> {
+    /// Begins a stage, or records the run as cancelled when it was.
+    async fn start(&mut self, stage: Stage) -> Result<(), PipelineError> {
         if self.opts.cancel.is_cancelled() {
-            return Err(PipelineError::Cancelled { stage });
+            return Err(self.fail(stage, "cancelled".into()).await);
         }
+        self.begin(stage);
+        Ok(())
+    }
+
+    fn begin(&mut self, stage: Stage) {
         self.stage_start = Instant::now();
         self.emit(PipelineEvent::StageStarted(stage));
-        Ok(())
     }
 
     fn finish(&mut self, stage: Stage, note: String) {
@@ -205,7 +210,7 @@ impl Run<'_> {
 
     async fn go(mut self) -> Result<RunSummary, PipelineError> {
         // Resolve.
-        self.start(Stage::Resolve)?;
+        self.start(Stage::Resolve).await?;
         let (pins, parents) = match pins::ensure(
             &self.pipeline.registry,
             &self.pipeline.project,
@@ -226,7 +231,7 @@ impl Run<'_> {
         self.finish(Stage::Resolve, note);
 
         // Render and compute the build key.
-        self.start(Stage::Render)?;
+        self.start(Stage::Render).await?;
         let rendered = render::render(&self.recipe, &pins);
         let mut request = BuildRequest::for_recipe(&self.recipe);
         request.state_dir = Some(record::state_dir(self.pipeline.project.root()));
@@ -245,24 +250,36 @@ impl Run<'_> {
         self.outputs.build_key = Some(key.clone());
         self.finish(Stage::Render, format!("build key {}", key.short()));
 
-        // Up to date: a passing, verified record with the same key.
+        // Up to date: a passing, verified record with the same key and the
+        // same test and distribute settings.
         let (name, k) = (self.recipe.name.clone(), key.clone());
         let approved = with_store(self.pipeline.db_path(), move |s| {
             s.latest_passing_with_key(&name, &k)
         })
         .await;
-        if let Ok(Some(rec)) = approved {
-            let approved = rec
-                .record
-                .targets
-                .iter()
-                .map(|t| t.pinned_reference())
-                .collect();
-            return Ok(self.summary(Status::UpToDate, key, None, None, approved));
+        match approved {
+            Ok(Some(rec)) if record_of::same_run_inputs(&rec.record, &self.recipe) => {
+                let approved = rec
+                    .record
+                    .targets
+                    .iter()
+                    .map(|t| t.pinned_reference())
+                    .collect();
+                return Ok(self.summary(Status::UpToDate, key, None, None, approved));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(self
+                    .fail(
+                        Stage::Record,
+                        format!("the record store cannot be read: {e}"),
+                    )
+                    .await);
+            }
         }
 
         // Build.
-        self.start(Stage::Build)?;
+        self.start(Stage::Build).await?;
         let events = self.opts.events.clone();
         let built = build::build(&self.pipeline.docker, &rendered, &request, &mut |e| {
             events(PipelineEvent::Build(e))
@@ -288,7 +305,7 @@ impl Run<'_> {
         self.finish(Stage::Build, note);
 
         // Test.
-        self.start(Stage::Test)?;
+        self.start(Stage::Test).await?;
         let input = match test_phase::TestInput::from_recipe(
             &self.recipe,
             &rendered,
@@ -329,7 +346,7 @@ impl Run<'_> {
         self.finish(Stage::Test, summary_line);
 
         // Distribute.
-        self.start(Stage::Distribute)?;
+        self.start(Stage::Distribute).await?;
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
         let allocation = match with_store(self.pipeline.db_path(), move |s| {
             s.allocate(&name, &version)
@@ -396,8 +413,9 @@ impl Run<'_> {
             self.finish(Stage::Distribute, "no targets".into());
         }
 
-        // Record.
-        self.start(Stage::Record)?;
+        // Record: once the pushes are verified the record is always written,
+        // cancelled or not.
+        self.begin(Stage::Record);
         let t = Instant::now();
         self.outputs.timings_ms.insert("record".into(), 0);
         let rec = match self.append(Status::Passed, None, allocation).await {

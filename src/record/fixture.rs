@@ -33,6 +33,7 @@ pub fn passing(alloc: &Allocation) -> Record {
                 file: "components/install-nginx.yaml".into(),
                 digest: Digest::of(b"component"),
             }],
+            structure_tests: Vec::new(),
         },
         parents: vec![PinnedImage {
             reference: "127.0.0.1:5000/kiln/base:1".parse().unwrap(),

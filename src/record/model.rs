@@ -131,6 +131,9 @@ pub struct Inputs {
     pub template: Option<FileHash>,
     /// Component documents in the order the recipe applies them.
     pub components: Vec<ComponentHash>,
+    /// Structure-test files the test phase used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub structure_tests: Vec<FileHash>,
 }
 
 /// A project file and its digest.

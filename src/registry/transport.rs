@@ -92,7 +92,9 @@ impl Inner {
             what: req.what,
             reference: req.reference.clone(),
             attempts,
-            source,
+            // URLs can carry signed query strings (redirects to blob storage);
+            // they must not reach logs or records.
+            source: source.without_url(),
         }
     }
 

@@ -4,6 +4,8 @@
 #   ::kiln-step phase=P step=S status=passed|failed|ignored exit=N attempts=A ms=T
 set -u
 set -o pipefail
+# Replacement text is literal (bash 5.2 would otherwise expand `&`).
+shopt -u patsub_replacement 2>/dev/null || true
 declare -A TOE_OUT=()
 TOE_FAILED=0
 TOE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,15 +24,17 @@ toe_subst() {
   local lname=$2 lvalue=$3 lindex=$4 key
   TOE_R=$1
   if [ -n "$lindex" ]; then
-    TOE_R=${TOE_R//"{{ loop.value }}"/$lvalue}
-    TOE_R=${TOE_R//"{{ loop.index }}"/$lindex}
+    TOE_R=${TOE_R//"{{ loop.value }}"/"$lvalue"}
+    TOE_R=${TOE_R//"{{ loop.index }}"/"$lindex"}
     if [ -n "$lname" ]; then
-      TOE_R=${TOE_R//"{{ $lname.value }}"/$lvalue}
-      TOE_R=${TOE_R//"{{ $lname.index }}"/$lindex}
+      TOE_R=${TOE_R//"{{ $lname.value }}"/"$lvalue"}
+      TOE_R=${TOE_R//"{{ $lname.index }}"/"$lindex"}
     fi
   fi
+  local out
   for key in "${!TOE_OUT[@]}"; do
-    TOE_R=${TOE_R//"{{ $key.outputs.stdout }}"/${TOE_OUT[$key]}}
+    out=${TOE_OUT[$key]}
+    TOE_R=${TOE_R//"{{ $key.outputs.stdout }}"/"$out"}
   done
 }
 
