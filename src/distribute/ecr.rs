@@ -90,6 +90,12 @@ impl EcrSink {
                 .cloned()
                 .ok_or_else(|| err("CreateRepository", "no repository in the answer".into()))?,
         };
+        if repo.image_tag_mutability() != Some(&ImageTagMutability::Immutable) {
+            tracing::warn!(
+                repository,
+                "ECR repository has mutable tags; kiln never moves a tag, but others could — set it to IMMUTABLE"
+            );
+        }
         let uri = repo.repository_uri().unwrap_or_default();
         Ok(EcrSink {
             target: target.clone(),
@@ -222,15 +228,33 @@ impl EcrSink {
             .registry_id(&self.registry_id)
             .repository_name(&self.repository)
             .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            // Whatever kind of manifest the tag names, it is taken.
             .accepted_media_types(MANIFEST_MEDIA_TYPE)
+            .accepted_media_types("application/vnd.oci.image.index.v1+json")
+            .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
+            .accepted_media_types("application/vnd.docker.distribution.manifest.list.v2+json")
             .send()
             .await
             .map_err(|e| self.err("BatchGetImage", None, boxed(e)))?;
-        Ok(out
-            .images()
-            .first()
-            .and_then(|i| i.image_manifest())
-            .map(|m| Digest::of(m.as_bytes())))
+        if let Some(m) = out.images().first().and_then(|i| i.image_manifest()) {
+            return Ok(Some(Digest::of(m.as_bytes())));
+        }
+        // Only "no such image" means the tag is free.
+        for f in out.failures() {
+            let code = f
+                .failure_code()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default();
+            if code != "ImageNotFound" {
+                let reason = f.failure_reason().unwrap_or_default();
+                return Err(self.err(
+                    "BatchGetImage",
+                    None,
+                    format!("tag `{tag}`: {code} {reason}").into(),
+                ));
+            }
+        }
+        Ok(None)
     }
 
     /// `PutImage` with our digest; an existing tag is mapped to a conflict.
