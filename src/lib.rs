@@ -5,6 +5,7 @@
 //! only the pipeline module chains them. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod daemon;
 pub mod diagnostic;
 pub mod digest;
 pub mod load;
