@@ -2,8 +2,14 @@
 //! lives in its own file and only formats what the library returns.
 
 mod approved;
+mod client;
+mod logs;
 mod records;
 mod render;
+mod runs;
+mod serve;
+mod token;
+mod trigger;
 mod validate;
 
 use std::path::PathBuf;
@@ -38,6 +44,17 @@ pub enum Command {
     Records(records::Args),
     /// Print the approved image references of a pipeline, by digest.
     Approved(approved::Args),
+    /// Run the kiln daemon: scheduled refreshes, run queue, HTTP API.
+    Serve(serve::Args),
+    /// Start a pipeline run on a kiln daemon.
+    Trigger(trigger::Args),
+    /// List a kiln daemon's runs.
+    Runs(runs::Args),
+    /// Print (or follow) a run's log from a kiln daemon.
+    Logs(logs::Args),
+    /// API token helpers.
+    #[command(subcommand)]
+    Token(token::Args),
 }
 
 /// What a command ended with.
@@ -91,6 +108,14 @@ pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Trigger(a) => return trigger::run(a).await,
+        Command::Runs(a) => return runs::run(a).await,
+        Command::Logs(a) => return logs::run(a).await,
+        Command::Token(a) => return token::run(a),
+        Command::Approved(a) if a.server.is_some() => return approved::remote(a).await,
+        _ => {}
+    }
     let project = match open_project(&cli.project) {
         Ok(p) => p,
         Err(o) => return o,
@@ -100,5 +125,9 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Render(a) => render::run(&project, a),
         Command::Records(a) => records::run(&project, a),
         Command::Approved(a) => approved::run(&project, a),
+        Command::Serve(a) => serve::run(&project, a).await,
+        Command::Trigger(_) | Command::Runs(_) | Command::Logs(_) | Command::Token(_) => {
+            unreachable!("handled before the project is opened")
+        }
     }
 }

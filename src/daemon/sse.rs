@@ -22,11 +22,14 @@ pub enum LogItem {
     End(RunRow),
 }
 
-/// Follows a run's log. Fails at once if the run does not exist; otherwise
-/// the stream ends after [`LogItem::End`], or when the daemon shuts down.
+/// Replays a run's log and, if `live`, follows it. Fails at once if the run
+/// does not exist; otherwise the stream ends after [`LogItem::End`] (sent
+/// when the run has ended), after the replay when not `live`, or when the
+/// daemon shuts down.
 pub async fn follow(
     state: &DaemonState,
     run_id: &str,
+    live_too: bool,
 ) -> Result<impl Stream<Item = LogItem> + Send + 'static, DaemonError> {
     let mut live = state.shared.events.subscribe();
     let run = state.queue().get(run_id).await?;
@@ -38,7 +41,7 @@ pub async fn follow(
     let run_id = run_id.to_string();
     tokio::spawn(async move {
         let mut last = 0;
-        if !catch_up(&state, run, &mut last, &tx).await {
+        if !catch_up(&state, run, &mut last, &tx).await || !live_too {
             return;
         }
         let shutdown = state.shared.shutdown.clone();
