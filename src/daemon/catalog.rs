@@ -2,7 +2,7 @@
 //! start and on `POST /v1/config/reload`. A recipe that fails to load is
 //! listed with its error (and never scheduled) rather than hidden.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike as _, Utc};
 use serde::Serialize;
 
 use crate::load::{self, Schedule};
@@ -52,8 +52,11 @@ impl From<&Schedule> for ScheduleInfo {
 
 impl ScheduleInfo {
     /// The first firing strictly after `after` (UTC), if the cron parses.
+    /// Sub-second parts of `after` are dropped first: croner would carry
+    /// them into the result (02:00:00.116 instead of 02:00:00).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let cron = parse_cron(&self.cron).ok()?;
+        let after = after.with_nanosecond(0).unwrap_or(after);
         next_after(&cron, self.timezone, after)
     }
 }
@@ -91,5 +94,22 @@ impl Catalog {
     /// One pipeline by name.
     pub fn get(&self, name: &str) -> Option<&PipelineInfo> {
         self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_fire_time_is_on_the_second() {
+        let s = ScheduleInfo {
+            cron: "0 3 * * *".into(),
+            timezone: chrono_tz::Europe::Berlin,
+            only_when_dependencies_change: true,
+        };
+        let after = "2026-11-27T19:50:01.116535588Z".parse().unwrap();
+        let next = s.next_after(after).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-28T02:00:00+00:00");
     }
 }
