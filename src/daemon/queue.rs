@@ -173,6 +173,8 @@ impl Queue {
     }
 
     /// Queues a run of `pipeline`, or joins the one already queued/running.
+    /// Joining a queued check-first run without `check_first` makes it a
+    /// full run.
     pub async fn enqueue(
         &self,
         pipeline: &str,
@@ -194,6 +196,11 @@ impl Queue {
                 )
                 .optional()?;
             let result = match active {
+                // A build request upgrades a queued "check first" refresh.
+                Some(run) if run.status == RunState::Queued && run.check_first && !check_first => {
+                    tx.execute("UPDATE runs SET check_first = 0 WHERE id = ?1", [&run.id])?;
+                    Enqueued::Joined(get(&tx, &run.id)?.expect("row exists"))
+                }
                 Some(run) => Enqueued::Joined(run),
                 None => Enqueued::Created(insert(&tx, &pipeline, trigger, check_first, None, now)?),
             };

@@ -46,6 +46,7 @@ async fn every_role_gets_401_or_403_where_it_should() {
             );
         }
     }
+    d.runner.gated.store(true, Ordering::SeqCst);
     let trigger = "/v1/pipelines/web/runs";
     assert_eq!(
         d.post(trigger, None).await.status(),

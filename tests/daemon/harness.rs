@@ -186,12 +186,16 @@ pub async fn start(dir: tempfile::TempDir, clock: Arc<dyn Clock>, grace: u64) ->
         state.clone(),
         std::future::pending(),
     ));
+    // The server accepts only after crash recovery: wait for it.
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert!(health.status().is_success());
     Daemon {
         url,
         state,
         runner,
         task,
-        http: reqwest::Client::new(),
+        http,
         dir,
     }
 }
@@ -215,7 +219,7 @@ impl Daemon {
 
     /// Waits (real time, bounded) until run `id` satisfies `done`.
     pub async fn wait_run(&self, id: &str, done: impl Fn(&RunRow) -> bool) -> RunRow {
-        for _ in 0..500 {
+        for _ in 0..3000 {
             if let Some(run) = self.state.queue().get(id).await.unwrap()
                 && done(&run)
             {

@@ -4,5 +4,6 @@
 
 mod api;
 mod harness;
+mod queue;
 mod recovery;
 mod schedule;
