@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod daemon;
 pub mod diagnostic;
 pub mod digest;
 pub mod distribute;

@@ -1,4 +1,5 @@
-//! `kiln approved PIPELINE [--json]`: what downstream teams pull, by digest.
+//! `kiln approved PIPELINE [--json] [--server URL]`: what downstream teams
+//! pull, by digest — from the local record store, or from a daemon.
 
 use kiln::project::Project;
 
@@ -13,6 +14,39 @@ pub struct Args {
     /// Print the approved record as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Ask this kiln daemon instead of the local record store.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// API token for --server (prefer the KILN_TOKEN environment variable).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true, requires = "server")]
+    pub token: Option<String>,
+}
+
+/// `--server`: the same answer from a daemon's `/v1/pipelines/{name}/approved`.
+pub async fn remote(args: Args) -> Outcome {
+    let server = args.server.clone().unwrap_or_default();
+    let client = super::client::Client::new(&server, args.token.clone());
+    let approved = match client
+        .get(&format!("/v1/pipelines/{}/approved", args.pipeline))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&approved).unwrap_or_default()
+        );
+    } else {
+        for reference in approved["references"].as_array().into_iter().flatten() {
+            println!("{}", reference.as_str().unwrap_or_default());
+        }
+    }
+    Outcome::Ok
 }
 
 /// Prints one `REGISTRY/REPOSITORY@sha256:…` line per target of the newest

@@ -3,12 +3,18 @@
 
 mod approved;
 mod build;
+mod client;
+mod logs;
 mod push;
 mod records;
 mod render;
 mod resolve;
 mod run;
+mod runs;
+mod serve;
 mod test;
+mod token;
+mod trigger;
 mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +59,17 @@ pub enum Command {
     Test(test::Args),
     /// Push an image from the daemon to the recipe's targets (distribute stage).
     Push(push::Args),
+    /// Run the kiln daemon: scheduled refreshes, run queue, HTTP API.
+    Serve(serve::Args),
+    /// Start a pipeline run on a kiln daemon.
+    Trigger(trigger::Args),
+    /// List a kiln daemon's runs.
+    Runs(runs::Args),
+    /// Print (or follow) a run's log from a kiln daemon.
+    Logs(logs::Args),
+    /// API token helpers.
+    #[command(subcommand)]
+    Token(token::Args),
 }
 
 /// What a command ended with.
@@ -117,6 +134,14 @@ pub fn report(e: &dyn std::error::Error) {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Trigger(a) => return trigger::run(a).await,
+        Command::Runs(a) => return runs::run(a).await,
+        Command::Logs(a) => return logs::run(a).await,
+        Command::Token(a) => return token::run(a),
+        Command::Approved(a) if a.server.is_some() => return approved::remote(a).await,
+        _ => {}
+    }
     let project = match open_project(&cli.project) {
         Ok(p) => p,
         Err(o) => return o,
@@ -131,5 +156,9 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Build(a) => build::run(&project, a).await,
         Command::Test(a) => test::run(&project, a).await,
         Command::Push(a) => push::run(&project, a).await,
+        Command::Serve(a) => serve::run(&project, a).await,
+        Command::Trigger(_) | Command::Runs(_) | Command::Logs(_) | Command::Token(_) => {
+            unreachable!("handled before the project is opened")
+        }
     }
 }

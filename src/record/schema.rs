@@ -52,6 +52,38 @@ BEGIN
     WHERE NEW.prev_hash IS NOT (SELECT hash FROM records ORDER BY seq DESC LIMIT 1);
 END;
 "#,
+    // 2: the daemon's run queue and run events (mutable state, not records:
+    // no append-only triggers). At most one queued/running run per pipeline.
+    r#"
+CREATE TABLE runs (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT    NOT NULL UNIQUE,
+    pipeline    TEXT    NOT NULL,
+    trigger     TEXT    NOT NULL,
+    check_first INTEGER NOT NULL DEFAULT 0,
+    status      TEXT    NOT NULL CHECK (status IN ('queued', 'running', 'passed', 'failed',
+                        'up_to_date', 'cancelled', 'interrupted')),
+    summary     TEXT,
+    record_id   TEXT,
+    retry_of    TEXT REFERENCES runs (id),
+    queued_at   TEXT    NOT NULL,
+    started_at  TEXT,
+    finished_at TEXT
+);
+CREATE UNIQUE INDEX runs_one_active ON runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE INDEX runs_by_status ON runs (status, seq);
+CREATE INDEX runs_by_pipeline ON runs (pipeline, seq);
+
+CREATE TABLE run_events (
+    run_id TEXT    NOT NULL REFERENCES runs (id),
+    seq    INTEGER NOT NULL,
+    at     TEXT    NOT NULL,
+    kind   TEXT    NOT NULL CHECK (kind IN ('line', 'stage_started', 'stage_passed', 'stage_failed')),
+    stage  TEXT,
+    text   TEXT    NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,64 @@
+//! `kiln runs [PIPELINE] [--limit N] [--json]`: the daemon's runs, newest first.
+
+use super::Outcome;
+use super::client::{Client, ServerArgs};
+
+/// Arguments of `kiln runs`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this pipeline's runs.
+    pub pipeline: Option<String>,
+    /// Show at most N runs.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Lists runs.
+pub async fn run(args: Args) -> Outcome {
+    let client = Client::from_args(&args.server);
+    let mut path = format!("/v1/runs?limit={}", args.limit);
+    if let Some(p) = &args.pipeline {
+        path.push_str(&format!("&pipeline={p}"));
+    }
+    let runs = match client.get(&path).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
+        return Outcome::Ok;
+    }
+    let runs = runs.as_array().cloned().unwrap_or_default();
+    if runs.is_empty() {
+        eprintln!("no runs yet");
+        return Outcome::Ok;
+    }
+    println!(
+        "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  SUMMARY",
+        "RUN", "PIPELINE", "STATUS", "TRIGGER", "QUEUED"
+    );
+    for r in runs {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  {}",
+            s("id"),
+            s("pipeline"),
+            s("status"),
+            s("trigger"),
+            s("queuedAt"),
+            r["summary"].as_str().unwrap_or("")
+        );
+    }
+    Outcome::Ok
+}

@@ -1,0 +1,101 @@
+//! `kiln serve [--config FILE] [--listen ADDR]`: the daemon, until SIGTERM or
+//! Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln::daemon::clock::SystemClock;
+use kiln::daemon::config::DaemonConfig;
+use kiln::daemon::{DaemonOptions, DaemonState, runner};
+use kiln::project::Project;
+
+use super::Outcome;
+use super::records::report;
+
+/// Arguments of `kiln serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The daemon config (default: `config/kiln.yaml` in the project, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen here instead of the configured address (`127.0.0.1:0` picks a port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Loads the config, binds, and serves until a shutdown signal.
+pub async fn run(project: &Project, args: Args) -> Outcome {
+    let (path, explicit) = match args.config {
+        Some(p) => (p, true),
+        None => (project.dir("config").join("kiln.yaml"), false),
+    };
+    let config = if explicit || path.exists() {
+        match DaemonConfig::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                report(&e);
+                return Outcome::Usage;
+            }
+        }
+    } else {
+        tracing::warn!(path = %path.display(), "no daemon config; using defaults");
+        DaemonConfig::default()
+    };
+    if config.tokens.is_empty() {
+        tracing::warn!("no API tokens configured: every call but /healthz will be refused");
+    }
+    let listen = args.listen.unwrap_or(config.listen);
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let state = DaemonState::open(DaemonOptions {
+        database: kiln::record::db_path(project.root()),
+        project: project.clone(),
+        config,
+        config_path: path.exists().then_some(path),
+        // Replaced by the runner over the pipeline function when it lands.
+        runner: Arc::new(runner::Unwired),
+        clock: Arc::new(SystemClock),
+    });
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => {
+            report(&e);
+            return Outcome::Failed;
+        }
+    };
+    match kiln::daemon::serve(listener, state, shutdown_signal()).await {
+        Ok(()) => Outcome::Ok,
+        Err(e) => {
+            report(&e);
+            Outcome::Failed
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

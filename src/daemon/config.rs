@@ -1,0 +1,173 @@
+//! The daemon's configuration file, `config/kiln.yaml`: listen address,
+//! concurrency, shutdown grace and API tokens (stored as sha256 hashes only).
+//! Decoded strictly through [`crate::yaml::decode`]; unknown fields are errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::auth::Role;
+use crate::diagnostic::Diagnostic;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
+
+/// The daemon configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DaemonConfig {
+    /// Address the HTTP API binds to.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Most runs executing at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// On shutdown, how long running pipelines may take to finish before
+    /// they are cancelled.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: u64,
+    /// API tokens, by hash.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One API token: who, what it may do, and the sha256 of the token text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// A name for logs and audit (never the token).
+    pub name: String,
+    /// What the token may do.
+    pub role: Role,
+    /// Lowercase hex sha256 of the token (`kiln token hash` prints it).
+    pub sha256: String,
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+
+fn default_concurrency() -> usize {
+    2
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: default_listen(),
+            concurrency: default_concurrency(),
+            grace_seconds: default_grace(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("error reading daemon config `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema.
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+    /// A value is out of range.
+    #[error("daemon config `{path}`: {problem}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl DaemonConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses config text (`path` is only used in messages).
+    pub fn parse(path: &Path, source: &str) -> Result<DaemonConfig, ConfigError> {
+        let config: DaemonConfig =
+            crate::yaml::decode(path, source).map_err(|d| ConfigError::Invalid(Box::new(d)))?;
+        let bad = |problem: String| ConfigError::Value {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if config.concurrency == 0 {
+            return Err(bad("`concurrency` must be at least 1".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for t in &config.tokens {
+            let hex_ok = t.sha256.len() == 64
+                && t.sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex_ok {
+                return Err(bad(format!(
+                    "token `{}`: `sha256` must be 64 lowercase hex digits (the hash \
+                     `kiln token hash` prints, never the token itself)",
+                    t.name
+                )));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(bad(format!("token name `{}` is used twice", t.name)));
+            }
+        }
+        Ok(config)
+    }
+
+    /// [`DaemonConfig::grace_seconds`] as a duration.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_strictness() {
+        let c = DaemonConfig::parse(Path::new("k.yaml"), "concurrency: 3\n").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.concurrency, 3);
+        assert_eq!(c.grace_seconds, 30);
+        let e = DaemonConfig::parse(Path::new("k.yaml"), "listn: 1.2.3.4:5\n").unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+        let raw = "tokens:\n  - {name: a, role: admin, sha256: hunter2}\n";
+        let e = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap_err();
+        assert!(e.to_string().contains("64 lowercase hex"), "{e}");
+        let e = DaemonConfig::parse(Path::new("k.yaml"), "concurrency: 0\n").unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kiln.yaml");
+        let c = DaemonConfig::load(&path).unwrap();
+        assert_eq!(c.tokens.len(), 3);
+        for t in &c.tokens {
+            let dev = format!("kiln-dev-{}", t.name.trim_start_matches("dev-"));
+            assert_eq!(super::super::auth::hash_token(&dev), t.sha256, "{}", t.name);
+        }
+    }
+}

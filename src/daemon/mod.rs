@@ -1,0 +1,68 @@
+//! The kiln daemon (`kiln serve`): pipelines refreshed on a schedule, runs
+//! triggered over an HTTP API, approved digests served to downstream teams.
+//!
+//! Shaped like mini-redis: [`serve`] takes a bound listener, the state and a
+//! shutdown future. Pieces: [`config`] and [`auth`] (tokens by hash),
+//! [`clock`] (controllable time), [`catalog`] (the recipes), [`scheduler`]
+//! (cron → queued runs), [`queue`] (runs in SQLite), [`worker`] (claims runs
+//! and drives the [`runner::PipelineRunner`]), [`sse`] (replay-then-follow of
+//! run logs), [`metrics`], and [`api`], the only module that knows HTTP.
+//!
+//! **Architecture Invariant:** the daemon never chains pipeline stages; it
+//! drives a [`runner::PipelineRunner`], which calls the same pipeline
+//! function as `kiln run`.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod queue;
+pub mod run;
+pub mod runner;
+pub mod scheduler;
+pub mod sse;
+mod state;
+pub mod worker;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub use state::{DaemonError, DaemonOptions, DaemonState, LiveEvent, LiveKind};
+
+/// Runs the daemon on `listener` until `shutdown` completes (or
+/// [`DaemonState::shutdown`] is called): recovers runs a killed daemon left
+/// behind, starts the scheduler and the worker, serves the API, then drains —
+/// no new connections or claims, running pipelines get `graceSeconds` to
+/// finish before they are cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    state: DaemonState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let stop = state.shutdown_token();
+    worker::recover(&state).await?;
+    let dispatcher = tokio::spawn(worker::dispatch(state.clone()));
+    scheduler::restart(&state);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "kiln daemon listening on {addr}");
+    }
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => tracing::info!("shutdown requested"),
+                () = stop.cancelled() => {}
+            }
+            stop.cancel();
+        }
+    };
+    let served = axum::serve(listener, api::router(state.clone()))
+        .with_graceful_shutdown(signal)
+        .await;
+    stop.cancel();
+    let _ = dispatcher.await;
+    served.map_err(|source| DaemonError::Serve { source })
+}

@@ -1,0 +1,209 @@
+//! Plain data about runs: a run's row, its state machine, its stored log
+//! events and the per-stage view derived from them. No IO.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::runner::{EventKind, RunStatus};
+
+/// Where a run is in its life. `queued → running → {passed, failed,
+/// up_to_date, cancelled}`; a run a killed daemon left `running` becomes
+/// `interrupted` at the next start (and a retry is queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker is driving it.
+    Running,
+    /// Finished: passed.
+    Passed,
+    /// Finished: failed.
+    Failed,
+    /// Finished: nothing to build.
+    UpToDate,
+    /// Finished: cancelled (API or shutdown).
+    Cancelled,
+    /// The daemon died while it ran.
+    Interrupted,
+}
+
+impl RunState {
+    /// Every state, for parsing and metrics.
+    pub const ALL: [RunState; 7] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Passed,
+        RunState::Failed,
+        RunState::UpToDate,
+        RunState::Cancelled,
+        RunState::Interrupted,
+    ];
+
+    /// The name stored in the database and shown everywhere.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Passed => "passed",
+            RunState::Failed => "failed",
+            RunState::UpToDate => "up_to_date",
+            RunState::Cancelled => "cancelled",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses [`RunState::as_str`].
+    pub fn parse(s: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunState::Queued | RunState::Running)
+    }
+}
+
+impl From<RunStatus> for RunState {
+    fn from(s: RunStatus) -> RunState {
+        match s {
+            RunStatus::Passed => RunState::Passed,
+            RunStatus::Failed => RunState::Failed,
+            RunStatus::UpToDate => RunState::UpToDate,
+            RunStatus::Cancelled => RunState::Cancelled,
+        }
+    }
+}
+
+/// Why a run was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// Someone asked (API / `kiln trigger`).
+    Manual,
+    /// The pipeline's cron schedule came due.
+    Schedule,
+    /// Re-queued after the daemon died during an earlier run.
+    Retry,
+}
+
+impl TriggerKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Manual => "manual",
+            TriggerKind::Schedule => "schedule",
+            TriggerKind::Retry => "retry",
+        }
+    }
+
+    /// Parses [`TriggerKind::as_str`].
+    pub fn parse(s: &str) -> Option<TriggerKind> {
+        [
+            TriggerKind::Manual,
+            TriggerKind::Schedule,
+            TriggerKind::Retry,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+/// One run, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Why it was queued.
+    pub trigger: TriggerKind,
+    /// Ask [`super::runner::PipelineRunner::needs_build`] before running.
+    pub check_first: bool,
+    /// Where it is.
+    pub status: RunState,
+    /// One line about how it ended.
+    pub summary: Option<String>,
+    /// The record it appended.
+    pub record_id: Option<String>,
+    /// The interrupted run this one retries.
+    pub retry_of: Option<String>,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// When a worker claimed it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A log event as stored and streamed: numbered within its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    /// Position in the run's log, from 1.
+    pub seq: i64,
+    /// When the daemon received it.
+    pub at: DateTime<Utc>,
+    /// What it is.
+    pub kind: EventKind,
+    /// Its stage.
+    pub stage: Option<String>,
+    /// Its text.
+    pub text: String,
+}
+
+/// One stage of a run, derived from its stage events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageInfo {
+    /// Stage name.
+    pub name: String,
+    /// `running`, `passed` or `failed`.
+    pub status: &'static str,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Duration in milliseconds, once finished.
+    pub duration_ms: Option<i64>,
+}
+
+/// Folds stage events (in order) into one entry per stage.
+pub fn stages(events: &[StoredEvent]) -> Vec<StageInfo> {
+    let mut out: Vec<StageInfo> = Vec::new();
+    for e in events {
+        let Some(stage) = &e.stage else { continue };
+        match e.kind {
+            EventKind::Line => {}
+            EventKind::StageStarted => out.push(StageInfo {
+                name: stage.clone(),
+                status: "running",
+                started_at: e.at,
+                finished_at: None,
+                duration_ms: None,
+            }),
+            EventKind::StagePassed | EventKind::StageFailed => {
+                if let Some(s) = out
+                    .iter_mut()
+                    .rev()
+                    .find(|s| &s.name == stage && s.finished_at.is_none())
+                {
+                    s.status = if e.kind == EventKind::StagePassed {
+                        "passed"
+                    } else {
+                        "failed"
+                    };
+                    s.finished_at = Some(e.at);
+                    s.duration_ms = Some((e.at - s.started_at).num_milliseconds());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A fresh run id: `r` + UTC timestamp (sorts by time) + 64 random bits.
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    format!("r{}{:016x}", now.format("%Y%m%d%H%M%S"), fastrand::u64(..))
+}

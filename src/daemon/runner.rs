@@ -1,0 +1,211 @@
+//! The seam between the daemon and the pipeline: the daemon drives a
+//! [`PipelineRunner`] and never chains stages itself. The real runner calls
+//! the same pipeline function as `kiln run`; tests use a double.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// An error a runner reports for a check it could not make.
+pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a pipeline run ended, as the runner reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Built, tested, pushed (verified) and recorded.
+    Passed,
+    /// A stage failed.
+    Failed,
+    /// Nothing to build: a passing record with the same inputs exists.
+    UpToDate,
+    /// Stopped through the cancellation token.
+    Cancelled,
+}
+
+/// What [`PipelineRunner::run`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// How it ended.
+    pub status: RunStatus,
+    /// One line for people (`pushed web:1.0.0-3`, `test: probe timed out`).
+    pub summary: String,
+    /// The record the run appended, if any.
+    pub record_id: Option<String>,
+}
+
+/// What the daemon asks a runner to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    /// The daemon's run id; label containers with it so
+    /// [`PipelineRunner::cleanup_run`] can find them after a crash.
+    pub run_id: String,
+    /// The pipeline (recipe name).
+    pub pipeline: String,
+}
+
+/// The answer of [`PipelineRunner::needs_build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildNeed {
+    /// Parents and inputs are unchanged: nothing to do.
+    UpToDate,
+    /// A build is needed, and why (`parent kiln/base:1 moved to sha256:…`).
+    Needed(String),
+}
+
+/// The pipeline, as the daemon drives it.
+#[async_trait]
+pub trait PipelineRunner: Send + Sync + 'static {
+    /// Runs one pipeline end to end (load → … → record). Log lines and stage
+    /// boundaries go to `log`; stop promptly once `cancel` fires and return
+    /// [`RunStatus::Cancelled`].
+    async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome;
+
+    /// The cheap check before a scheduled refresh: re-resolve the parents and
+    /// compute the build key, without building.
+    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError>;
+
+    /// Removes whatever an interrupted run left behind (containers labelled
+    /// with its run id). Called at startup for runs a killed daemon left
+    /// `running`.
+    async fn cleanup_run(&self, run_id: &str);
+}
+
+/// What a log event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A line of output.
+    Line,
+    /// A stage began.
+    StageStarted,
+    /// A stage succeeded.
+    StagePassed,
+    /// A stage failed.
+    StageFailed,
+}
+
+impl EventKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Line => "line",
+            EventKind::StageStarted => "stage_started",
+            EventKind::StagePassed => "stage_passed",
+            EventKind::StageFailed => "stage_failed",
+        }
+    }
+
+    /// Parses [`EventKind::as_str`].
+    pub fn parse(s: &str) -> Option<EventKind> {
+        [
+            EventKind::Line,
+            EventKind::StageStarted,
+            EventKind::StagePassed,
+            EventKind::StageFailed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One event a runner emits, before the daemon numbers and stamps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// What it is.
+    pub kind: EventKind,
+    /// The stage it belongs to, if known.
+    pub stage: Option<String>,
+    /// The text (a log line, or the stage's note).
+    pub text: String,
+}
+
+/// Where a runner writes its log. Cheap to clone; never blocks; events sent
+/// after the run ended are dropped.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: Option<mpsc::UnboundedSender<LogEvent>>,
+    stage: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl LogSink {
+    /// A sink and the receiving end of its events.
+    pub fn channel() -> (LogSink, mpsc::UnboundedReceiver<LogEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = LogSink {
+            tx: Some(tx),
+            stage: Arc::default(),
+        };
+        (sink, rx)
+    }
+
+    /// A sink that drops everything.
+    pub fn discard() -> LogSink {
+        LogSink {
+            tx: None,
+            stage: Arc::default(),
+        }
+    }
+
+    fn send(&self, kind: EventKind, stage: Option<String>, text: String) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(LogEvent { kind, stage, text });
+        }
+    }
+
+    fn current_stage(&self) -> Option<String> {
+        self.stage.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// One line of output, attributed to the current stage.
+    pub fn line(&self, text: impl Into<String>) {
+        self.send(EventKind::Line, self.current_stage(), text.into());
+    }
+
+    /// Marks the start of a stage (`resolve`, `build`, `test`, …).
+    pub fn stage_started(&self, stage: &str) {
+        if let Ok(mut s) = self.stage.lock() {
+            *s = Some(stage.to_string());
+        }
+        self.send(EventKind::StageStarted, Some(stage.into()), String::new());
+    }
+
+    /// Marks the end of a stage, with a short note.
+    pub fn stage_finished(&self, stage: &str, ok: bool, note: impl Into<String>) {
+        let kind = if ok {
+            EventKind::StagePassed
+        } else {
+            EventKind::StageFailed
+        };
+        self.send(kind, Some(stage.into()), note.into());
+    }
+}
+
+/// The runner `kiln serve` uses until the pipeline function is wired in:
+/// every run fails, saying so. Nothing is built or recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwired;
+
+/// The summary of every [`Unwired`] run.
+pub const UNWIRED: &str = "the pipeline function is not wired into the daemon yet";
+
+#[async_trait]
+impl PipelineRunner for Unwired {
+    async fn run(&self, _run: RunRequest, log: LogSink, _cancel: CancellationToken) -> RunOutcome {
+        log.line(UNWIRED);
+        RunOutcome {
+            status: RunStatus::Failed,
+            summary: UNWIRED.into(),
+            record_id: None,
+        }
+    }
+
+    async fn needs_build(&self, _pipeline: &str) -> Result<BuildNeed, RunnerError> {
+        Err(UNWIRED.into())
+    }
+
+    async fn cleanup_run(&self, _run_id: &str) {}
+}

@@ -1,0 +1,156 @@
+//! The scheduler: one task per scheduled pipeline sleeps until the next cron
+//! slot (computed in UTC from the recipe's time zone by croner) and queues a
+//! run. Pipelines with `onlyWhenDependenciesChange` are queued "check first",
+//! so the worker asks the runner whether anything moved before building.
+//!
+//! Each intended local slot fires once: a DST gap moves the slot (croner),
+//! and in a repeated hour the second occurrence of the same wall-clock time
+//! is skipped here. Slots missed while the daemon was down are not caught up.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::ScheduleInfo;
+use super::clock::sleep_until;
+use super::queue::Enqueued;
+use super::run::TriggerKind;
+use super::state::DaemonState;
+
+/// Stops the running schedule tasks and starts one per scheduled pipeline of
+/// the current catalog.
+pub fn restart(state: &DaemonState) {
+    let stop = state.shared.shutdown.child_token();
+    if let Ok(mut current) = state.shared.scheduler.lock()
+        && let Some(old) = current.replace(stop.clone())
+    {
+        old.cancel();
+    }
+    for p in &state.catalog().pipelines {
+        if let Some(schedule) = &p.schedule {
+            tokio::spawn(run_schedule(
+                state.clone(),
+                p.name.clone(),
+                schedule.clone(),
+                stop.clone(),
+            ));
+        }
+    }
+}
+
+/// The next slot strictly after `after`, skipping a slot whose local wall
+/// time equals `last_local` (the repeated hour when clocks go back).
+pub fn next_slot(
+    schedule: &ScheduleInfo,
+    after: DateTime<Utc>,
+    last_local: Option<NaiveDateTime>,
+) -> Option<DateTime<Utc>> {
+    let mut next = schedule.next_after(after)?;
+    while Some(next.with_timezone(&schedule.timezone).naive_local()) == last_local {
+        next = schedule.next_after(next)?;
+    }
+    Some(next)
+}
+
+async fn run_schedule(
+    state: DaemonState,
+    pipeline: String,
+    schedule: ScheduleInfo,
+    stop: CancellationToken,
+) {
+    let clock = state.clock();
+    let mut after = clock.now();
+    let mut last_local = None;
+    loop {
+        let Some(next) = next_slot(&schedule, after, last_local) else {
+            tracing::warn!(%pipeline, cron = %schedule.cron, "schedule has no next slot");
+            return;
+        };
+        tracing::debug!(%pipeline, %next, "next scheduled run");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep_until(clock.as_ref(), next) => {}
+        }
+        last_local = Some(next.with_timezone(&schedule.timezone).naive_local());
+        after = clock.now().max(next);
+        let check = schedule.only_when_dependencies_change;
+        match state.trigger(&pipeline, TriggerKind::Schedule, check).await {
+            Ok(Enqueued::Created(run)) => {
+                tracing::info!(%pipeline, run = %run.id, slot = %next, "scheduled run queued");
+            }
+            Ok(Enqueued::Joined(run)) => {
+                tracing::info!(%pipeline, run = %run.id, slot = %next,
+                    "scheduled slot joined the active run");
+            }
+            Err(e) => tracing::error!(%pipeline, error = %e, "cannot queue scheduled run"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slots(cron: &str, tz: chrono_tz::Tz, from: &str, n: usize) -> Vec<String> {
+        let s = ScheduleInfo {
+            cron: cron.into(),
+            timezone: tz,
+            only_when_dependencies_change: false,
+        };
+        let mut after = from.parse::<DateTime<Utc>>().unwrap();
+        let mut last = None;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let next = next_slot(&s, after, last).unwrap();
+            last = Some(next.with_timezone(&tz).naive_local());
+            after = next;
+            out.push(next.format("%m-%dT%H:%MZ").to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn berlin_spring_forward_fires_once_in_the_gap() {
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist.
+        let got = slots(
+            "30 2 * * *",
+            chrono_tz::Europe::Berlin,
+            "2026-03-27T12:00:00Z",
+            4,
+        );
+        assert_eq!(
+            got,
+            [
+                "03-28T01:30Z",
+                "03-29T01:00Z",
+                "03-30T00:30Z",
+                "03-31T00:30Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn berlin_fall_back_fires_once_in_the_repeated_hour() {
+        // 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:30 happens twice.
+        let got = slots(
+            "30 2 * * *",
+            chrono_tz::Europe::Berlin,
+            "2026-10-23T12:00:00Z",
+            4,
+        );
+        assert_eq!(
+            got,
+            [
+                "10-24T00:30Z",
+                "10-25T00:30Z",
+                "10-26T01:30Z",
+                "10-27T01:30Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn seconds_field_is_honoured() {
+        let got = slots("15 */10 * * * *", chrono_tz::UTC, "2026-01-01T00:00:00Z", 2);
+        assert_eq!(got, ["01-01T00:00Z", "01-01T00:10Z"]);
+    }
+}

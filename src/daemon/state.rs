@@ -1,0 +1,322 @@
+//! The daemon's shared state: configuration, catalog, queue, record store,
+//! runner, clock, and the channels that tie the worker, scheduler and API
+//! together. Each field that is a channel or a limit says why it exists.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::Catalog;
+use super::clock::Clock;
+use super::config::{ConfigError, DaemonConfig};
+use super::metrics::Metrics;
+use super::queue::{Enqueued, Queue, QueueError};
+use super::run::{RunRow, RunState, StoredEvent, TriggerKind};
+use super::runner::PipelineRunner;
+use crate::project::Project;
+use crate::record::{RecordError, Store};
+
+/// Why a daemon operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The run queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The configuration could not be (re)loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The record store failed.
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    /// No recipe has this name.
+    #[error("no pipeline `{name}`")]
+    UnknownPipeline {
+        /// The name asked for.
+        name: String,
+    },
+    /// No run has this id.
+    #[error("no run `{id}`")]
+    UnknownRun {
+        /// The id asked for.
+        id: String,
+    },
+    /// The run has already ended.
+    #[error("run `{id}` already ended ({state})")]
+    RunFinished {
+        /// The run.
+        id: String,
+        /// How it ended.
+        state: &'static str,
+    },
+    /// A blocking task failed.
+    #[error("the record store task did not complete")]
+    Task,
+    /// The HTTP server failed.
+    #[error("error serving the API")]
+    Serve {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A live event of some run, broadcast to log followers.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    /// The run.
+    pub run_id: String,
+    /// What happened.
+    pub kind: LiveKind,
+}
+
+/// What happened in a [`LiveEvent`].
+#[derive(Debug, Clone)]
+pub enum LiveKind {
+    /// A log event was stored.
+    Log(StoredEvent),
+    /// The run ended (its final row).
+    End(RunRow),
+}
+
+/// Everything `kiln serve` needs to build a [`DaemonState`].
+pub struct DaemonOptions {
+    /// The project (recipes/ …).
+    pub project: Project,
+    /// The configuration.
+    pub config: DaemonConfig,
+    /// Where it came from; re-read by `POST /v1/config/reload`.
+    pub config_path: Option<PathBuf>,
+    /// The SQLite file shared with the records.
+    pub database: PathBuf,
+    /// The pipeline.
+    pub runner: Arc<dyn PipelineRunner>,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The daemon's state, cheap to clone.
+#[derive(Clone)]
+pub struct DaemonState {
+    pub(super) shared: Arc<Shared>,
+}
+
+pub(super) struct Shared {
+    pub project: Project,
+    pub config_path: Option<PathBuf>,
+    pub config: RwLock<Arc<DaemonConfig>>,
+    pub catalog: RwLock<Arc<Catalog>>,
+    pub queue: Queue,
+    /// Read-only record queries; one connection, used on the blocking pool.
+    pub records: Arc<Mutex<Store>>,
+    pub runner: Arc<dyn PipelineRunner>,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the dispatcher when a run is queued (a stored permit means a
+    /// trigger between "queue empty" and "wait" is not lost).
+    pub wake: Notify,
+    /// Stored log events and run ends, for SSE followers. Followers that lag
+    /// re-read from SQLite, so a small buffer loses nothing.
+    pub events: broadcast::Sender<Arc<LiveEvent>>,
+    /// Cancellation of each running run, for `POST …/cancel` and shutdown.
+    pub active: Mutex<HashMap<String, CancellationToken>>,
+    /// Caps how many runs execute at once (`concurrency`).
+    pub limit: Arc<Semaphore>,
+    /// Fired once on shutdown: stops the server, scheduler, dispatcher and
+    /// log followers.
+    pub shutdown: CancellationToken,
+    /// Stops the current scheduler tasks when the catalog is reloaded.
+    pub scheduler: Mutex<Option<CancellationToken>>,
+    pub metrics: Metrics,
+}
+
+impl DaemonState {
+    /// Opens the database (migrating it) and loads the recipes.
+    pub fn open(o: DaemonOptions) -> Result<DaemonState, DaemonError> {
+        let queue = Queue::open(&o.database)?;
+        let records = Store::open(&o.database)?;
+        let catalog = Catalog::load(&o.project);
+        let (events, _) = broadcast::channel(1024);
+        Ok(DaemonState {
+            shared: Arc::new(Shared {
+                limit: Arc::new(Semaphore::new(o.config.concurrency)),
+                project: o.project,
+                config_path: o.config_path,
+                config: RwLock::new(Arc::new(o.config)),
+                catalog: RwLock::new(Arc::new(catalog)),
+                queue,
+                records: Arc::new(Mutex::new(records)),
+                runner: o.runner,
+                clock: o.clock,
+                wake: Notify::new(),
+                events,
+                active: Mutex::default(),
+                shutdown: CancellationToken::new(),
+                scheduler: Mutex::default(),
+                metrics: Metrics::default(),
+            }),
+        })
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Arc<DaemonConfig> {
+        self.shared
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The current pipelines.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The run queue.
+    pub fn queue(&self) -> &Queue {
+        &self.shared.queue
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.shared.clock.clone()
+    }
+
+    /// Asks the daemon to shut down (same as the shutdown future completing).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    pub(super) fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Queues a run of `pipeline`, or joins the one already queued/running.
+    pub async fn trigger(
+        &self,
+        pipeline: &str,
+        kind: TriggerKind,
+        check_first: bool,
+    ) -> Result<Enqueued, DaemonError> {
+        if self.catalog().get(pipeline).is_none() {
+            return Err(DaemonError::UnknownPipeline {
+                name: pipeline.to_string(),
+            });
+        }
+        let now = self.shared.clock.now();
+        let result = self
+            .shared
+            .queue
+            .enqueue(pipeline, kind, check_first, now)
+            .await?;
+        match &result {
+            Enqueued::Created(run) => {
+                tracing::info!(run = %run.id, pipeline, trigger = kind.as_str(), "run queued");
+                self.shared.wake.notify_one();
+            }
+            Enqueued::Joined(run) => {
+                tracing::info!(run = %run.id, pipeline, "trigger joined the active run");
+            }
+        }
+        Ok(result)
+    }
+
+    /// Cancels a run: a queued one ends at once, a running one is told to
+    /// stop through its cancellation token.
+    pub async fn cancel(&self, id: &str) -> Result<RunRow, DaemonError> {
+        let run = self.shared.queue.get(id).await?;
+        let run = run.ok_or_else(|| DaemonError::UnknownRun { id: id.to_string() })?;
+        match run.status {
+            RunState::Queued => {
+                let now = self.shared.clock.now();
+                let summary = "cancelled before it started";
+                if self
+                    .shared
+                    .queue
+                    .finish(id, RunState::Cancelled, summary, None, now)
+                    .await?
+                {
+                    self.shared.metrics.run_finished(RunState::Cancelled);
+                    let run = self.shared.queue.get(id).await?.unwrap_or(run);
+                    self.broadcast_end(run.clone());
+                    return Ok(run);
+                }
+                Ok(self.shared.queue.get(id).await?.unwrap_or(run))
+            }
+            RunState::Running => {
+                let token = self
+                    .shared
+                    .active
+                    .lock()
+                    .ok()
+                    .and_then(|a| a.get(id).cloned());
+                if let Some(token) = token {
+                    token.cancel();
+                }
+                Ok(run)
+            }
+            state => Err(DaemonError::RunFinished {
+                id: id.to_string(),
+                state: state.as_str(),
+            }),
+        }
+    }
+
+    /// Re-reads the config file (tokens, grace) and the recipes, and
+    /// restarts the scheduler. `listen` and `concurrency` need a restart.
+    pub async fn reload(&self) -> Result<(), DaemonError> {
+        if let Some(path) = &self.shared.config_path {
+            let config = DaemonConfig::load(path)?;
+            *self
+                .shared
+                .config
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        }
+        let project = self.shared.project.clone();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::load(&project))
+            .await
+            .map_err(|_| DaemonError::Task)?;
+        *self
+            .shared
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        super::scheduler::restart(self);
+        tracing::info!("configuration and recipes reloaded");
+        Ok(())
+    }
+
+    /// Runs a read-only record query on the blocking pool.
+    pub async fn with_records<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, RecordError> + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let store = self.shared.records.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|_| DaemonError::Task)?
+        .map_err(DaemonError::from)
+    }
+
+    pub(super) fn broadcast_end(&self, run: RunRow) {
+        let _ = self.shared.events.send(Arc::new(LiveEvent {
+            run_id: run.id.clone(),
+            kind: LiveKind::End(run),
+        }));
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+}

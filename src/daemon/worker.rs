@@ -1,0 +1,273 @@
+//! The worker: claims queued runs (within the concurrency limit), drives the
+//! [`PipelineRunner`] for each, stores and broadcasts its log events, and
+//! finishes the run. Also crash recovery at start and the drain at shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::run::{RunRow, RunState};
+use super::runner::{
+    BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus,
+};
+use super::state::{DaemonError, DaemonState, LiveEvent, LiveKind};
+
+/// After the grace period and cancellation, how long runs get to return.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// Most log events written in one transaction.
+const LOG_BATCH: usize = 256;
+
+/// Crash recovery: runs a killed daemon left `running` are marked
+/// `interrupted`, the runner cleans up after each, and a retry is queued.
+pub async fn recover(state: &DaemonState) -> Result<(), DaemonError> {
+    let s = &state.shared;
+    let recovered = s.queue.recover(s.clock.now()).await?;
+    for (old, retry) in recovered {
+        tracing::warn!(run = %old.id, pipeline = %old.pipeline, retry = %retry.id,
+            "run was interrupted by a daemon stop; cleaning up and retrying");
+        s.metrics.run_finished(RunState::Interrupted);
+        s.runner.cleanup_run(&old.id).await;
+    }
+    Ok(())
+}
+
+/// Claims and starts runs until shutdown, then drains.
+pub async fn dispatch(state: DaemonState) {
+    let s = state.shared.clone();
+    let mut runs = JoinSet::new();
+    loop {
+        while runs.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = s.limit.clone().acquire_owned() => p.expect("the run semaphore is never closed"),
+            () = s.shutdown.cancelled() => break,
+        };
+        match s.queue.claim_next(s.clock.now()).await {
+            Ok(Some(run)) => {
+                tracing::info!(run = %run.id, pipeline = %run.pipeline, "run started");
+                runs.spawn(run_one(state.clone(), run, permit));
+            }
+            Ok(None) => {
+                drop(permit);
+                tokio::select! {
+                    () = s.wake.notified() => {}
+                    () = s.shutdown.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::error!(error = %e, "cannot claim a run; retrying in 1s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = s.shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+    drain(&state, runs).await;
+}
+
+/// Shutdown: running pipelines get `graceSeconds` to finish, then they are
+/// cancelled; whatever still runs after that is marked cancelled.
+async fn drain(state: &DaemonState, mut runs: JoinSet<()>) {
+    let s = &state.shared;
+    if runs.is_empty() {
+        return;
+    }
+    let grace = state.config().grace();
+    tracing::info!(
+        running = runs.len(),
+        ?grace,
+        "waiting for running pipelines"
+    );
+    if tokio::time::timeout(grace, join_all(&mut runs))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let tokens: Vec<CancellationToken> = s
+        .active
+        .lock()
+        .map(|a| a.values().cloned().collect())
+        .unwrap_or_default();
+    tracing::warn!(
+        running = tokens.len(),
+        "grace period over; cancelling running pipelines"
+    );
+    tokens.iter().for_each(CancellationToken::cancel);
+    if tokio::time::timeout(CANCEL_WAIT, join_all(&mut runs))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    runs.abort_all();
+    let left: Vec<String> = s
+        .active
+        .lock()
+        .map(|a| a.keys().cloned().collect())
+        .unwrap_or_default();
+    for id in left {
+        let summary = "cancelled: the daemon shut down";
+        match s
+            .queue
+            .finish(&id, RunState::Cancelled, summary, None, s.clock.now())
+            .await
+        {
+            Ok(_) => s.metrics.run_finished(RunState::Cancelled),
+            Err(e) => tracing::error!(run = %id, error = %e, "cannot mark run cancelled"),
+        }
+    }
+}
+
+async fn join_all(runs: &mut JoinSet<()>) {
+    while runs.join_next().await.is_some() {}
+}
+
+/// Drives one claimed run to its end.
+async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) {
+    let s = state.shared.clone();
+    let cancel = CancellationToken::new();
+    if let Ok(mut active) = s.active.lock() {
+        active.insert(run.id.clone(), cancel.clone());
+    }
+    let (sink, rx) = LogSink::channel();
+    let (close, closed) = oneshot::channel();
+    let writer = tokio::spawn(write_log(state.clone(), run.id.clone(), rx, closed));
+    let outcome = drive(s.runner.as_ref(), &run, sink, cancel).await;
+    let _ = close.send(());
+    let _ = writer.await;
+    let status = RunState::from(outcome.status);
+    let now = s.clock.now();
+    let finished = s
+        .queue
+        .finish(&run.id, status, &outcome.summary, outcome.record_id, now)
+        .await;
+    if let Ok(mut active) = s.active.lock() {
+        active.remove(&run.id);
+    }
+    match finished {
+        Ok(_) => {
+            s.metrics.run_finished(status);
+            tracing::info!(run = %run.id, pipeline = %run.pipeline, status = status.as_str(),
+                summary = %outcome.summary, "run finished");
+        }
+        Err(e) => tracing::error!(run = %run.id, error = %e, "cannot record the end of a run"),
+    }
+    if let Ok(Some(row)) = s.queue.get(&run.id).await {
+        state.broadcast_end(row);
+    }
+    drop(permit);
+    s.wake.notify_one();
+}
+
+/// The check-first step (scheduled refreshes) and the run itself.
+async fn drive(
+    runner: &dyn PipelineRunner,
+    run: &RunRow,
+    sink: LogSink,
+    cancel: CancellationToken,
+) -> RunOutcome {
+    if run.check_first {
+        match runner.needs_build(&run.pipeline).await {
+            Ok(BuildNeed::UpToDate) => {
+                sink.line("parents and inputs unchanged; nothing to build");
+                return RunOutcome {
+                    status: RunStatus::UpToDate,
+                    summary: "up to date: parents and inputs unchanged".into(),
+                    record_id: None,
+                };
+            }
+            Ok(BuildNeed::Needed(reason)) => sink.line(format!("build needed: {reason}")),
+            Err(e) => {
+                let summary = format!("checking dependencies failed: {e}");
+                sink.line(summary.clone());
+                return RunOutcome {
+                    status: RunStatus::Failed,
+                    summary,
+                    record_id: None,
+                };
+            }
+        }
+    }
+    let request = RunRequest {
+        run_id: run.id.clone(),
+        pipeline: run.pipeline.clone(),
+    };
+    runner.run(request, sink, cancel).await
+}
+
+/// Stores a run's log events in batches, then broadcasts them (stored
+/// first, so a follower that subscribes and then replays misses nothing).
+/// Ends when `closed` fires, after draining what was already sent.
+async fn write_log(
+    state: DaemonState,
+    run_id: String,
+    mut rx: mpsc::UnboundedReceiver<LogEvent>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    let s = &state.shared;
+    let mut started: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut closing = false;
+    loop {
+        let mut batch = Vec::new();
+        if !closing {
+            tokio::select! {
+                biased;
+                Some(e) = rx.recv() => batch.push(e),
+                _ = &mut closed => closing = true,
+            }
+        }
+        while batch.len() < LOG_BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            if closing {
+                return;
+            }
+            continue;
+        }
+        match s.queue.append_events(&run_id, batch, s.clock.now()).await {
+            Ok(stored) => {
+                for e in stored {
+                    observe_stage(&state, &mut started, &e.kind, e.stage.as_deref(), e.at);
+                    let _ = s.events.send(Arc::new(LiveEvent {
+                        run_id: run_id.clone(),
+                        kind: LiveKind::Log(e),
+                    }));
+                }
+            }
+            Err(e) => tracing::error!(run = %run_id, error = %e, "cannot store log lines"),
+        }
+    }
+}
+
+fn observe_stage(
+    state: &DaemonState,
+    started: &mut HashMap<String, DateTime<Utc>>,
+    kind: &EventKind,
+    stage: Option<&str>,
+    at: DateTime<Utc>,
+) {
+    let Some(stage) = stage else { return };
+    match kind {
+        EventKind::StageStarted => {
+            started.insert(stage.to_string(), at);
+        }
+        EventKind::StagePassed | EventKind::StageFailed => {
+            if let Some(t0) = started.remove(stage) {
+                let secs = (at - t0).num_milliseconds() as f64 / 1000.0;
+                state.shared.metrics.stage_observed(stage, secs);
+            }
+        }
+        EventKind::Line => {}
+    }
+}

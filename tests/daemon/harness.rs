@@ -1,0 +1,246 @@
+//! The daemon in-process on 127.0.0.1:0 over a temporary project, with a
+//! test-double runner and a chosen clock.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kiln::daemon::auth::{Role, hash_token};
+use kiln::daemon::clock::Clock;
+use kiln::daemon::config::{DaemonConfig, TokenEntry};
+use kiln::daemon::run::{RunRow, RunState};
+use kiln::daemon::runner::{
+    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus, RunnerError,
+};
+use kiln::daemon::{DaemonError, DaemonOptions, DaemonState};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const READER: &str = "reader-token";
+pub const TRIGGER: &str = "trigger-token";
+pub const ADMIN: &str = "admin-token";
+
+/// A runner that records its calls; `gated` runs wait for [`FakeRunner::release`].
+pub struct FakeRunner {
+    pub clock: Arc<dyn Clock>,
+    pub runs: Mutex<Vec<(String, String, DateTime<Utc>)>>,
+    pub checks: Mutex<Vec<(String, DateTime<Utc>)>>,
+    pub cleanups: Mutex<Vec<String>>,
+    pub need: Mutex<BuildNeed>,
+    pub gated: AtomicBool,
+    pub fail: AtomicBool,
+    gate: Semaphore,
+}
+
+impl FakeRunner {
+    pub fn new(clock: Arc<dyn Clock>) -> Arc<FakeRunner> {
+        Arc::new(FakeRunner {
+            clock,
+            runs: Mutex::default(),
+            checks: Mutex::default(),
+            cleanups: Mutex::default(),
+            need: Mutex::new(BuildNeed::Needed("parent moved".into())),
+            gated: AtomicBool::new(false),
+            fail: AtomicBool::new(false),
+            gate: Semaphore::new(0),
+        })
+    }
+
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+
+    pub fn run_count(&self) -> usize {
+        self.runs.lock().unwrap().len()
+    }
+}
+
+#[async_trait]
+impl PipelineRunner for FakeRunner {
+    async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome {
+        let now = self.clock.now();
+        self.runs
+            .lock()
+            .unwrap()
+            .push((run.run_id, run.pipeline, now));
+        log.stage_started("build");
+        log.line("step 1 of build");
+        if self.gated.load(Ordering::SeqCst) {
+            tokio::select! {
+                p = self.gate.acquire() => p.unwrap().forget(),
+                () = cancel.cancelled() => {
+                    log.stage_finished("build", false, "cancelled");
+                    return RunOutcome { status: RunStatus::Cancelled, summary: "cancelled".into(), record_id: None };
+                }
+            }
+        }
+        log.line("step 2 of build");
+        let ok = !self.fail.load(Ordering::SeqCst);
+        log.stage_finished("build", ok, "");
+        RunOutcome {
+            status: if ok {
+                RunStatus::Passed
+            } else {
+                RunStatus::Failed
+            },
+            summary: if ok {
+                "pushed".into()
+            } else {
+                "build: step 2 failed".into()
+            },
+            record_id: None,
+        }
+    }
+
+    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError> {
+        self.checks
+            .lock()
+            .unwrap()
+            .push((pipeline.into(), self.clock.now()));
+        Ok(self.need.lock().unwrap().clone())
+    }
+
+    async fn cleanup_run(&self, run_id: &str) {
+        self.cleanups.lock().unwrap().push(run_id.into());
+    }
+}
+
+/// A project folder with the example component and template and one recipe
+/// per `(name, schedule YAML)`.
+pub fn project(recipes: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["components", "dockerfiles", "recipes"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    std::fs::copy(
+        repo.join("components/hello-site.yaml"),
+        dir.path().join("components/hello-site.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo.join("dockerfiles/hello-web.Dockerfile"),
+        dir.path().join("dockerfiles/hello-web.Dockerfile"),
+    )
+    .unwrap();
+    let example = std::fs::read_to_string(repo.join("recipes/hello-web.yaml")).unwrap();
+    let body = &example[..example.find("schedule:").unwrap()];
+    for (name, schedule) in recipes {
+        let mut text = body.replace("name: hello-web", &format!("name: {name}"));
+        if let Some(s) = schedule {
+            text.push_str(s);
+        }
+        std::fs::write(dir.path().join(format!("recipes/{name}.yaml")), text).unwrap();
+    }
+    dir
+}
+
+pub fn config(grace_seconds: u64) -> DaemonConfig {
+    let token = |name: &str, role, t: &str| TokenEntry {
+        name: name.into(),
+        role,
+        sha256: hash_token(t),
+    };
+    DaemonConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        concurrency: 2,
+        grace_seconds,
+        tokens: vec![
+            token("r", Role::Reader, READER),
+            token("t", Role::Trigger, TRIGGER),
+            token("a", Role::Admin, ADMIN),
+        ],
+    }
+}
+
+pub struct Daemon {
+    pub url: String,
+    pub state: DaemonState,
+    pub runner: Arc<FakeRunner>,
+    pub task: JoinHandle<Result<(), DaemonError>>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts the daemon over `dir`.
+pub async fn start(dir: tempfile::TempDir, clock: Arc<dyn Clock>, grace: u64) -> Daemon {
+    let runner = FakeRunner::new(clock.clone());
+    let project = kiln::project::Project::open(dir.path()).unwrap();
+    let state = DaemonState::open(DaemonOptions {
+        database: kiln::record::db_path(project.root()),
+        project,
+        config: config(grace),
+        config_path: None,
+        runner: runner.clone(),
+        clock,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(kiln::daemon::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    // The server accepts only after crash recovery: wait for it.
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert!(health.status().is_success());
+    Daemon {
+        url,
+        state,
+        runner,
+        task,
+        http,
+        dir,
+    }
+}
+
+impl Daemon {
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Waits (real time, bounded) until run `id` satisfies `done`.
+    pub async fn wait_run(&self, id: &str, done: impl Fn(&RunRow) -> bool) -> RunRow {
+        for _ in 0..3000 {
+            if let Some(run) = self.state.queue().get(id).await.unwrap()
+                && done(&run)
+            {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("run {id} never reached the expected state");
+    }
+
+    pub async fn wait_finished(&self, id: &str) -> RunRow {
+        self.wait_run(id, |r| r.status.is_finished()).await
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.state.shutdown();
+        self.task.await.unwrap().unwrap();
+        self.dir
+    }
+}
+
+pub fn is(state: RunState) -> impl Fn(&RunRow) -> bool {
+    move |r| r.status == state
+}
