@@ -21,6 +21,9 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
 
 /// The first firing strictly after `after`, in `tz`, as UTC.
 pub fn next_after(cron: &Cron, tz: chrono_tz::Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // Cron slots are whole seconds; a fractional `after` must not leak into them.
+    let after = chrono::DurationRound::duration_trunc(after, chrono::TimeDelta::seconds(1))
+        .unwrap_or(after);
     cron.find_next_occurrence(&after.with_timezone(&tz), false)
         .ok()
         .map(|t| t.with_timezone(&Utc))

@@ -1,7 +1,9 @@
-//! `kiln serve` as a separate process, driven by the CLI (`trigger --wait`,
-//! `runs`, `logs`, `approved --server`, `token hash`), killed with SIGKILL
-//! and restarted on the same SQLite state. The pipeline is not wired into
-//! the daemon yet, so runs fail with a message saying so.
+//! `kiln serve` as a separate process over the real pipeline (Docker,
+//! registry, moto), driven by the CLI (`trigger --wait`, `runs`, `logs`,
+//! `approved --server`, `token hash`), killed with SIGKILL in the middle of a
+//! run and restarted on the same SQLite state.
+
+mod support;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -12,8 +14,10 @@ use assert_cmd::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kiln");
 
-/// A copy of the example project without its schedule.
+/// A copy of the example project without its schedule, pushing to unique
+/// repositories.
 fn project() -> tempfile::TempDir {
+    support::services();
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["recipes", "components", "dockerfiles", "config"] {
@@ -24,13 +28,82 @@ fn project() -> tempfile::TempDir {
         }
     }
     let recipe = dir.path().join("recipes/hello-web.yaml");
-    let text = std::fs::read_to_string(&recipe).unwrap();
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "repository: kiln/hello-web",
+        &format!("repository: kiln-it/daemon-{}", support::nonce()),
+    );
     std::fs::write(&recipe, &text[..text.find("schedule:").unwrap()]).unwrap();
     dir
 }
 
-/// Starts `kiln serve --listen 127.0.0.1:0`; returns the child and its URL.
-fn serve(dir: &Path) -> (Child, String) {
+fn runs(url: &str) -> serde_json::Value {
+    let out = kiln(url, "kiln-dev-reader")
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Test containers kiln started on behalf of process `pid`.
+fn test_containers_of(pid: u32) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=dev.kiln.role=test",
+            "--format",
+            "{{.ID}} {{.Label \"dev.kiln.owner\"}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.ends_with(&format!(":{pid}")))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A daemon process, killed when dropped (a failing test leaves none behind).
+struct Daemon(Child);
+
+impl Daemon {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, like a crash.
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()?;
+        self.0.wait().map(drop)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kiln serve --listen 127.0.0.1:0`; returns the daemon and its URL.
+fn serve(dir: &Path) -> (Daemon, String) {
     let mut child = std::process::Command::new(BIN)
         .args([
             "--project",
@@ -56,7 +129,7 @@ fn serve(dir: &Path) -> (Child, String) {
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    (child, url)
+    (Daemon(child), url)
 }
 
 fn kiln(url: &str, token: &str) -> Command {
@@ -68,26 +141,45 @@ fn kiln(url: &str, token: &str) -> Command {
 }
 
 #[test]
-fn the_cli_drives_a_daemon_that_survives_sigkill() {
+fn the_cli_drives_a_daemon_that_survives_sigkill_mid_run() {
     let dir = project();
     let (mut daemon, url) = serve(dir.path());
 
+    // A real run, end to end, through the daemon.
     let out = kiln(&url, "kiln-dev-trigger")
         .args(["trigger", "hello-web", "--wait"])
+        .timeout(Duration::from_secs(180))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        stderr.contains("not wired into the daemon yet"),
-        "stderr: {stderr}"
-    );
-    let run = String::from_utf8_lossy(&out.stdout)
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let first = String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .unwrap()
         .to_string();
+    let out = kiln(&url, "kiln-dev-reader")
+        .args(["logs", &first])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tagged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = kiln(&url, "kiln-dev-reader")
+        .args(["approved", "hello-web", "--server", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("@sha256:"));
 
+    // A reader may not trigger.
     let out = kiln(&url, "kiln-dev-reader")
         .args(["trigger", "hello-web"])
         .output()
@@ -95,36 +187,81 @@ fn the_cli_drives_a_daemon_that_survives_sigkill() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs `trigger`"));
 
-    let out = kiln(&url, "kiln-dev-reader")
-        .args(["logs", &run])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("not wired"));
-
-    let out = kiln(&url, "kiln-dev-reader")
-        .args(["approved", "hello-web", "--server", &url])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "no approved build yet");
-
-    daemon.kill().unwrap(); // SIGKILL
-    daemon.wait().unwrap();
-    let (mut daemon, url) = serve(dir.path());
-    let out = kiln(&url, "kiln-dev-reader")
-        .args(["runs", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        runs[0]["id"],
-        run.as_str(),
-        "state survives the kill: {runs}"
+    // Change an input, trigger, and SIGKILL the daemon while the test phase
+    // has a container running.
+    let recipe = dir.path().join("recipes/hello-web.yaml");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "Greeting: Hello from kiln",
+        "Greeting: Hello from kiln, again",
     );
-    assert_eq!(runs[0]["status"], "failed");
+    std::fs::write(&recipe, text).unwrap();
+    let out = kiln(&url, "kiln-dev-trigger")
+        .args(["trigger", "hello-web"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let pid = daemon.id();
+    wait_until("a test container of the daemon", 120, || {
+        !test_containers_of(pid).is_empty()
+    });
+    daemon.kill().unwrap(); // SIGKILL
+    assert!(
+        !test_containers_of(pid).is_empty(),
+        "the killed daemon left its container"
+    );
+
+    // Restart: the interrupted run is marked, its container removed, and a
+    // retry runs to a passing record.
+    let (mut daemon, url) = serve(dir.path());
+    wait_until("the retry to finish", 180, || {
+        runs(&url).as_array().unwrap().iter().any(|r| {
+            r["retryOf"] == second.as_str() && r["status"] != "queued" && r["status"] != "running"
+        })
+    });
+    let all = runs(&url);
+    let by_id = |id: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id(&first)["status"], "passed", "{all}");
+    assert_eq!(by_id(&second)["status"], "interrupted", "{all}");
+    let retry = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["retryOf"] == second.as_str())
+        .unwrap();
+    assert_eq!(retry["status"], "passed", "{all}");
+    assert!(
+        test_containers_of(pid).is_empty(),
+        "leftover container removed on restart"
+    );
+    let store = kiln::record::Store::open(kiln::record::db_path(dir.path())).unwrap();
+    let records = store.list(Some("hello-web"), None).unwrap();
+    let passing: Vec<u32> = records
+        .iter()
+        .filter(|r| r.record.status == kiln::record::Status::Passed)
+        .map(|r| r.record.build.0)
+        .collect();
+    assert_eq!(
+        passing,
+        vec![2, 1],
+        "one passing record per finished run, none for the killed one"
+    );
     daemon.kill().unwrap();
-    daemon.wait().unwrap();
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use kiln::daemon::clock::SystemClock;
 use kiln::daemon::config::DaemonConfig;
-use kiln::daemon::{DaemonOptions, DaemonState, runner};
+use kiln::daemon::pipeline_runner::PipelineRunnerImpl;
+use kiln::daemon::{DaemonOptions, DaemonState};
 use kiln::project::Project;
 
 use super::Outcome;
@@ -53,13 +54,31 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
+    let docker = match kiln::docker::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            report(&e);
+            return Outcome::Failed;
+        }
+    };
+    let registry = match kiln::registry::RegistryClient::with_defaults() {
+        Ok(r) => r,
+        Err(e) => {
+            report(&e);
+            return Outcome::Failed;
+        }
+    };
+    let pipeline = kiln::pipeline::Pipeline {
+        project: project.clone(),
+        docker,
+        registry,
+    };
     let state = DaemonState::open(DaemonOptions {
         database: kiln::record::db_path(project.root()),
         project: project.clone(),
         config,
         config_path: path.exists().then_some(path),
-        // Replaced by the runner over the pipeline function when it lands.
-        runner: Arc::new(runner::Unwired),
+        runner: Arc::new(PipelineRunnerImpl::new(pipeline)),
         clock: Arc::new(SystemClock),
     });
     let state = match state {

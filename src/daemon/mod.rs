@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod pipeline_runner;
 pub mod queue;
 pub mod run;
 pub mod runner;

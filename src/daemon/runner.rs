@@ -1,6 +1,7 @@
 //! The seam between the daemon and the pipeline: the daemon drives a
 //! [`PipelineRunner`] and never chains stages itself. The real runner calls
-//! the same pipeline function as `kiln run`; tests use a double.
+//! the same pipeline function as `kiln run` ([`super::pipeline_runner`]);
+//! tests use a double.
 
 use std::sync::Arc;
 
@@ -182,30 +183,4 @@ impl LogSink {
         };
         self.send(kind, Some(stage.into()), note.into());
     }
-}
-
-/// The runner `kiln serve` uses until the pipeline function is wired in:
-/// every run fails, saying so. Nothing is built or recorded.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unwired;
-
-/// The summary of every [`Unwired`] run.
-pub const UNWIRED: &str = "the pipeline function is not wired into the daemon yet";
-
-#[async_trait]
-impl PipelineRunner for Unwired {
-    async fn run(&self, _run: RunRequest, log: LogSink, _cancel: CancellationToken) -> RunOutcome {
-        log.line(UNWIRED);
-        RunOutcome {
-            status: RunStatus::Failed,
-            summary: UNWIRED.into(),
-            record_id: None,
-        }
-    }
-
-    async fn needs_build(&self, _pipeline: &str) -> Result<BuildNeed, RunnerError> {
-        Err(UNWIRED.into())
-    }
-
-    async fn cleanup_run(&self, _run_id: &str) {}
 }

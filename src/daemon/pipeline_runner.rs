@@ -1,0 +1,169 @@
+//! The real [`PipelineRunner`]: the daemon's runs call [`Pipeline::run`], the
+//! same function as `kiln run`, and its scheduled checks call
+//! [`Pipeline::freshness`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::runner::{
+    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus, RunnerError,
+};
+use crate::build::BuildEvent;
+use crate::distribute::PushEvent;
+use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions};
+use crate::record::Status;
+
+/// Drives the pipeline for the daemon.
+#[derive(Clone)]
+pub struct PipelineRunnerImpl {
+    pipeline: Pipeline,
+}
+
+impl PipelineRunnerImpl {
+    /// A runner over `pipeline`.
+    pub fn new(pipeline: Pipeline) -> Self {
+        PipelineRunnerImpl { pipeline }
+    }
+}
+
+/// One readable log line per pipeline event (none for the noisy ones).
+fn log_event(log: &LogSink, e: PipelineEvent) {
+    match e {
+        PipelineEvent::StageStarted(s) => log.stage_started(s.as_str()),
+        PipelineEvent::StageFinished {
+            stage,
+            elapsed,
+            note,
+        } => log.stage_finished(
+            stage.as_str(),
+            true,
+            format!("{note} ({:.2}s)", elapsed.as_secs_f64()),
+        ),
+        PipelineEvent::Build(b) => match b {
+            BuildEvent::Step {
+                number,
+                total,
+                instruction,
+                ..
+            } => log.line(format!("[{number}/{total}] {instruction}")),
+            BuildEvent::Output { line } => log.line(format!("  | {line}")),
+            BuildEvent::Skipped { build_key, .. } => log.line(format!(
+                "image with build key {build_key} exists; not rebuilt"
+            )),
+            BuildEvent::Error { message } => log.line(format!("error: {message}")),
+            _ => {}
+        },
+        PipelineEvent::Check {
+            name,
+            passed,
+            detail,
+        } => log.line(format!(
+            "{} {name}{}",
+            if passed { "ok  " } else { "FAIL" },
+            if passed || detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        )),
+        PipelineEvent::Push(p) => match p {
+            PushEvent::BlobUploaded {
+                repository,
+                digest,
+                bytes,
+            } => log.line(format!(
+                "uploaded {} to {repository} ({bytes} bytes)",
+                digest.short()
+            )),
+            PushEvent::TagPushed {
+                repository,
+                tag,
+                digest,
+            } => log.line(format!("tagged {repository}:{tag} -> {digest}")),
+            _ => {}
+        },
+    }
+}
+
+#[async_trait]
+impl PipelineRunner for PipelineRunnerImpl {
+    async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome {
+        let sink_log = log.clone();
+        let opts = RunOptions {
+            // The daemon always re-resolves: a service picks up moved parents.
+            update_parents: true,
+            no_cache: false,
+            cancel,
+            events: Arc::new(move |e| log_event(&sink_log, e)),
+        };
+        match self.pipeline.run(&run.pipeline, &opts).await {
+            Ok(s) => {
+                let status = if s.status == Status::UpToDate {
+                    RunStatus::UpToDate
+                } else {
+                    RunStatus::Passed
+                };
+                let summary = match &s.record {
+                    Some(r) => format!("{} {}", r.record.build_id(), s.approved.join(" ")),
+                    None => format!("up to date: {}", s.approved.join(" ")),
+                };
+                RunOutcome {
+                    status,
+                    summary,
+                    record_id: s.record.map(|r| r.record.id.to_string()),
+                }
+            }
+            Err(PipelineError::Cancelled { stage }) => {
+                log.stage_finished(stage.as_str(), false, "cancelled");
+                RunOutcome {
+                    status: RunStatus::Cancelled,
+                    summary: format!("cancelled during {stage}"),
+                    record_id: None,
+                }
+            }
+            Err(PipelineError::Stage {
+                stage,
+                message,
+                record,
+            }) => {
+                log.stage_finished(stage.as_str(), false, message.clone());
+                RunOutcome {
+                    status: RunStatus::Failed,
+                    summary: format!("{stage}: {message}"),
+                    record_id: record.map(|r| r.record.id.to_string()),
+                }
+            }
+            Err(e) => {
+                log.line(e.to_string());
+                RunOutcome {
+                    status: RunStatus::Failed,
+                    summary: e.to_string(),
+                    record_id: None,
+                }
+            }
+        }
+    }
+
+    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError> {
+        match self.pipeline.freshness(pipeline).await? {
+            Freshness::UpToDate { .. } => Ok(BuildNeed::UpToDate),
+            Freshness::Stale { reason, .. } => Ok(BuildNeed::Needed(reason)),
+        }
+    }
+
+    async fn cleanup_run(&self, run_id: &str) {
+        // Test containers carry the owning process; those of a killed daemon
+        // are leftovers now.
+        match crate::test_phase::cleanup_leftovers(&self.pipeline.docker).await {
+            Ok(n) if n > 0 => tracing::info!(
+                run_id,
+                removed = n,
+                "removed containers of an interrupted run"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run_id, error = %e, "cleanup after an interrupted run failed"),
+        }
+    }
+}
