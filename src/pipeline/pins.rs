@@ -112,6 +112,10 @@ pub async fn ensure(
     recipe: &LoadedRecipe,
     update: bool,
 ) -> Result<(Pins, Vec<PinnedImage>), LockProblem> {
+    // One read-modify-write of kiln.lock at a time in this process (the
+    // daemon runs several recipes at once).
+    static LOCK_UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _serialised = LOCK_UPDATES.lock().await;
     let path = lock_path(project);
     let mut lock = LockFile::load(&path)?;
     let mut known = Vec::new();
