@@ -278,6 +278,16 @@ pub fn parse(path: &Path, source: &str) -> Result<StructureTests, Diagnostic> {
 
 /// Reads and parses a structure-test file.
 pub fn load(path: &Path) -> Result<StructureTests, Diagnostic> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > crate::project::MAX_FILE_BYTES {
+        return Err(Diagnostic::file(
+            path,
+            format!(
+                "structure-test file is {size} bytes; the limit is {} bytes",
+                crate::project::MAX_FILE_BYTES
+            ),
+        ));
+    }
     let source = std::fs::read_to_string(path)
         .map_err(|e| Diagnostic::file(path, format!("cannot read structure-test file: {e}")))?;
     parse(path, &source)
