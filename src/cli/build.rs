@@ -5,7 +5,7 @@ use std::path::Path;
 
 use kiln::build::{self, BuildEvent, BuildRequest, BuiltImage};
 use kiln::project::Project;
-use kiln::{load, render};
+use kiln::render;
 
 use super::Outcome;
 
@@ -40,29 +40,11 @@ pub struct Args {
 
 /// Renders and builds one recipe.
 pub async fn run(project: &Project, args: Args) -> Outcome {
-    let recipe = match load::load_recipe(project, &args.recipe) {
-        Ok(r) => r,
-        Err(d) => {
-            eprintln!("{d}");
-            return Outcome::Failed;
-        }
-    };
-    // Pins come from the lock file once the resolve stage is merged.
-    let pins = match kiln::pipeline::pins::locked(project, &recipe) {
-        Ok(Some(p)) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Failed;
-        }
-        Ok(None) => {
-            eprintln!(
-                "error: `{}` is not pinned in kiln.lock; run `kiln resolve {}` first (a build never uses a moving tag)",
-                recipe.name, recipe.name
-            );
-            return Outcome::Failed;
-        }
-    };
-    let rendered = render::render(&recipe, &pins);
+    let (recipe, rendered) =
+        match super::load_rendered(project, &args.recipe, super::WhenUnpinned::Refuse) {
+            Ok(r) => r,
+            Err(o) => return o,
+        };
     let mut request = BuildRequest::for_recipe(&recipe);
     request.tag = Some(
         args.tag

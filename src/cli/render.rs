@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use kiln::project::Project;
-use kiln::{load, render};
+use kiln::render;
 
 use super::Outcome;
 
@@ -20,28 +20,11 @@ pub struct Args {
 
 /// Prints the rendered Dockerfile.
 pub fn run(project: &Project, args: Args) -> Outcome {
-    let recipe = match load::load_recipe(project, &args.recipe) {
-        Ok(r) => r,
-        Err(d) => {
-            eprintln!("{d}");
-            return Outcome::Failed;
-        }
-    };
-    let pins = match kiln::pipeline::pins::locked(project, &recipe) {
-        Ok(Some(p)) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Failed;
-        }
-        Ok(None) => {
-            eprintln!(
-                "note: `{}` is not pinned in kiln.lock; FROM lines keep their tags (run `kiln resolve`)",
-                recipe.name
-            );
-            render::Pins::default()
-        }
-    };
-    let rendered = render::render(&recipe, &pins);
+    let (_recipe, rendered) =
+        match super::load_rendered(project, &args.recipe, super::WhenUnpinned::KeepTags) {
+            Ok(r) => r,
+            Err(o) => return o,
+        };
     if let Some(dir) = &args.context {
         if let Err(e) = render::write_context_dir(&rendered, dir) {
             eprintln!("error: {e}");

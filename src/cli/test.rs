@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use kiln::project::Project;
 use kiln::test_phase::{self, TestInput};
-use kiln::{load, render};
 
 use super::Outcome;
 
@@ -38,21 +37,11 @@ fn print_error(e: &dyn std::error::Error) {
 /// Runs the recipe's test phase against the image; Ctrl-C removes the
 /// container before exiting.
 pub async fn run(project: &Project, args: Args) -> Outcome {
-    let recipe = match load::load_recipe(project, &args.recipe) {
-        Ok(r) => r,
-        Err(d) => {
-            eprintln!("{d}");
-            return Outcome::Failed;
-        }
-    };
-    let pins = match kiln::pipeline::pins::locked(project, &recipe) {
-        Ok(p) => p.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Failed;
-        }
-    };
-    let rendered = render::render(&recipe, &pins);
+    let (recipe, rendered) =
+        match super::load_rendered(project, &args.recipe, super::WhenUnpinned::KeepTags) {
+            Ok(r) => r,
+            Err(o) => return o,
+        };
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,
         Err(e) => {
