@@ -272,10 +272,12 @@ pub async fn build(
     };
 
     let known = match &last_image {
-        Some(id) => engine::check_key(docker, id, &key_text).await,
-        None => None,
+        Some(id) if !request.no_cache => engine::check_key(docker, id, &key_text).await,
+        _ => None,
     };
+    // `no_cache` asks for a fresh build: no existing image is reused.
     let found = match known {
+        _ if request.no_cache => None,
         Some(hit) => Some(hit),
         None => engine::find_by_key(docker, &key_text)
             .await
