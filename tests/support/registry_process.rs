@@ -48,29 +48,23 @@ impl RegistryProcess {
             .expect("running htpasswd");
         assert!(out.status.success(), "htpasswd failed");
         std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: kiln-test\n    path: {root}/htpasswd\n",
-            root = dir.path().display()
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}/htpasswd\n",
+            dir.path().display()
         );
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).unwrap();
-        let host = format!("127.0.0.1:{port}");
-        let child = spawn(&cfg, &host);
-        RegistryProcess {
-            host,
-            child,
-            config: cfg,
-            _dir: dir,
-        }
+        Self::start_in(dir, &auth)
     }
 
     /// Starts a plain-HTTP registry without auth, with its own storage.
     pub fn start_plain() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), "")
+    }
+
+    /// Starts a registry storing in `dir`, with `extra` config appended.
+    fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
         let port = free_port();
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             root = dir.path().display()
         );
         let cfg = dir.path().join("config.yml");
