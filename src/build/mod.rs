@@ -223,6 +223,25 @@ pub async fn build(
     request: &BuildRequest,
     events: &mut (dyn FnMut(BuildEvent) + Send),
 ) -> Result<BuiltImage, BuildError> {
+    let prepared = {
+        let (r, q) = (rendered.clone(), request.clone());
+        tokio::task::spawn_blocking(move || prepare(&r, &q))
+            .await
+            .expect("context scan does not panic")?
+    };
+    build_prepared(docker, rendered, request, prepared, events).await
+}
+
+/// [`build`] with the context already scanned and the key computed by
+/// [`prepare`] (the pipeline computes the key first, to skip up-to-date
+/// runs, and must not scan the context twice).
+pub async fn build_prepared(
+    docker: &Docker,
+    rendered: &RenderedBuild,
+    request: &BuildRequest,
+    prepared: Prepared,
+    events: &mut (dyn FnMut(BuildEvent) + Send),
+) -> Result<BuiltImage, BuildError> {
     let started = Instant::now();
     let recipe = request.recipe.clone();
     let docker_err = |operation| {
@@ -232,12 +251,6 @@ pub async fn build(
             operation,
             source,
         }
-    };
-    let prepared = {
-        let (r, q) = (rendered.clone(), request.clone());
-        tokio::task::spawn_blocking(move || prepare(&r, &q))
-            .await
-            .expect("context scan does not panic")?
     };
     let Prepared {
         build_key,

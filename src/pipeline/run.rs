@@ -242,11 +242,12 @@ impl Run<'_> {
             let (r, q) = (rendered.clone(), request.clone());
             tokio::task::spawn_blocking(move || build::prepare(&r, &q)).await
         };
-        let key = match prepared {
-            Ok(Ok(p)) => p.build_key.digest,
+        let prepared = match prepared {
+            Ok(Ok(p)) => p,
             Ok(Err(e)) => return Err(self.fail(Stage::Render, chain(&e)).await),
             Err(e) => return Err(self.fail(Stage::Render, e.to_string()).await),
         };
+        let key = prepared.build_key.digest.clone();
         self.outputs.build_key = Some(key.clone());
         self.finish(Stage::Render, format!("build key {}", key.short()));
 
@@ -281,9 +282,14 @@ impl Run<'_> {
         // Build.
         self.start(Stage::Build).await?;
         let events = self.opts.events.clone();
-        let built = build::build(&self.pipeline.docker, &rendered, &request, &mut |e| {
-            events(PipelineEvent::Build(e))
-        })
+        // The context scanned for the key is the one that is built.
+        let built = build::build_prepared(
+            &self.pipeline.docker,
+            &rendered,
+            &request,
+            prepared,
+            &mut |e| events(PipelineEvent::Build(e)),
+        )
         .await;
         let built: BuiltImage = match built {
             Ok(b) => b,
