@@ -171,6 +171,24 @@ impl AuthState {
                 realm: realm.clone(),
             }
         })?;
+        // Credentials go to the realm: plain HTTP only where the registry
+        // rules allow it (loopback or configured insecure), like any request.
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        };
+        let plain_ok = super::config::scheme_for(&realm_host, config)
+            == super::config::Scheme::Http
+            || url.host_str().is_some_and(super::config::is_loopback_host);
+        if url.scheme() != "https" && !(url.scheme() == "http" && plain_ok) {
+            return Err(RegistryError::BadRealm {
+                registry: registry.to_string(),
+                realm: format!(
+                    "{realm} (credentials are only sent over https to a non-loopback realm)"
+                ),
+            });
+        }
         let mut req = http.get(url);
         if let Some(f) = &found {
             req = req.header(AUTHORIZATION, f.creds.header_value());
