@@ -204,14 +204,18 @@ impl AuthState {
                 source,
             })?;
         let status = resp.status();
-        let body = resp
-            .bytes()
+        let body = super::transport::read_limited(resp, super::transport::MAX_BUFFERED_BODY)
             .await
             .map_err(|source| RegistryError::Transport {
                 what: "token",
                 reference: realm.clone(),
                 attempts: 1,
                 source,
+            })?
+            .ok_or_else(|| RegistryError::TooLarge {
+                what: "token",
+                reference: realm.clone(),
+                limit: super::transport::MAX_BUFFERED_BODY,
             })?;
         if !status.is_success() {
             let first = parse_error_envelope(&body).into_iter().next();

@@ -197,6 +197,16 @@ pub enum RegistryError {
         /// Where the found digest came from (`computed from the bytes`, …).
         actual_from: &'static str,
     },
+    /// A response that kiln reads whole (manifest, token) was too large.
+    #[error("registry answered {what} for `{reference}` with more than {limit} bytes; refused")]
+    TooLarge {
+        /// What was asked for.
+        what: &'static str,
+        /// The reference.
+        reference: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A HEAD answer had no digest header.
     #[error("registry sent no Docker-Content-Digest for `{reference}`")]
     MissingDigest {

@@ -165,7 +165,11 @@ impl RegistryClient {
         resp: Response,
     ) -> RegistryError {
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = super::transport::read_limited(resp, super::transport::MAX_ERROR_BODY)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let first = parse_error_envelope(&body).into_iter().next();
         RegistryError::Status {
             what,

@@ -180,7 +180,11 @@ impl Inner {
                 continue;
             }
             if !status.is_success() {
-                let body = resp.bytes().await.unwrap_or_default();
+                let body = read_limited(resp, MAX_ERROR_BODY)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 let first = parse_error_envelope(&body).into_iter().next();
                 return Err(RegistryError::Status {
                     what: req.what,
@@ -195,8 +199,15 @@ impl Inner {
                 return Ok(Sent::Open(resp));
             }
             let headers = resp.headers().clone();
-            match resp.bytes().await {
-                Ok(body) => return Ok(Sent::Buffered(Answer { headers, body })),
+            match read_limited(resp, MAX_BUFFERED_BODY).await {
+                Ok(Some(body)) => return Ok(Sent::Buffered(Answer { headers, body })),
+                Ok(None) => {
+                    return Err(RegistryError::TooLarge {
+                        what: req.what,
+                        reference: req.reference.clone(),
+                        limit: MAX_BUFFERED_BODY,
+                    });
+                }
                 Err(e) if is_retryable_error(&e) && attempts < max => {
                     tracing::debug!(url, attempts, error = %e, "retrying after body error");
                     tokio::time::sleep(policy.delay(attempts, None)).await;
@@ -204,5 +215,50 @@ impl Inner {
                 Err(e) => return Err(self.transport(req, attempts, e)),
             }
         }
+    }
+}
+
+/// Largest response kiln reads whole (manifests, indexes, token answers).
+pub(crate) const MAX_BUFFERED_BODY: usize = 4 * 1024 * 1024;
+/// Largest error body kiln reads (the rest is dropped).
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Reads a body of at most `limit` bytes; `None` when it is longer (an
+/// untrusted server cannot make kiln hold more than that).
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Option<bytes::Bytes>, reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::read_limited;
+
+    fn response(body: Vec<u8>) -> reqwest::Response {
+        reqwest::Response::from(http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused() {
+        let ok = read_limited(response(vec![7; 10]), 10).await.unwrap();
+        assert_eq!(ok.as_deref(), Some(&[7u8; 10][..]));
+        assert!(
+            read_limited(response(vec![7; 11]), 10)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }
