@@ -39,6 +39,9 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
+/// Largest probe response body kiln reads.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
 /// GETs `path` on `addr`; `Err` says what did not match.
 pub async fn get(addr: SocketAddr, expect: &HttpExpect) -> Result<(), String> {
     let url = format!("http://{addr}{}", expect.path);
@@ -51,10 +54,23 @@ pub async fn get(addr: SocketAddr, expect: &HttpExpect) -> Result<(), String> {
         .await
         .map_err(|e| format!("GET {}: {e}", expect.path))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .text()
+    // The image under test is untrusted: read at most MAX_BODY bytes.
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| format!("GET {}: reading the body: {e}", expect.path))?;
+        .map_err(|e| format!("GET {}: reading the body: {e}", expect.path))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(format!(
+                "GET {} answered a body over {MAX_BODY} bytes",
+                expect.path
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     if status != expect.status {
         return Err(format!(
             "GET {} answered {status}, expected {}; body: {}",
