@@ -7,7 +7,6 @@ mod support;
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use kiln::digest::Digest;
 use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage};
 use kiln::project::Project;
@@ -112,18 +111,7 @@ async fn ecr_digest(repo: &str, tag: &str) -> Option<Digest> {
 }
 
 fn kiln(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("kiln")
-        .unwrap()
-        .arg("--project")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::kiln_on(dir, args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

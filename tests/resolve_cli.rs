@@ -6,7 +6,6 @@ mod support;
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use support::push::Pusher;
 use support::{services, unique};
 
@@ -22,18 +21,7 @@ fn project(parent: &str) -> tempfile::TempDir {
 }
 
 fn kiln(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("kiln")
-        .unwrap()
-        .arg("--project")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::kiln_on(dir, args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

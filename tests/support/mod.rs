@@ -132,3 +132,18 @@ impl Services {
         })
     }
 }
+
+/// Runs the `kiln` binary on project `dir`: exit code, stdout, stderr.
+pub fn kiln_on(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--project")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("running kiln");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
