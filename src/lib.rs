@@ -5,6 +5,7 @@
 //! only the pipeline module chains them. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod build;
 pub mod daemon;
 pub mod diagnostic;

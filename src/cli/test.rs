@@ -84,7 +84,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         print!("{}", report.summary());
     }
     if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, report.to_junit())
+        && let Err(e) = kiln::atomic_file::write(
+            path,
+            report.to_junit().as_bytes(),
+            kiln::atomic_file::USER_FILE,
+        )
     {
         eprintln!("error: cannot write JUnit report `{}`: {e}", path.display());
         return Outcome::Failed;
