@@ -21,5 +21,6 @@ pub mod registry;
 pub mod render;
 pub mod resolve;
 pub mod schedule;
+pub mod shutdown;
 pub mod test_phase;
 pub mod yaml;

@@ -11,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
+use support::example::test_containers_of;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kiln");
 
@@ -47,26 +48,6 @@ fn runs(url: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Test containers kiln started on behalf of process `pid`.
-fn test_containers_of(pid: u32) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            "label=dev.kiln.role=test",
-            "--format",
-            "{{.ID}} {{.Label \"dev.kiln.owner\"}}",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.ends_with(&format!(":{pid}")))
-        .map(|l| l.split(' ').next().unwrap().to_string())
-        .collect()
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {

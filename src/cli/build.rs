@@ -68,10 +68,9 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     let cancel = request.cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cancelling the build…");
-            cancel.cancel();
-        }
+        kiln::shutdown::requested().await;
+        eprintln!("cancelling the build…");
+        cancel.cancel();
     });
     let mut printer = Printer {
         tty: std::io::stderr().is_terminal() && !args.json,

@@ -173,10 +173,9 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: cancelling and cleaning up");
-            cancel.cancel();
-        }
+        kiln::shutdown::requested().await;
+        eprintln!("interrupted: cancelling and cleaning up");
+        cancel.cancel();
     });
     match pipeline.run(&args.recipe, &opts).await {
         Ok(summary) => {

@@ -66,12 +66,8 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let report = match test_phase::test_image_until(&docker, &input, ctrl_c).await {
+    let stop = kiln::shutdown::requested();
+    let report = match test_phase::test_image_until(&docker, &input, stop).await {
         Ok(r) => r,
         Err(e) => {
             print_error(&e);
