@@ -264,3 +264,27 @@ fn token_hash_prints_the_sha256_of_stdin() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_second_kiln_serve_on_the_same_project_refuses_naming_the_first() {
+    let dir = project();
+    let (mut first, _url) = serve(dir.path());
+    let out = Command::new(BIN)
+        .args(["--project", dir.path().to_str().unwrap()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another kiln daemon is running on this state")
+            && stderr.contains(&format!("pid {} on ", first.id())),
+        "{stderr}"
+    );
+    // The lock dies with its process: a restart after SIGKILL starts.
+    first.kill().unwrap();
+    let (mut again, _) = serve(dir.path());
+    again.kill().unwrap();
+}
