@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod digest;
 pub mod distribute;
 pub mod docker;
+pub mod file_lock;
 pub mod load;
 pub mod pipeline;
 pub mod project;

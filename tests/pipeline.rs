@@ -12,7 +12,7 @@ use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage};
 use kiln::project::Project;
 use kiln::record::{Status, Store};
 use kiln::registry::RegistryClient;
-use support::example::example_project;
+use support::example::{example_project, registry_tags};
 use support::{nonce, services};
 
 async fn pipeline(dir: &Path) -> Pipeline {
@@ -47,21 +47,6 @@ async fn registry_digest(repo: &str, tag: &str) -> Option<Digest> {
             .parse()
             .unwrap(),
     )
-}
-
-async fn registry_tags(repo: &str) -> Vec<String> {
-    let s = services();
-    let res = reqwest::get(format!("http://{}/v2/{repo}/tags/list", s.registry))
-        .await
-        .unwrap();
-    if res.status() == 404 {
-        return Vec::new();
-    }
-    let v: serde_json::Value = res.json().await.unwrap();
-    v["tags"]
-        .as_array()
-        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
 }
 
 async fn ecr_digest(repo: &str, tag: &str) -> Option<Digest> {

@@ -35,6 +35,7 @@ pub struct Args {
 fn print_event(printer: &Mutex<Printer>, e: PipelineEvent) {
     match e {
         PipelineEvent::StageStarted(s) => eprintln!("==> {s}"),
+        PipelineEvent::Notice(line) => eprintln!("note: {line}"),
         PipelineEvent::StageFinished {
             stage,
             elapsed,

@@ -6,9 +6,9 @@
 //! so a SIGKILLed daemon never blocks its restart. The holder writes its pid,
 //! host and start time into the file, for the second daemon's message.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::file_lock::{self, Attempt, HeldLock};
 
 /// Why the daemon lock was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +35,7 @@ pub enum LockError {
 
 /// The held lock; released when dropped (or when the process ends).
 #[derive(Debug)]
-pub struct DaemonLock {
-    _file: File,
-    path: PathBuf,
-}
+pub struct DaemonLock(HeldLock);
 
 /// The lock file beside the database `kiln.db`.
 pub fn lock_path(database: &Path) -> PathBuf {
@@ -49,49 +46,16 @@ impl DaemonLock {
     /// Takes the lock for `database` without waiting, or names the holder.
     pub fn acquire(database: &Path) -> Result<DaemonLock, LockError> {
         let path = lock_path(database);
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        match file_lock::try_lock(&path) {
+            Ok(Attempt::Held(held)) => Ok(DaemonLock(held)),
+            Ok(Attempt::Busy { holder }) => Err(LockError::Held { path, holder }),
+            Err(source) => Err(LockError::Io { path, source }),
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = match holder.trim() {
-                    "" => "holder unknown".to_string(),
-                    h => h.to_string(),
-                };
-                return Err(LockError::Held { path, holder });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
-        let me = format!(
-            "pid {} on {} since {}\n",
-            std::process::id(),
-            crate::test_phase::hostname(),
-            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
-        );
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        file.write_all(me.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(DaemonLock { _file: file, path })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 }
 
@@ -100,20 +64,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_lock_names_the_first_holder_and_a_dropped_one_is_free() {
+    fn the_message_names_the_holder_and_the_lock_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("kiln.db");
-        let first = DaemonLock::acquire(&db).unwrap();
-        let err = DaemonLock::acquire(&db).unwrap_err();
-        let LockError::Held { holder, .. } = &err else {
-            panic!("{err:?}")
-        };
-        assert!(
-            holder.starts_with(&format!("pid {} on ", std::process::id())),
-            "{holder}"
-        );
-        assert!(err.to_string().contains("kiln.daemon.lock"), "{err}");
-        drop(first);
-        DaemonLock::acquire(&db).unwrap();
+        let _first = DaemonLock::acquire(&db).unwrap();
+        let err = DaemonLock::acquire(&db).unwrap_err().to_string();
+        let me = format!("(pid {} on ", std::process::id());
+        assert!(err.contains(&me) && err.ends_with("kiln.daemon.lock`"), "{err}");
     }
 }

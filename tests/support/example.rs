@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::nonce;
+use super::{nonce, services};
 
 /// A copy of the repository's example project whose pushes go to a unique
 /// repository (returned), so test runs never share tags; `edit` rewrites the
@@ -46,4 +46,20 @@ pub fn test_containers_of(pid: u32) -> Vec<String> {
         .filter(|l| l.ends_with(&format!(":{pid}")))
         .map(|l| l.split(' ').next().unwrap().to_string())
         .collect()
+}
+
+/// The tags of `repo` in the test registry (none when it does not exist).
+pub async fn registry_tags(repo: &str) -> Vec<String> {
+    let s = services();
+    let res = reqwest::get(format!("http://{}/v2/{repo}/tags/list", s.registry))
+        .await
+        .unwrap();
+    if res.status() == 404 {
+        return Vec::new();
+    }
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
