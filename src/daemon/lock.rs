@@ -70,6 +70,9 @@ mod tests {
         let _first = DaemonLock::acquire(&db).unwrap();
         let err = DaemonLock::acquire(&db).unwrap_err().to_string();
         let me = format!("(pid {} on ", std::process::id());
-        assert!(err.contains(&me) && err.ends_with("kiln.daemon.lock`"), "{err}");
+        assert!(
+            err.contains(&me) && err.ends_with("kiln.daemon.lock`"),
+            "{err}"
+        );
     }
 }
