@@ -28,6 +28,7 @@ mod parent;
 mod pipeline;
 mod push;
 mod sink;
+mod tagging;
 
 use std::path::PathBuf;
 
