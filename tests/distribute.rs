@@ -389,3 +389,49 @@ async fn a_tag_that_cannot_be_removed_is_reported_and_older_tags_are_kept() {
         Some(first.manifest_digest)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_push_stops_the_export() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let s = services();
+    let image = build_image(&[40_000, 40_000]);
+    let size: u64 =
+        run(Command::new("docker").args(["image", "inspect", "-f", "{{.Size}}", &image]))
+            .parse()
+            .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let req = request(
+        &image,
+        vec![oci(&s.registry, &unique("kiln/dropped"))],
+        1,
+        state.path(),
+    );
+    let read = req.options.export_read.clone();
+    // Cancel (drop the push) as soon as the export has started.
+    let started = async {
+        while read.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::select! {
+        r = push(&req) => panic!("the push ended before it was dropped: {r:?}"),
+        () = started => {}
+    }
+    // Wait until nothing more is read for a second.
+    let mut last = read.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = read.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    eprintln!("export read {last} of ~{size} bytes after the push was dropped");
+    assert!(
+        last < size / 4,
+        "the export ran on: {last} of ~{size} bytes read"
+    );
+}
