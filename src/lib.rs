@@ -5,12 +5,14 @@
 //! only the pipeline module chains them. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod build;
 pub mod daemon;
 pub mod diagnostic;
 pub mod digest;
 pub mod distribute;
 pub mod docker;
+pub mod file_lock;
 pub mod load;
 pub mod pipeline;
 pub mod project;
@@ -20,5 +22,6 @@ pub mod registry;
 pub mod render;
 pub mod resolve;
 pub mod schedule;
+pub mod shutdown;
 pub mod test_phase;
 pub mod yaml;

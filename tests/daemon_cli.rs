@@ -11,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
+use support::example::test_containers_of;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kiln");
 
@@ -47,26 +48,6 @@ fn runs(url: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Test containers kiln started on behalf of process `pid`.
-fn test_containers_of(pid: u32) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            "label=dev.kiln.role=test",
-            "--format",
-            "{{.ID}} {{.Label \"dev.kiln.owner\"}}",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.ends_with(&format!(":{pid}")))
-        .map(|l| l.split(' ').next().unwrap().to_string())
-        .collect()
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -282,4 +263,28 @@ fn token_hash_prints_the_sha256_of_stdin() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_second_kiln_serve_on_the_same_project_refuses_naming_the_first() {
+    let dir = project();
+    let (mut first, _url) = serve(dir.path());
+    let out = Command::new(BIN)
+        .args(["--project", dir.path().to_str().unwrap()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another kiln daemon is running on this state")
+            && stderr.contains(&format!("pid {} on ", first.id())),
+        "{stderr}"
+    );
+    // The lock dies with its process: a restart after SIGKILL starts.
+    first.kill().unwrap();
+    let (mut again, _) = serve(dir.path());
+    again.kill().unwrap();
 }

@@ -320,3 +320,118 @@ async fn a_byte_flipped_in_transit_is_rejected_and_nothing_is_tagged() {
     assert!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert_eq!(head_digest(&s.registry, &repo, "1.2.3-1").await, None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_failing_its_manifest_put_leaves_no_tag_on_the_others() {
+    let s = services();
+    let image = build_image(&[300]);
+    let refuse = UploadProxy::start(&s.registry, UploadFault::RefuseManifestPut, 0).await;
+    let (good, on_ecr, bad) = (
+        unique("kiln/tagged"),
+        unique("kiln/tagged-ecr"),
+        unique("kiln/refused"),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let targets = vec![
+        oci(&s.registry, &good),
+        ecr(&on_ecr),
+        oci(&refuse.host(), &bad),
+    ];
+    let err = push(&request(&image, targets, 1, state.path()))
+        .await
+        .expect_err("the refused target fails the push");
+    let DistributeError::Tagging { removed, left, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(left.is_empty(), "{err}");
+    assert!(
+        removed.contains(&format!("{}/{good}:1.2.3-1", s.registry)) && removed.len() == 2,
+        "{err}"
+    );
+    assert_eq!(head_digest(&s.registry, &good, "1.2.3-1").await, None);
+    assert_eq!(ecr_digest(&on_ecr, "1.2.3-1").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_that_cannot_be_removed_is_reported_and_older_tags_are_kept() {
+    let s = services();
+    let image = build_image(&[300]);
+    let repo = unique("kiln/kept");
+    let state = tempfile::tempdir().unwrap();
+    let first = push(&request(
+        &image,
+        vec![oci(&s.registry, &repo)],
+        1,
+        state.path(),
+    ))
+    .await
+    .unwrap();
+
+    // Same image, build 2: the manifest is not new to `repo`, and this
+    // registry (distribution 2.x) cannot delete a tag alone, so removing
+    // 1.2.3-2 would take 1.2.3-1 with it: it is reported instead.
+    let refuse = UploadProxy::start(&s.registry, UploadFault::RefuseManifestPut, 0).await;
+    let targets = vec![
+        oci(&s.registry, &repo),
+        oci(&refuse.host(), &unique("kiln/r")),
+    ];
+    let err = push(&request(&image, targets, 2, state.path()))
+        .await
+        .expect_err("the refused target fails the push");
+    let DistributeError::Tagging { removed, left, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(removed.is_empty(), "{err}");
+    assert_eq!(left, &[format!("{}/{repo}:1.2.3-2", s.registry)], "{err}");
+    assert!(err.to_string().contains("could not be removed"), "{err}");
+    assert_eq!(
+        head_digest(&s.registry, &repo, "1.2.3-1").await,
+        Some(first.manifest_digest)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_push_stops_the_export() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let s = services();
+    let image = build_image(&[40_000, 40_000]);
+    let size: u64 =
+        run(Command::new("docker").args(["image", "inspect", "-f", "{{.Size}}", &image]))
+            .parse()
+            .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let req = request(
+        &image,
+        vec![oci(&s.registry, &unique("kiln/dropped"))],
+        1,
+        state.path(),
+    );
+    let read = req.options.export_read.clone();
+    // Cancel (drop the push) as soon as the export has started.
+    let started = async {
+        while read.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::select! {
+        r = push(&req) => panic!("the push ended before it was dropped: {r:?}"),
+        () = started => {}
+    }
+    // Wait until nothing more is read for a second.
+    let mut last = read.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = read.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    eprintln!("export read {last} of ~{size} bytes after the push was dropped");
+    assert!(
+        last < size / 4,
+        "the export ran on: {last} of ~{size} bytes read"
+    );
+}

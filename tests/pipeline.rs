@@ -12,28 +12,8 @@ use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage};
 use kiln::project::Project;
 use kiln::record::{Status, Store};
 use kiln::registry::RegistryClient;
+use support::example::{example_project, registry_tags};
 use support::{nonce, services};
-
-/// A copy of the repository's example project whose pushes go to unique
-/// repositories, so test runs never share tags.
-fn example_project(edit: impl Fn(String) -> String) -> (tempfile::TempDir, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["recipes", "components", "dockerfiles"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(root.join(sub)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
-        }
-    }
-    let repo = format!("kiln-it/hello-{}", nonce());
-    let recipe_path = dir.path().join("recipes/hello-web.yaml");
-    let text = std::fs::read_to_string(&recipe_path)
-        .unwrap()
-        .replace("repository: kiln/hello-web", &format!("repository: {repo}"));
-    std::fs::write(&recipe_path, edit(text)).unwrap();
-    (dir, repo)
-}
 
 async fn pipeline(dir: &Path) -> Pipeline {
     let s = services();
@@ -67,21 +47,6 @@ async fn registry_digest(repo: &str, tag: &str) -> Option<Digest> {
             .parse()
             .unwrap(),
     )
-}
-
-async fn registry_tags(repo: &str) -> Vec<String> {
-    let s = services();
-    let res = reqwest::get(format!("http://{}/v2/{repo}/tags/list", s.registry))
-        .await
-        .unwrap();
-    if res.status() == 404 {
-        return Vec::new();
-    }
-    let v: serde_json::Value = res.json().await.unwrap();
-    v["tags"]
-        .as_array()
-        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
 }
 
 async fn ecr_digest(repo: &str, tag: &str) -> Option<Digest> {

@@ -164,6 +164,45 @@ fn appended_records_list_newest_first_per_pipeline_and_in_the_cli() {
 }
 
 #[test]
+fn verify_with_a_pipeline_checks_the_whole_chain_and_lists_that_pipeline() {
+    let (dir, mut store) = project();
+    add(&mut store, "web", |_| {});
+    add(&mut store, "api", |_| {});
+    add(&mut store, "web", |r| r.status = Status::Failed);
+
+    let (code, stdout, shown) = kiln(dir.path(), &["records", "--verify", "web"]);
+    assert_eq!(code, 0, "{shown}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ok: 3 records, chain intact"),
+        "{shown}"
+    );
+    assert!(lines[1].starts_with("BUILD"), "{shown}");
+    assert_eq!(lines.len(), 4, "two `web` records: {shown}");
+    assert!(lines[2..].iter().all(|l| l.starts_with("web:")), "{shown}");
+
+    // JSON stays parseable; the verdict goes to stderr.
+    let (code, stdout, shown) = kiln(dir.path(), &["records", "web", "--verify", "--json"]);
+    assert_eq!(code, 0, "{shown}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2, "{shown}");
+    assert!(shown.contains("ok: 3 records"), "{shown}");
+
+    // A break anywhere in the chain fails the pipeline's view too, and
+    // nothing is listed.
+    let conn = Connection::open(store.path()).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER records_no_update; \
+         UPDATE records SET json = replace(json, '\"api\"', '\"apx\"') WHERE seq = 2;",
+    )
+    .unwrap();
+    let (code, stdout, shown) = kiln(dir.path(), &["records", "--verify", "web"]);
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("failed verification"), "{shown}");
+    assert!(!stdout.contains("BUILD"), "{shown}");
+}
+
+#[test]
 fn the_schema_rejects_update_delete_and_unlinked_inserts() {
     let (_dir, mut store) = project();
     add(&mut store, "web", |_| {});

@@ -24,6 +24,23 @@ fn kiln(dir: &Path, args: &[&str]) -> (i32, String, String) {
     support::kiln_on(dir, args)
 }
 
+/// `kiln.lock` is meant to be committed: mode 0644 (not a temp file's 0600),
+/// and no temp file is left beside it.
+fn assert_lock_is_shareable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("kiln.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "kiln.lock mode {:o}", mode & 0o777);
+    let stray: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".kiln.lock"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn resolve_check_and_update() {
     let s = services();
@@ -37,6 +54,7 @@ async fn resolve_check_and_update() {
     assert!(out.contains(&format!("@{}", first.digest)), "{out}");
     let lock = std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap();
     assert!(lock.contains(&first.digest.to_string()), "{lock}");
+    assert_lock_is_shareable(dir.path());
 
     let (code, out, err) = kiln(dir.path(), &["resolve", "--check"]);
     assert_eq!(code, 0, "nothing moved: {out}{err}");
@@ -61,6 +79,7 @@ async fn resolve_check_and_update() {
     let (code, out, err) = kiln(dir.path(), &["resolve", "--update"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&second.digest.to_string()), "{out}");
+    assert_lock_is_shareable(dir.path());
     let (code, _, _) = kiln(dir.path(), &["resolve", "--check"]);
     assert_eq!(code, 0);
 

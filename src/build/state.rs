@@ -43,13 +43,11 @@ pub fn read(state_dir: &Path, recipe: &str) -> Option<LastBuild> {
         .ok()
 }
 
-/// Writes the last build atomically (temp file + rename).
+/// Writes the last build atomically ([`crate::atomic_file`]).
 pub fn write(state_dir: &Path, last: &LastBuild) -> std::io::Result<()> {
     let p = path(state_dir, &last.recipe);
     let dir = p.parent().expect("has a parent");
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, last)?;
-    tmp.persist(&p).map_err(|e| e.error)?;
-    Ok(())
+    let text = serde_json::to_vec_pretty(last)?;
+    crate::atomic_file::write(&p, &text, crate::atomic_file::USER_FILE)
 }

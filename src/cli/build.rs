@@ -68,10 +68,9 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     let cancel = request.cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cancelling the build…");
-            cancel.cancel();
-        }
+        kiln::shutdown::requested().await;
+        eprintln!("cancelling the build…");
+        cancel.cancel();
     });
     let mut printer = Printer {
         tty: std::io::stderr().is_terminal() && !args.json,
@@ -102,21 +101,24 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
 }
 
 fn save_context(rendered: &render::RenderedBuild, request: &BuildRequest, file: &Path) -> Outcome {
+    let context_error = |source| build::BuildError::Context {
+        recipe: request.recipe.clone(),
+        source: Box::new(source),
+    };
     let result = build::prepare(rendered, request).and_then(|p| {
-        let out = std::fs::File::create(file).map_err(|source| build::BuildError::Context {
-            recipe: request.recipe.clone(),
-            source: Box::new(build::context::ContextError::Io {
+        let mut failed = None;
+        let written = kiln::atomic_file::write_with(file, kiln::atomic_file::USER_FILE, |f| {
+            build::context::write_tar(&p.manifest, std::io::BufWriter::new(f))
+                .map_err(|e| std::io::Error::other(failed.insert(e).to_string()))
+        });
+        match (written, failed) {
+            (Ok(d), _) => Ok((p, d)),
+            (Err(_), Some(e)) => Err(context_error(e)),
+            (Err(source), None) => Err(context_error(build::context::ContextError::Io {
                 path: file.to_path_buf(),
                 source,
-            }),
-        })?;
-        let w = std::io::BufWriter::new(out);
-        build::context::write_tar(&p.manifest, w)
-            .map(|d| (p, d))
-            .map_err(|source| build::BuildError::Context {
-                recipe: request.recipe.clone(),
-                source: Box::new(source),
-            })
+            })),
+        }
     });
     match result {
         Ok((p, (digest, bytes))) => {

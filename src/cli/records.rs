@@ -1,4 +1,8 @@
 //! `kiln records [PIPELINE] [--json] [--verify] [--provenance BUILD]`.
+//!
+//! `--verify` always checks the whole chain (a pipeline's records are links
+//! of the one project-wide chain); with a PIPELINE (or `--json`/`--limit`) the
+//! records are then listed as without it, only when the chain is intact.
 
 use kiln::project::Project;
 use kiln::record::{self, ChainedRecord, Selector, Store, provenance};
@@ -13,8 +17,9 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Check the whole hash chain; exit 1 naming the first bad record.
-    #[arg(long, conflicts_with_all = ["provenance", "pipeline", "json", "limit"])]
+    /// Check the whole hash chain; exit 1 naming the first bad record. With
+    /// PIPELINE, `--json` or `--limit`, then list the records as without it.
+    #[arg(long, conflicts_with = "provenance")]
     pub verify: bool,
     /// Print the SLSA v1 provenance of BUILD (`pipeline:version-build` or a record id).
     #[arg(long, value_name = "BUILD", conflicts_with_all = ["pipeline", "json", "limit"])]
@@ -54,7 +59,12 @@ pub fn run(project: &Project, args: Args) -> Outcome {
         Err(o) => return o,
     };
     if args.verify {
-        verify(project, store.as_ref())
+        let lists = args.pipeline.is_some() || args.json || args.limit.is_some();
+        // JSON on stdout stays parseable: the verdict goes to stderr then.
+        match verify(project, store.as_ref(), args.json) {
+            Outcome::Ok if lists => list(store.as_ref(), &args),
+            outcome => outcome,
+        }
     } else if let Some(build) = &args.provenance {
         provenance(store.as_ref(), build)
     } else {
@@ -62,9 +72,16 @@ pub fn run(project: &Project, args: Args) -> Outcome {
     }
 }
 
-fn verify(project: &Project, store: Option<&Store>) -> Outcome {
+fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> Outcome {
+    let ok = |line: String| {
+        if verdict_to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let Some(store) = store else {
-        println!("ok: no records yet");
+        ok("ok: no records yet".into());
         return Outcome::Ok;
     };
     let report = match store.verify() {
@@ -93,7 +110,10 @@ fn verify(project: &Project, store: Option<&Store>) -> Outcome {
         }
         (None, head) => {
             let head = head.map_or_else(|| "-".into(), |h| h.to_string());
-            println!("ok: {} records, chain intact, head {head}", report.checked);
+            ok(format!(
+                "ok: {} records, chain intact, head {head}",
+                report.checked
+            ));
             Outcome::Ok
         }
     }

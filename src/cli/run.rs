@@ -35,6 +35,7 @@ pub struct Args {
 fn print_event(printer: &Mutex<Printer>, e: PipelineEvent) {
     match e {
         PipelineEvent::StageStarted(s) => eprintln!("==> {s}"),
+        PipelineEvent::Notice(line) => eprintln!("note: {line}"),
         PipelineEvent::StageFinished {
             stage,
             elapsed,
@@ -173,10 +174,9 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: cancelling and cleaning up");
-            cancel.cancel();
-        }
+        kiln::shutdown::requested().await;
+        eprintln!("interrupted: cancelling and cleaning up");
+        cancel.cancel();
     });
     match pipeline.run(&args.recipe, &opts).await {
         Ok(summary) => {

@@ -88,33 +88,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    match kiln::daemon::serve(listener, state, shutdown_signal()).await {
+    match kiln::daemon::serve(listener, state, kiln::shutdown::requested()).await {
         Ok(()) => Outcome::Ok,
         Err(e) => {
             report(&e);
             Outcome::Failed
         }
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -66,12 +66,8 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let report = match test_phase::test_image_until(&docker, &input, ctrl_c).await {
+    let stop = kiln::shutdown::requested();
+    let report = match test_phase::test_image_until(&docker, &input, stop).await {
         Ok(r) => r,
         Err(e) => {
             print_error(&e);
@@ -84,7 +80,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         print!("{}", report.summary());
     }
     if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, report.to_junit())
+        && let Err(e) = kiln::atomic_file::write(
+            path,
+            report.to_junit().as_bytes(),
+            kiln::atomic_file::USER_FILE,
+        )
     {
         eprintln!("error: cannot write JUnit report `{}`: {e}", path.display());
         return Outcome::Failed;

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod lock;
 pub mod metrics;
 pub mod pipeline_runner;
 pub mod queue;
@@ -43,6 +44,10 @@ pub async fn serve(
     state: DaemonState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    // Held until this function returns: recovery must never take a live
+    // daemon's runs for a crashed one's.
+    let lock = lock::DaemonLock::acquire(&state.shared.database)?;
+    tracing::debug!(path = %lock.path().display(), "daemon lock taken");
     let stop = state.shutdown_token();
     worker::recover(&state).await?;
     let dispatcher = tokio::spawn(worker::dispatch(state.clone()));
@@ -65,5 +70,6 @@ pub async fn serve(
         .await;
     stop.cancel();
     let _ = dispatcher.await;
+    drop(lock);
     served.map_err(|source| DaemonError::Serve { source })
 }

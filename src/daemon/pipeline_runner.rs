@@ -32,6 +32,7 @@ impl PipelineRunnerImpl {
 fn log_event(log: &LogSink, e: PipelineEvent) {
     match e {
         PipelineEvent::StageStarted(s) => log.stage_started(s.as_str()),
+        PipelineEvent::Notice(line) => log.line(line),
         PipelineEvent::StageFinished {
             stage,
             elapsed,

@@ -329,6 +329,11 @@ impl Queue {
 
     /// Appends events to a run's log, numbering them after the last one, in
     /// one transaction. Returns them as stored.
+    ///
+    /// The transaction is `IMMEDIATE`: it reads the last number and then
+    /// writes, and a deferred one that starts reading while a pipeline's
+    /// record store writes the same file fails at once with `SQLITE_BUSY`
+    /// (the busy timeout does not apply to a read turning into a write).
     pub async fn append_events(
         &self,
         run_id: &str,
@@ -337,7 +342,7 @@ impl Queue {
     ) -> Result<Vec<StoredEvent>, QueueError> {
         let run_id = run_id.to_string();
         self.call("writing run log lines", move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut seq: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = ?1",
                 [&run_id],

@@ -55,6 +55,9 @@ pub enum DaemonError {
     /// A blocking task failed.
     #[error("the record store task did not complete")]
     Task,
+    /// Another daemon runs on the same state file.
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
     /// The HTTP server failed.
     #[error("error serving the API")]
     Serve {
@@ -106,6 +109,8 @@ pub struct DaemonState {
 
 pub(super) struct Shared {
     pub project: Project,
+    /// The SQLite file; also names the daemon lock beside it.
+    pub database: PathBuf,
     pub config_path: Option<PathBuf>,
     pub config: RwLock<Arc<DaemonConfig>>,
     pub catalog: RwLock<Arc<Catalog>>,
@@ -142,6 +147,7 @@ impl DaemonState {
         Ok(DaemonState {
             shared: Arc::new(Shared {
                 limit: Arc::new(Semaphore::new(o.config.concurrency)),
+                database: o.database,
                 project: o.project,
                 config_path: o.config_path,
                 config: RwLock::new(Arc::new(o.config)),

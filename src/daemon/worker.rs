@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::run::{RunRow, RunState};
+use super::run::{RunRow, RunState, StoredEvent};
 use super::runner::{
     BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus,
 };
@@ -21,6 +21,9 @@ use super::state::{DaemonError, DaemonState, LiveEvent, LiveKind};
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// Most log events written in one transaction.
 const LOG_BATCH: usize = 256;
+/// How long a batch of log events is retried when the database refuses it
+/// (each try already waits out the 30 s busy timeout) before it is given up.
+const LOG_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Crash recovery: runs a killed daemon left `running` are marked
 /// `interrupted`, the runner cleans up after each, and a retry is queued.
@@ -235,17 +238,41 @@ async fn write_log(
             }
             continue;
         }
-        match s.queue.append_events(&run_id, batch, s.clock.now()).await {
-            Ok(stored) => {
-                for e in stored {
-                    observe_stage(&state, &mut started, &e.kind, e.stage.as_deref(), e.at);
-                    let _ = s.events.send(Arc::new(LiveEvent {
-                        run_id: run_id.clone(),
-                        kind: LiveKind::Log(e),
-                    }));
-                }
+        for e in store_batch(&state, &run_id, batch).await {
+            observe_stage(&state, &mut started, &e.kind, e.stage.as_deref(), e.at);
+            let _ = s.events.send(Arc::new(LiveEvent {
+                run_id: run_id.clone(),
+                kind: LiveKind::Log(e),
+            }));
+        }
+    }
+}
+
+/// Stores one batch, retrying with backoff for up to [`LOG_RETRY_FOR`]:
+/// a failed write is never dropped while the database may still take it.
+/// This task is the run's only log writer, so order is kept.
+async fn store_batch(state: &DaemonState, run_id: &str, batch: Vec<LogEvent>) -> Vec<StoredEvent> {
+    let s = &state.shared;
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match s
+            .queue
+            .append_events(run_id, batch.clone(), s.clock.now())
+            .await
+        {
+            Ok(stored) => return stored,
+            Err(e) if start.elapsed() < LOG_RETRY_FOR => {
+                tracing::warn!(run = %run_id, error = %e, lines = batch.len(),
+                    "cannot store log lines yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
-            Err(e) => tracing::error!(run = %run_id, error = %e, "cannot store log lines"),
+            Err(e) => {
+                tracing::error!(run = %run_id, error = %e, lines = batch.len(),
+                    "giving up storing log lines");
+                return Vec::new();
+            }
         }
     }
 }

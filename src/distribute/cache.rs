@@ -51,13 +51,11 @@ impl BlobCache {
             .unwrap_or_default()
     }
 
-    /// Writes the cache atomically (temp file + rename).
+    /// Writes the cache atomically ([`crate::atomic_file`]).
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(state_dir)?;
-        let tmp = tempfile::NamedTempFile::new_in(state_dir)?;
-        serde_json::to_writer(tmp.as_file(), self)?;
-        tmp.persist(Self::path(state_dir)).map_err(|e| e.error)?;
-        Ok(())
+        let text = serde_json::to_vec(self)?;
+        crate::atomic_file::write(&Self::path(state_dir), &text, crate::atomic_file::USER_FILE)
     }
 
     /// The compressed blob for `diff_id` under compression `key`.

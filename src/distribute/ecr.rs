@@ -292,6 +292,26 @@ impl EcrSink {
         }
     }
 
+    /// `BatchDeleteImage` of `tag` alone: ECR removes the tag, and the image
+    /// only when no other tag names it. `Ok(false)` when ECR reports a
+    /// failure for it.
+    pub(crate) async fn untag(&self, tag: &str) -> Result<bool, DistributeError> {
+        let out = self
+            .client
+            .batch_delete_image()
+            .registry_id(&self.registry_id)
+            .repository_name(&self.repository)
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await
+            .map_err(|e| self.err("BatchDeleteImage", None, boxed(e)))?;
+        for f in out.failures() {
+            tracing::warn!(repository = %self.repository, tag,
+                code = ?f.failure_code(), reason = ?f.failure_reason(), "ecr did not remove the tag");
+        }
+        Ok(out.failures().is_empty())
+    }
+
     pub(crate) async fn read_back(&self, tag: &str) -> Result<Digest, DistributeError> {
         self.tag(tag).await?.ok_or_else(|| {
             self.err(

@@ -112,6 +112,19 @@ pub enum DistributeError {
         /// The digest the registry reported or served.
         reported: Digest,
     },
+    /// Tagging failed on a target after tags were created on others (or on
+    /// it); those were removed where the registry allows. `left` is exactly
+    /// what still exists — recorded in the failed run, never approved.
+    #[error("tagging failed; {}", rollback_text(.removed, .left))]
+    Tagging {
+        /// Why tagging failed.
+        #[source]
+        cause: Box<DistributeError>,
+        /// `host/repository:tag` created by this push and removed again.
+        removed: Vec<String>,
+        /// `host/repository:tag` created by this push that still exist.
+        left: Vec<String>,
+    },
     /// Some targets failed (others may have succeeded; see each error).
     #[error("{} of {total} targets failed: {}", .failures.len(), .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
     Targets {
@@ -120,4 +133,24 @@ pub enum DistributeError {
         /// Each failure.
         failures: Vec<DistributeError>,
     },
+}
+
+fn rollback_text(removed: &[String], left: &[String]) -> String {
+    let mut parts = Vec::new();
+    if removed.is_empty() && left.is_empty() {
+        parts.push("no tag was created".to_string());
+    }
+    if !removed.is_empty() {
+        parts.push(format!(
+            "removed the tags it had created: {}",
+            removed.join(", ")
+        ));
+    }
+    if !left.is_empty() {
+        parts.push(format!(
+            "these tags were created and could not be removed (they exist, unapproved): {}",
+            left.join(", ")
+        ));
+    }
+    parts.join("; ")
 }

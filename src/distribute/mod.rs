@@ -28,6 +28,7 @@ mod parent;
 mod pipeline;
 mod push;
 mod sink;
+mod tagging;
 
 use std::path::PathBuf;
 
@@ -84,6 +85,9 @@ pub struct PushOptions {
     pub compress_threads: usize,
     /// Where spool files go; `None` = the system temp folder.
     pub spool_dir: Option<PathBuf>,
+    /// Bytes of the `docker save` stream read so far (progress; shared so a
+    /// caller can watch the export, and see it stop when the push is dropped).
+    pub export_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for PushOptions {
@@ -94,6 +98,7 @@ impl Default for PushOptions {
             adaptive: true,
             compress_threads: 0,
             spool_dir: None,
+            export_read: Default::default(),
         }
     }
 }

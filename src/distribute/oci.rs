@@ -59,6 +59,13 @@ impl OciSink {
         }
     }
 
+    fn pinned(&self, digest: &Digest) -> ImageReference {
+        ImageReference {
+            digest: Some(digest.clone()),
+            ..self.repo.clone()
+        }
+    }
+
     /// Which of `digests` the repository already has (`HEAD`, 8 at a time).
     pub(crate) async fn present(
         &self,
@@ -135,6 +142,43 @@ impl OciSink {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the repository has the manifest `digest` under any name.
+    pub(crate) async fn has_manifest(&self, digest: &Digest) -> Result<bool, DistributeError> {
+        match self.client.head_manifest(&self.pinned(digest)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(self.err(format!("manifest {digest}"), e)),
+        }
+    }
+
+    /// Removes `tag`, which this push created for `digest`: `DELETE` by tag
+    /// (OCI 1.1), else — only when `fresh`, i.e. the repository had no such
+    /// manifest before this push, so no older tag can point to it — `DELETE`
+    /// by digest. `Ok(false)`: the tag could not be removed.
+    pub(crate) async fn untag(
+        &self,
+        tag: &str,
+        digest: &Digest,
+        fresh: bool,
+    ) -> Result<bool, DistributeError> {
+        let err = |e| self.err(format!("removal of tag {tag}"), e);
+        if self
+            .client
+            .delete_manifest(&self.tagged(tag))
+            .await
+            .map_err(err)?
+        {
+            return Ok(true);
+        }
+        if !fresh {
+            return Ok(false);
+        }
+        self.client
+            .delete_manifest(&self.pinned(digest))
+            .await
+            .map_err(err)
     }
 
     /// `GET` by tag; the digest is computed from the bytes served.

@@ -176,13 +176,27 @@ pub(super) fn start_export(
     let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let docker = docker.clone();
     let image = req.image.clone();
+    let (closed, read) = (tx.clone(), req.options.export_read.clone());
+    // Reads the export until it ends, or until the push is dropped or
+    // cancelled (`tx`'s receiver gone): dropping the stream closes the
+    // connection, the daemon stops exporting, and the walker below sees EOF.
     tokio::spawn(async move {
         let mut stream = docker.export_image(&image);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(std::io::Error::other);
+        loop {
+            let chunk = tokio::select! {
+                () = closed.closed() => break,
+                c = stream.next() => match c {
+                    Some(c) => c.map_err(std::io::Error::other),
+                    None => break,
+                },
+            };
+            if let Ok(b) = &chunk {
+                read.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
             let stop = chunk.is_err();
-            if chunk_tx.send(chunk).await.is_err() || stop {
-                break;
+            tokio::select! {
+                () = closed.closed() => break,
+                sent = chunk_tx.send(chunk) => if sent.is_err() || stop { break },
             }
         }
     });
@@ -212,6 +226,10 @@ pub(super) fn start_export(
                     Exported::Layer { diff_id, file, .. } => {
                         let (tx, spool, image) = (tx.clone(), spool.clone(), image.clone());
                         pool.submit(Box::new(move || {
+                            // Nobody waits for it any more: skip the work.
+                            if tx.is_closed() {
+                                return;
+                            }
                             let level = if adaptive {
                                 adaptive_level(&file, level)
                             } else {

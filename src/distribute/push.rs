@@ -14,9 +14,10 @@ use tokio::sync::{Semaphore, mpsc};
 use super::cache::{BlobCache, CachedBlob};
 use super::compress::compression_key;
 use super::error::DistributeError;
-use super::manifest::{BuiltManifest, LayerBlob, build_manifest};
+use super::manifest::{LayerBlob, build_manifest};
 use super::parent::parent_layers;
 use super::sink::Sink;
+use super::tagging::{fail_all, tag_everywhere};
 use super::{PushEvent, PushRequest, PushedImage, PushedTarget, render_tags};
 use crate::digest::Digest;
 use crate::reference::ImageReference;
@@ -280,126 +281,30 @@ pub async fn distribute(
     if !blob_failures.is_empty() {
         return Err(fail_all(sinks.len(), blob_failures));
     }
-    let checks = futures_util::future::join_all(
-        sinks
-            .iter()
-            .map(|sink| check_tags(sink, &tags, &manifest, on_event)),
-    )
-    .await;
-    let mut missing_per_sink = Vec::new();
-    let mut conflicts = Vec::new();
-    for c in checks {
-        match c {
-            Ok(m) => missing_per_sink.push(m),
-            Err(e) => conflicts.push(e),
-        }
-    }
-    if !conflicts.is_empty() {
-        return Err(fail_all(sinks.len(), conflicts));
-    }
-    let finals = futures_util::future::join_all(
-        sinks
-            .iter()
-            .zip(missing_per_sink)
-            .map(|(sink, missing)| finish(sink, &tags, missing, &manifest, on_event)),
-    )
-    .await;
-    let mut targets = Vec::new();
-    let mut failures = Vec::new();
-    for ((sink, tally), result) in sinks.iter().zip(&tallies).zip(finals) {
-        match result {
-            Ok((tags_added, read_back)) => targets.push(PushedTarget {
-                target: sink.target().clone(),
-                registry_host: sink.host().to_string(),
-                repository: sink.repository().to_string(),
-                tags: tags.clone(),
-                tags_added,
-                verified: read_back == manifest.digest,
-                manifest_digest: read_back,
-                bytes_uploaded: tally.sent.load(Ordering::Relaxed),
-                blobs_skipped: tally.skipped,
-                blobs_uploaded: tally.uploaded,
-                blobs_mounted: tally.mounted,
-            }),
-            Err(e) => failures.push(e),
-        }
-    }
-    if failures.is_empty() {
-        Ok(PushedImage {
-            config_digest: image_id,
-            manifest_digest: manifest.digest,
-            exported,
-            layers_compressed: compressed,
-            targets,
+    let finals = tag_everywhere(&sinks, &tags, &manifest, on_event).await?;
+    let targets = sinks
+        .iter()
+        .zip(&tallies)
+        .zip(finals)
+        .map(|((sink, tally), (tags_added, read_back))| PushedTarget {
+            target: sink.target().clone(),
+            registry_host: sink.host().to_string(),
+            repository: sink.repository().to_string(),
+            tags: tags.clone(),
+            tags_added,
+            verified: read_back == manifest.digest,
+            manifest_digest: read_back,
+            bytes_uploaded: tally.sent.load(Ordering::Relaxed),
+            blobs_skipped: tally.skipped,
+            blobs_uploaded: tally.uploaded,
+            blobs_mounted: tally.mounted,
         })
-    } else {
-        Err(fail_all(sinks.len(), failures))
-    }
-}
-
-/// One error for the whole push.
-fn fail_all(total: usize, mut failures: Vec<DistributeError>) -> DistributeError {
-    if failures.len() == 1 && total == 1 {
-        failures.remove(0)
-    } else {
-        DistributeError::Targets { total, failures }
-    }
-}
-
-/// Checks every tag on one target: the tags still missing, or a conflict.
-async fn check_tags(
-    sink: &Sink,
-    tags: &[String],
-    m: &BuiltManifest,
-    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
-) -> Result<Vec<String>, DistributeError> {
-    let mut missing = Vec::new();
-    for tag in tags {
-        match sink.tag(tag).await? {
-            Some(d) if d == m.digest => on_event(&PushEvent::TagUnchanged {
-                repository: sink.name(),
-                tag: tag.clone(),
-            }),
-            Some(existing) => {
-                return Err(DistributeError::TagConflict {
-                    target: Box::new(sink.target().clone()),
-                    repository: sink.name(),
-                    tag: tag.clone(),
-                    existing,
-                    pushed: m.digest.clone(),
-                });
-            }
-            None => missing.push(tag.clone()),
-        }
-    }
-    Ok(missing)
-}
-
-/// `PUT`s the missing tags (already checked by [`check_tags`]), then reads
-/// the manifest back by the first tag.
-async fn finish(
-    sink: &Sink,
-    tags: &[String],
-    missing: Vec<String>,
-    m: &BuiltManifest,
-    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
-) -> Result<(Vec<String>, Digest), DistributeError> {
-    for tag in &missing {
-        sink.put_manifest(tag, m).await?;
-        on_event(&PushEvent::TagPushed {
-            repository: sink.name(),
-            tag: tag.clone(),
-            digest: m.digest.clone(),
-        });
-    }
-    let back = sink.read_back(&tags[0]).await?;
-    if back != m.digest {
-        return Err(DistributeError::DigestMismatch {
-            repository: sink.name(),
-            what: format!("the manifest read back by tag {}", tags[0]),
-            expected: m.digest.clone(),
-            reported: back,
-        });
-    }
-    Ok((missing, back))
+        .collect();
+    Ok(PushedImage {
+        config_digest: image_id,
+        manifest_digest: manifest.digest,
+        exported,
+        layers_compressed: compressed,
+        targets,
+    })
 }

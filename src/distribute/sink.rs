@@ -120,6 +120,28 @@ impl Sink {
         }
     }
 
+    /// Whether the manifest `digest` exists in the repository (ECR: not
+    /// needed, tags are removed one by one; always `true`).
+    pub(crate) async fn has_manifest(&self, digest: &Digest) -> Result<bool, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.has_manifest(digest).await,
+            Sink::Ecr(_) => Ok(true),
+        }
+    }
+
+    /// Removes a tag this push created; `Ok(false)` when the target cannot.
+    pub(crate) async fn untag(
+        &self,
+        tag: &str,
+        digest: &Digest,
+        fresh: bool,
+    ) -> Result<bool, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.untag(tag, digest, fresh).await,
+            Sink::Ecr(s) => s.untag(tag).await,
+        }
+    }
+
     pub(crate) async fn read_back(&self, tag: &str) -> Result<Digest, DistributeError> {
         match self {
             Sink::Oci(s) => s.read_back(tag).await,

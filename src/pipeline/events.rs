@@ -76,6 +76,9 @@ pub enum PipelineEvent {
     },
     /// Push progress.
     Push(PushEvent),
+    /// A line for the user outside any stage (waiting for another run of
+    /// the pipeline, a killed run's push reconciled).
+    Notice(String),
 }
 
 /// Where events go; cheap to clone, callable from any task.

@@ -5,6 +5,7 @@
 mod error;
 mod events;
 mod freshness;
+mod guard;
 pub mod pins;
 mod record_of;
 mod run;
@@ -12,4 +13,5 @@ mod run;
 pub use error::{PipelineError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};
 pub use freshness::Freshness;
+pub use guard::{GuardError, ReconcileError};
 pub use run::{Pipeline, RunOptions, RunSummary};

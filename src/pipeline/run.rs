@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{PipelineError, chain};
 use super::events::{EventSink, PipelineEvent, Stage};
-use super::pins;
 use super::record_of::{self, Outputs};
+use super::{guard, pins};
 use crate::build::{self, BuildError, BuildRequest, BuiltImage};
 use crate::digest::Digest;
 use crate::distribute::{self, PushOptions, PushRequest, PushedImage};
@@ -127,6 +127,8 @@ impl Pipeline {
                 loaded.components.len()
             ),
         });
+        // One run of a pipeline at a time; held until `go` returns.
+        let _lock = self.lock_and_reconcile(&loaded.name, opts).await?;
         let run = Run {
             pipeline: self,
             opts,
@@ -137,6 +139,51 @@ impl Pipeline {
             stage_start: Instant::now(),
         };
         run.go().await
+    }
+
+    /// Takes the pipeline's lock (waiting for another run), then records
+    /// what a killed run left in its push journal ([`guard`]).
+    async fn lock_and_reconcile(
+        &self,
+        recipe: &str,
+        opts: &RunOptions,
+    ) -> Result<crate::file_lock::HeldLock, PipelineError> {
+        let root = self.project.root().to_path_buf();
+        let notice = |line| (opts.events)(PipelineEvent::Notice(line));
+        let lock = match guard::lock_recipe(&root, recipe, &opts.cancel, notice).await {
+            Ok(l) => l,
+            Err(guard::GuardError::Cancelled { .. }) => {
+                return Err(PipelineError::Cancelled { stage: Stage::Load });
+            }
+            Err(e) => {
+                return Err(PipelineError::Stage {
+                    stage: Stage::Load,
+                    message: chain(&e),
+                    record: None,
+                });
+            }
+        };
+        let name = recipe.to_string();
+        let reconciled = tokio::task::spawn_blocking(move || guard::reconcile(&root, &name)).await;
+        match reconciled {
+            Ok(Ok(Some(note))) => notice(note),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                return Err(PipelineError::Stage {
+                    stage: Stage::Record,
+                    message: chain(&e),
+                    record: None,
+                });
+            }
+            Err(e) => {
+                return Err(PipelineError::Stage {
+                    stage: Stage::Record,
+                    message: format!("reconciling the push journal failed: {e}"),
+                    record: None,
+                });
+            }
+        }
+        Ok(lock)
     }
 }
 
@@ -205,7 +252,9 @@ impl Run<'_> {
             failure,
             self.started_at,
         );
-        with_store(path, move |s| s.append(&rec)).await
+        let appended = with_store(path, move |s| s.append(&rec)).await?;
+        guard::clear(self.pipeline.project.root(), &self.recipe.name);
+        Ok(appended)
     }
 
     async fn go(mut self) -> Result<RunSummary, PipelineError> {
@@ -373,6 +422,20 @@ impl Run<'_> {
                 state_dir: Some(record::state_dir(self.pipeline.project.root())),
                 options: PushOptions::default(),
             };
+            let root = self.pipeline.project.root();
+            if let Err(e) = guard::journal(
+                root,
+                &self.recipe,
+                &allocation,
+                &self.outputs,
+                &req,
+                self.started_at,
+            ) {
+                let msg = format!("cannot write the push journal: {e}");
+                return Err(self
+                    .fail_allocated(Stage::Distribute, msg, allocation)
+                    .await);
+            }
             let events = self.opts.events.clone();
             let on_event = move |e: &distribute::PushEvent| events(PipelineEvent::Push(e.clone()));
             let pushed = tokio::select! {

@@ -313,6 +313,41 @@ impl RegistryClient {
             return Err(err);
         }
     }
+
+    /// `DELETE`s the manifest `reference` (a tag: OCI 1.1 tag deletion; a
+    /// digest: the manifest and every tag on it). `Ok(false)` when the
+    /// registry does not support it (405, or distribution 2.x's 400
+    /// `DIGEST_INVALID`/`UNSUPPORTED` for a tag); other failures are errors.
+    pub async fn delete_manifest(&self, reference: &ImageReference) -> Result<bool, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            self.base_url(&reference.registry),
+            reference.repository,
+            reference.manifest_reference()
+        );
+        let resp = self
+            .push_request(
+                reference,
+                "manifest",
+                Method::DELETE,
+                &url,
+                &[],
+                &Body::Empty,
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::METHOD_NOT_ALLOWED => Ok(false),
+            _ => match Self::status_error("manifest", reference.to_string(), resp).await {
+                RegistryError::Status {
+                    status: 400,
+                    code: Some(ErrorCode::DigestInvalid | ErrorCode::Unsupported),
+                    ..
+                } => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
 }
 
 /// Whether an upload failure is worth another attempt.

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::RenderedBuild;
+use crate::atomic_file;
 
 /// Why the context folder could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -89,15 +90,10 @@ pub fn write_context_dir(rendered: &RenderedBuild, dir: &Path) -> Result<(), Wri
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        std::fs::write(&to, &f.contents).map_err(io(&to))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(f.mode))
-                .map_err(io(&to))?;
-        }
+        atomic_file::write(&to, &f.contents, f.mode).map_err(io(&to))?;
     }
     let df = dir.join("Dockerfile");
-    std::fs::write(&df, &rendered.dockerfile).map_err(io(&df))?;
+    atomic_file::write(&df, rendered.dockerfile.as_bytes(), atomic_file::USER_FILE)
+        .map_err(io(&df))?;
     Ok(())
 }

@@ -2,7 +2,6 @@
 //! reference as written. Written atomically (temp file + rename).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ResolveError;
 use super::pin::PinnedImage;
+use crate::atomic_file;
 use crate::digest::Digest;
 use crate::reference::ImageReference;
 
@@ -114,25 +114,15 @@ impl LockFile {
         s
     }
 
-    /// Writes the lock atomically: a temp file in the same directory, fsync,
-    /// rename over `path`.
+    /// Writes the lock atomically ([`atomic_file`]), mode 0644: it is meant
+    /// to be committed.
     pub fn save(&self, path: &Path) -> Result<(), ResolveError> {
-        let err = |source| ResolveError::WriteLock {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kiln.lock.")
-            .tempfile_in(dir)
-            .map_err(err)?;
-        tmp.write_all(self.to_text().as_bytes()).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        atomic_file::write(path, self.to_text().as_bytes(), atomic_file::USER_FILE).map_err(
+            |source| ResolveError::WriteLock {
+                path: path.to_path_buf(),
+                source,
+            },
+        )
     }
 
     /// The entry for `reference` in `recipe`.

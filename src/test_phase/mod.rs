@@ -22,7 +22,7 @@ pub use readiness::{POLL, PROXY_CONFIRM, served_via_proxy};
 pub use report::{CheckKind, CheckResult, ReadinessOutcome, TestReport};
 pub use run::{
     LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST, cleanup_leftovers,
-    labelled_containers, labelled_networks, last_log_lines,
+    hostname, labelled_containers, labelled_networks, last_log_lines,
 };
 pub use structure::StructureTests;
 

@@ -257,7 +257,8 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), TestPhaseErro
     }
 }
 
-fn hostname() -> String {
+/// This machine's name, as in owner labels (`unknown` when unreadable).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

@@ -4,6 +4,7 @@
 
 mod api;
 mod harness;
+mod log_store;
 mod queue;
 mod recovery;
 mod schedule;

@@ -48,3 +48,55 @@ async fn a_run_left_running_is_interrupted_cleaned_up_and_retried() {
     assert_eq!(d.state.queue().list(None, 10).await.unwrap().len(), 2);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_refuses_to_start_and_names_the_first() {
+    use std::sync::atomic::Ordering;
+
+    use kiln::daemon::lock::LockError;
+    use kiln::daemon::{DaemonError, DaemonOptions, DaemonState};
+
+    let d = start(project(&[("web", None)]), Arc::new(SystemClock), 30).await;
+    d.runner.gated.store(true, Ordering::SeqCst);
+    let run = d
+        .state
+        .trigger("web", TriggerKind::Manual, false)
+        .await
+        .unwrap();
+    let id = match run {
+        kiln::daemon::queue::Enqueued::Created(r) => r.id,
+        other => panic!("{other:?}"),
+    };
+    d.wait_run(&id, crate::harness::is(RunState::Running)).await;
+
+    // The second daemon: same database, its own runner.
+    let project = kiln::project::Project::open(d.dir.path()).unwrap();
+    let second = DaemonState::open(DaemonOptions {
+        database: kiln::record::db_path(project.root()),
+        project,
+        config: crate::harness::config(30),
+        config_path: None,
+        runner: crate::harness::FakeRunner::new(Arc::new(SystemClock)),
+        clock: Arc::new(SystemClock),
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = kiln::daemon::serve(listener, second, std::future::pending())
+        .await
+        .unwrap_err();
+    let DaemonError::Lock(LockError::Held { holder, .. }) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        holder.starts_with(&format!("pid {} on ", std::process::id())),
+        "{holder}"
+    );
+
+    // The first daemon's run was not touched: still running, no retry.
+    let runs = d.state.queue().list(None, 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, RunState::Running);
+    d.runner.release();
+    assert_eq!(d.wait_finished(&id).await.status, RunState::Passed);
+    d.stop().await;
+}

@@ -1,6 +1,6 @@
 //! A proxy that damages blob *upload* bodies (PATCH/PUT to
 //! `/blobs/uploads/`): cut the connection after N body bytes, or flip one
-//! byte. Every request gets its own upstream connection with
+//! byte — or stall or refuse manifest `PUT`s (tagging). Every request gets its own upstream connection with
 //! `Connection: close`, so each request meets the fault budget afresh.
 
 use std::net::SocketAddr;
@@ -17,6 +17,10 @@ pub enum UploadFault {
     CutAfter(u64),
     /// Flip the byte in the middle of the body.
     FlipByte,
+    /// Never answer a manifest `PUT` (a registry that stalls while tagging).
+    HoldManifestPut,
+    /// Refuse every manifest `PUT` with 400 `MANIFEST_INVALID`.
+    RefuseManifestPut,
 }
 
 pub struct UploadProxy {
@@ -94,6 +98,22 @@ async fn handle(
                     .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
+        if first.starts_with("PUT ") && first.contains("/manifests/") {
+            match fault {
+                UploadFault::HoldManifestPut => std::future::pending::<()>().await,
+                UploadFault::RefuseManifestPut => {
+                    let body = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"refused by the test proxy"}]}"#;
+                    let answer = format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    client.write_all(answer.as_bytes()).await?;
+                    return client.shutdown().await;
+                }
+                _ => {}
+            }
+        }
         let upload = (first.starts_with("PATCH ") || first.starts_with("PUT "))
             && first.contains("/blobs/uploads/")
             && len > 0;
