@@ -226,6 +226,7 @@ impl AuthState {
                 code: first.as_ref().map(|e| e.code.clone()),
                 message: first.map(|e| e.message).unwrap_or_default(),
                 attempts: 1,
+                retry_after: None,
             });
         }
         let answer: TokenAnswer =
