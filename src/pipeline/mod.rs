@@ -6,10 +6,12 @@ mod error;
 mod events;
 mod freshness;
 pub mod pins;
+mod pull_credentials;
 mod record_of;
 mod run;
 
 pub use error::{PipelineError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};
 pub use freshness::Freshness;
+pub use pull_credentials::pull_credentials;
 pub use run::{Pipeline, RunOptions, RunSummary};

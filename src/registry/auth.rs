@@ -71,6 +71,18 @@ impl AuthState {
             .map(|c| c.header.clone())
     }
 
+    /// The credentials kiln would use for `registry` (configured, Docker
+    /// config or ECR token), for handing to another client such as dockerd.
+    pub(crate) async fn basic_credentials(
+        &self,
+        registry: &str,
+        config: &RegistryConfig,
+        counter: &AtomicU64,
+    ) -> Result<Option<BasicCredentials>, RegistryError> {
+        let found = self.credentials(registry, config, counter, false).await?;
+        Ok(found.map(|f| f.creds))
+    }
+
     async fn credentials(
         &self,
         registry: &str,

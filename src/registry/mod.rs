@@ -92,6 +92,20 @@ impl RegistryClient {
         &self.inner.config
     }
 
+    /// The credentials this client uses for `registry` (`host[:port]`), from
+    /// the same sources as its requests: configuration, the Docker config
+    /// (`auths`, `credHelpers`, `credsStore`) or an ECR token. `None` when
+    /// the registry is anonymous.
+    pub async fn credentials_for(
+        &self,
+        registry: &str,
+    ) -> Result<Option<BasicCredentials>, RegistryError> {
+        self.inner
+            .auth
+            .basic_credentials(registry, &self.inner.config, &self.inner.requests)
+            .await
+    }
+
     /// Requests made so far by this client and its clones: HTTP attempts,
     /// token fetches and ECR API calls.
     pub fn requests_made(&self) -> u64 {
