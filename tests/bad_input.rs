@@ -571,3 +571,15 @@ fn illegal_character_in_repository_is_an_error_not_a_hang() {
         &["invalid repository"],
     );
 }
+
+#[test]
+fn secret_looking_build_arg_names_are_refused() {
+    for name in ["DB_PASS", "ADMIN_PWD", "AWS_CREDENTIALS", "GITHUB_TOKEN"] {
+        let dir = recipe_with("MODE: release", &format!("{name}: hunter22"));
+        assert_error(
+            dir.path(),
+            "recipes/r.yaml:10:",
+            &[name, "looks like a secret"],
+        );
+    }
+}

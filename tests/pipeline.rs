@@ -470,3 +470,19 @@ async fn a_parent_in_a_private_registry_is_pulled_with_the_resolver_credentials(
         )
         .await;
 }
+
+/// Nothing kiln logs at any verbosity contains a build-arg value (#13: the
+/// Engine API `/build` URL with `buildargs=…` was logged at -vv).
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_vv_never_prints_a_build_arg_value() {
+    services();
+    let canary = format!("canary{}", nonce());
+    let (dir, _repo) = example_project(|t| format!("{t}buildArgs:\n  MODE: {canary}\n"));
+    let (code, out, err) = kiln(dir.path(), &["-vv", "run", "hello-web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.lines().count() > 20, "-vv printed debug output:\n{err}");
+    assert!(
+        !out.contains(&canary) && !err.contains(&canary),
+        "the build-arg value leaked:\n{out}{err}"
+    );
+}

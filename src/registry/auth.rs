@@ -83,7 +83,22 @@ impl AuthState {
         Ok(found.map(|f| f.creds))
     }
 
+    /// [`Self::lookup`], with the secret registered for log redaction.
     async fn credentials(
+        &self,
+        registry: &str,
+        config: &RegistryConfig,
+        counter: &AtomicU64,
+        force: bool,
+    ) -> Result<Option<Found>, RegistryError> {
+        let found = self.lookup(registry, config, counter, force).await?;
+        if let Some(f) = &found {
+            crate::redact::register(&f.creds.password);
+        }
+        Ok(found)
+    }
+
+    async fn lookup(
         &self,
         registry: &str,
         config: &RegistryConfig,
@@ -247,6 +262,7 @@ impl AuthState {
                 source,
             })?;
         let token = answer.token.or(answer.access_token).unwrap_or_default();
+        crate::redact::register(&token);
         let header = format!("Bearer {token}");
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
         let expires_at = Some(SystemTime::now() + lifetime);
