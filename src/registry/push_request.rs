@@ -110,11 +110,13 @@ impl RegistryClient {
             if let Some(a) = &auth {
                 rb = rb.header(AUTHORIZATION, a);
             }
-            let timeout = self.inner.config.request_timeout;
+            let config = &self.inner.config;
             let progress = Arc::new(AtomicU64::new(0));
             rb = match body {
-                Body::Empty => rb.header(CONTENT_LENGTH, "0").timeout(timeout),
-                Body::Bytes(b) => rb.body(b.clone()).timeout(timeout),
+                // An empty body may be the commit of a large upload: the
+                // registry's work, so the idle bound, not the request bound.
+                Body::Empty => rb.header(CONTENT_LENGTH, "0").timeout(config.idle_timeout),
+                Body::Bytes(b) => rb.body(b.clone()).timeout(config.request_timeout),
                 Body::File {
                     file,
                     offset,
