@@ -17,6 +17,7 @@ pub mod load;
 pub mod pipeline;
 pub mod project;
 pub mod record;
+pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod render;

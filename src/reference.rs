@@ -66,9 +66,12 @@ fn is_valid_path_component(s: &str) -> bool {
         while i < b.len() && matches!(b[i], b'.' | b'_' | b'-') {
             i += 1;
         }
+        // `i == start`: a character that is neither allowed nor a separator
+        // (an uppercase letter, `+`, a non-ASCII byte) — the loop would not
+        // advance, so it must end here.
         let sep = &s[start..i];
         let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
-        if !ok {
+        if i == start || !ok {
             return false;
         }
     }
@@ -300,11 +303,118 @@ mod tests {
     }
 
     #[test]
+    fn illegal_characters_inside_a_component_end_parsing() {
+        // These spun forever: the separator loop did not advance on them.
+        for bad in [
+            "myApp",
+            "xxINT-f0",
+            "a+b",
+            "café",
+            "127.0.0.1:5000/kiln/myApp:1",
+        ] {
+            // On a thread, so the old endless loop fails the test instead of hanging it.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(ImageReference::parse(bad)));
+            let parsed = rx.recv_timeout(std::time::Duration::from_secs(10));
+            let e = parsed.expect("parse ends").unwrap_err();
+            assert!(e.reason.contains("invalid repository"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn tags() {
         assert!(is_valid_tag("1.0.0-1"));
         assert!(is_valid_tag("_x"));
         assert!(!is_valid_tag(".x"));
         assert!(!is_valid_tag("a b"));
         assert!(!is_valid_tag(&"a".repeat(129)));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+    fn component() -> impl Strategy<Value = String> {
+        "[a-z0-9]{1,6}((\\.|_|__|-{1,3})[a-z0-9]{1,6}){0,3}"
+    }
+
+    fn reference() -> impl Strategy<Value = String> {
+        (
+            prop::option::of(prop_oneof![
+                Just("127.0.0.1:5000".to_string()),
+                Just("localhost".to_string()),
+                "[a-z]{1,8}\\.[a-z]{2,4}(:[0-9]{1,5})?",
+            ]),
+            prop::collection::vec(component(), 1..4),
+            prop::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
+            prop::option::of(prop::array::uniform32(any::<u8>())),
+        )
+            .prop_map(|(host, mut path, tag, digest)| {
+                if host.is_none() {
+                    // Without a host a first component with a dot is a
+                    // host (docker's rule), so keep dots out of it.
+                    path[0] = path[0].replace('.', "_");
+                }
+                let mut s = host.map(|h| format!("{h}/")).unwrap_or_default();
+                s.push_str(&path.join("/"));
+                if let Some(t) = tag {
+                    s.push(':');
+                    s.push_str(&t);
+                }
+                if let Some(d) = digest {
+                    s.push('@');
+                    s.push_str(&Digest::of(&d).to_string());
+                }
+                s
+            })
+    }
+
+    proptest! {
+        /// Any input ends (the test harness would hang otherwise) without a
+        /// panic, and whatever parses prints back to itself.
+        #[test]
+        fn arbitrary_text_never_panics_or_hangs(input in "\\PC{0,80}") {
+            if let Ok(r) = ImageReference::parse(&input) {
+                prop_assert_eq!(ImageReference::parse(&r.to_string()), Ok(r));
+            }
+        }
+
+        /// Near-valid text: valid pieces with one character of any class
+        /// dropped in, the inputs that found the endless loop.
+        #[test]
+        fn one_bad_character_anywhere_is_refused_or_kept(
+            base in reference(),
+            at in any::<prop::sample::Index>(),
+            c in prop_oneof![Just('A'), Just('+'), Just('é'), Just('/'), Just(':'), Just('@'), Just('.'), any::<char>()],
+        ) {
+            let mut chars: Vec<char> = base.chars().collect();
+            chars.insert(at.index(chars.len() + 1), c);
+            let input: String = chars.into_iter().collect();
+            if let Ok(r) = ImageReference::parse(&input) {
+                prop_assert_eq!(ImageReference::parse(&r.to_string()), Ok(r));
+            }
+        }
+
+        /// Valid references parse, and display → parse is the identity.
+        #[test]
+        fn valid_references_round_trip(input in reference()) {
+            let r = ImageReference::parse(&input);
+            prop_assert!(r.is_ok(), "{input:?}: {r:?}");
+            let r = r.unwrap();
+            prop_assert_eq!(ImageReference::parse(&r.to_string()), Ok(r.clone()));
+            prop_assert!(r.repository.split('/').all(is_valid_path_component));
+        }
+
+        /// A component is valid exactly when it matches the distribution
+        /// grammar (checked against a regex).
+        #[test]
+        fn path_component_matches_the_grammar(s in "[a-zA-Z0-9._+é-]{0,12}") {
+            let grammar = regex::Regex::new("^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*$").unwrap();
+            prop_assert_eq!(is_valid_path_component(&s), grammar.is_match(&s));
+        }
     }
 }

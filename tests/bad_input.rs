@@ -528,3 +528,58 @@ fn escape_directive_is_refused() {
     );
     assert_error(dir.path(), "dockerfiles/app.Dockerfile:1:", &["escape"]);
 }
+
+/// These spun at 100 % CPU forever (#13): an illegal character inside a
+/// repository component. Each is an error naming the file, line and rule.
+#[test]
+fn illegal_character_in_repository_is_an_error_not_a_hang() {
+    for repo in ["myApp", "xxINT-f0", "a+b", "caf\u{e9}"] {
+        let dir = recipe_with(
+            "parentImage: 127.0.0.1:5000/kiln/base:1",
+            &format!("parentImage: 127.0.0.1:5000/kiln/{repo}:1"),
+        );
+        let out = Command::cargo_bin("kiln")
+            .unwrap()
+            .args(["--project", dir.path().to_str().unwrap(), "validate", "r"])
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{repo}: {stderr}");
+        for needle in [
+            "recipes/r.yaml:3:",
+            "invalid repository",
+            "lowercase letters, digits and separators",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{repo}: no `{needle}` in\n{stderr}"
+            );
+        }
+    }
+    let dir = recipe_with("repository: kiln/r}", "repository: kiln/myApp}");
+    assert_error(dir.path(), "recipes/r.yaml:18:", &["invalid repository"]);
+    let dir = project();
+    write(
+        dir.path(),
+        "dockerfiles/app.Dockerfile",
+        &format!("FROM 127.0.0.1:5000/Kiln/tools:1 AS tools\n{TEMPLATE}"),
+    );
+    assert_error(
+        dir.path(),
+        "dockerfiles/app.Dockerfile:1:",
+        &["invalid repository"],
+    );
+}
+
+#[test]
+fn secret_looking_build_arg_names_are_refused() {
+    for name in ["DB_PASS", "ADMIN_PWD", "AWS_CREDENTIALS", "GITHUB_TOKEN"] {
+        let dir = recipe_with("MODE: release", &format!("{name}: hunter22"));
+        assert_error(
+            dir.path(),
+            "recipes/r.yaml:10:",
+            &[name, "looks like a secret"],
+        );
+    }
+}

@@ -6,16 +6,16 @@ mod support;
 
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use kiln::digest::Digest;
-use kiln::distribute::{
-    DistributeError, PushEvent, PushOptions, PushRequest, PushedImage, distribute,
-};
-use kiln::load::{DistributeConfig, Target};
+use kiln::distribute::{DistributeError, PushEvent, PushRequest, PushedImage, distribute};
+use kiln::load::Target;
 use kiln::reference::ImageReference;
-use kiln::registry::RegistryClient;
+use kiln::registry::{RegistryClient, RegistryConfig, RegistryError, RetryPolicy};
+use support::push_proxy::{PushProxy, Rule};
 use support::upload_proxy::{UploadFault, UploadProxy};
-use support::{services, unique};
+use support::{push_bounded, push_request as request, services, unique};
 
 async fn docker() -> bollard::Docker {
     services();
@@ -60,22 +60,6 @@ fn build_image(layer_kib: &[u32]) -> String {
         .args(["build", "-q", "--pull=false"])
         .arg(dir.path()));
     out.lines().last().unwrap().to_string()
-}
-
-fn request(image: &str, targets: Vec<Target>, build: u64, state: &std::path::Path) -> PushRequest {
-    PushRequest {
-        image: image.to_string(),
-        name: "web".into(),
-        version: semver::Version::new(1, 2, 3),
-        build,
-        distribute: DistributeConfig {
-            tags: vec![],
-            targets,
-        },
-        parent: None,
-        state_dir: Some(state.to_path_buf()),
-        options: PushOptions::default(),
-    }
 }
 
 fn oci(registry: &str, repository: &str) -> Target {
@@ -434,4 +418,50 @@ async fn a_dropped_push_stops_the_export() {
         last < size / 4,
         "the export ran on: {last} of ~{size} bytes read"
     );
+/// "No tag on any target unless every target is ready" against a stall:
+/// one target's upload `POST`s are never answered (behind a proxy); the push
+/// ends in a bounded timeout error and the healthy target gets no tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_target_ends_the_push_and_tags_nothing_anywhere() {
+    let s = services();
+    let image = build_image(&[100]);
+    let stall = Rule::stall("POST", "/blobs/uploads/");
+    let proxy = PushProxy::start(&s.registry, vec![stall]).await;
+    let (healthy, stalled) = (unique("kiln/healthy"), unique("kiln/stalled"));
+    let state = tempfile::tempdir().unwrap();
+    let targets = vec![oci(&s.registry, &healthy), oci(&proxy.host(), &stalled)];
+    let req = request(&image, targets, 1, state.path());
+    let client = RegistryClient::new(RegistryConfig {
+        retry: RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(1),
+        },
+        request_timeout: Duration::from_secs(3),
+        idle_timeout: Duration::from_secs(3),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let err = push_bounded(&docker().await, &client, &req)
+        .await
+        .expect_err("a stalled target fails the push");
+    assert!(
+        timed_out(&err),
+        "expected a registry timeout: {err} / {err:?}"
+    );
+    assert_eq!(head_digest(&s.registry, &healthy, "1.2.3-1").await, None);
+    assert_eq!(head_digest(&s.registry, &stalled, "1.2.3-1").await, None);
+}
+
+/// Whether the push failed on a registry request that timed out.
+fn timed_out(err: &DistributeError) -> bool {
+    match err {
+        DistributeError::Registry { source, .. } => match &**source {
+            RegistryError::Transport { source, .. } => source.is_timeout(),
+            RegistryError::Stalled { .. } => true,
+            _ => false,
+        },
+        DistributeError::Targets { failures, .. } => failures.iter().any(timed_out),
+        _ => false,
+    }
 }

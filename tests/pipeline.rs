@@ -11,8 +11,10 @@ use kiln::digest::Digest;
 use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage};
 use kiln::project::Project;
 use kiln::record::{Status, Store};
-use kiln::registry::RegistryClient;
 use support::example::{example_project, registry_tags};
+use kiln::registry::{BasicCredentials, CredentialSource, RegistryClient, RegistryConfig};
+use support::push::Pusher;
+use support::registry_process::RegistryProcess;
 use support::{nonce, services};
 
 async fn pipeline(dir: &Path) -> Pipeline {
@@ -381,4 +383,71 @@ async fn freshness_is_up_to_date_after_a_run_and_stale_when_the_parent_moves() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A parent in a registry that needs credentials: it resolves with the
+/// client's credentials, and the daemon's pull gets the same ones (#13: the
+/// build failed with "no basic auth credentials").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_in_a_private_registry_is_pulled_with_the_resolver_credentials() {
+    let s = services();
+    let private = RegistryProcess::start_with_htpasswd("kiln", "pa55word");
+    let base = kiln::reference::ImageReference::parse(&s.base_image).unwrap();
+    Pusher::new(&private.host)
+        .with_basic("kiln", "pa55word")
+        .copy_from(&s.registry, &base.repository, base.tag.as_deref().unwrap())
+        .await;
+    let parent = format!("{}/{}:{}", private.host, base.repository, base.tag.unwrap());
+    let (dir, _repo) = example_project(|t| {
+        t.replace(
+            "parentImage: ${KILN_REGISTRY:-127.0.0.1:5000}/kiln/base:1",
+            &format!("parentImage: {parent}"),
+        )
+    });
+    let mut config = RegistryConfig {
+        docker_config: Some("/nonexistent/config.json".into()),
+        ..RegistryConfig::default()
+    };
+    config.credentials.insert(
+        private.host.clone(),
+        CredentialSource::Basic(BasicCredentials {
+            username: "kiln".into(),
+            password: "pa55word".into(),
+        }),
+    );
+    let p = Pipeline {
+        registry: RegistryClient::new(config).unwrap(),
+        ..pipeline(dir.path()).await
+    };
+    let summary = p
+        .run("hello-web", &RunOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.status, Status::Passed);
+    let pinned = &summary.record.as_ref().unwrap().record.parents[0].reference;
+    assert_eq!(pinned.registry, private.host);
+    let docker = s.docker().await;
+    let _ = docker
+        .remove_image(
+            &pinned.to_string(),
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+}
+
+/// Nothing kiln logs at any verbosity contains a build-arg value (#13: the
+/// Engine API `/build` URL with `buildargs=…` was logged at -vv).
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_vv_never_prints_a_build_arg_value() {
+    services();
+    let canary = format!("canary{}", nonce());
+    let (dir, _repo) = example_project(|t| format!("{t}buildArgs:\n  MODE: {canary}\n"));
+    let (code, out, err) = kiln(dir.path(), &["-vv", "run", "hello-web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.lines().count() > 20, "-vv printed debug output:\n{err}");
+    assert!(
+        !out.contains(&canary) && !err.contains(&canary),
+        "the build-arg value leaked:\n{out}{err}"
+    );
 }

@@ -144,3 +144,45 @@ mod tests {
         assert_eq!(e.line, 2);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-z0-9_.-]{1,6}", 1..5)
+            .prop_map(|p| p.join("/"))
+            .prop_filter("no . or .. segments", |p| {
+                p.split('/').all(|s| s != "." && s != "..")
+            })
+    }
+
+    proptest! {
+        /// Any file text and any path end without a panic (a bad pattern is
+        /// an error naming its line, within the file).
+        #[test]
+        fn arbitrary_files_never_panic(text in "\\PC{0,200}", rel in "\\PC{0,40}") {
+            match DockerIgnore::parse(&text) {
+                Ok(ig) => {
+                    let _ = ig.is_excluded(&rel);
+                }
+                Err(e) => prop_assert!(e.line >= 1 && e.line <= text.lines().count()),
+            }
+        }
+
+        /// A literal path excludes itself and everything below it; the same
+        /// pattern negated afterwards re-includes both (last rule wins).
+        #[test]
+        fn literal_paths_exclude_their_subtree(p in path(), below in path()) {
+            let ig = DockerIgnore::parse(&p).unwrap();
+            let child = format!("{p}/{below}");
+            prop_assert!(ig.is_excluded(&p));
+            prop_assert!(ig.is_excluded(&child));
+            let ig = DockerIgnore::parse(&format!("{p}\n!{p}")).unwrap();
+            prop_assert!(!ig.is_excluded(&p));
+            prop_assert!(!ig.is_excluded(&child));
+        }
+    }
+}

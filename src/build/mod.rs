@@ -39,8 +39,9 @@ use crate::render::RenderedBuild;
 /// How long the build request may wait for the daemon's first response.
 const BUILD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// What to build besides the rendered recipe.
-#[derive(Debug, Clone, Default)]
+/// What to build besides the rendered recipe. (`Debug` shows the hosts of
+/// `credentials`, never the secrets.)
+#[derive(Clone, Default)]
 pub struct BuildRequest {
     /// Recipe name (label `dev.kiln.recipe`, state file name).
     pub recipe: String,
@@ -66,6 +67,22 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Cancels the build; leftover containers are removed.
     pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for BuildRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<&String> = self.credentials.keys().collect();
+        f.debug_struct("BuildRequest")
+            .field("recipe", &self.recipe)
+            .field("version", &self.version)
+            .field("platform", &self.platform)
+            .field("components", &self.components)
+            .field("tag", &self.tag)
+            .field("labels", &self.labels)
+            .field("credentials for", &hosts)
+            .field("no_cache", &self.no_cache)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BuildRequest {

@@ -383,3 +383,37 @@ mod tests {
         assert_eq!(exit_code("no such file"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any build output line ends without a panic, also fed in pieces.
+        #[test]
+        fn arbitrary_lines_never_panic(text in "(::kiln-step |Step 1/2 : | ---> |\\PC|\n){0,100}") {
+            let _ = KilnStep::parse(&text);
+            let mut p = ProgressParser::new();
+            for piece in text.as_bytes().chunks(7) {
+                let _ = p.feed(&String::from_utf8_lossy(piece));
+            }
+        }
+
+        /// The line toe.sh prints parses back to its fields.
+        #[test]
+        fn toe_lines_round_trip(
+            phase in "build|validate",
+            step in "[A-Za-z0-9_-]{1,20}",
+            status in "passed|failed|ignored",
+            exit in any::<i32>(),
+            attempts in any::<u32>(),
+            ms in any::<u64>(),
+        ) {
+            let line = format!("::kiln-step phase={phase} step={step} status={status} exit={exit} attempts={attempts} ms={ms}");
+            let want = KilnStep { phase, step, status, exit, attempts, ms };
+            prop_assert_eq!(KilnStep::parse(&line), Some(want));
+        }
+    }
+}

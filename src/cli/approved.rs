@@ -25,14 +25,14 @@ pub struct Args {
 /// `--server`: the same answer from a daemon's `/v1/pipelines/{name}/approved`.
 pub async fn remote(args: Args) -> Outcome {
     let server = args.server.clone().unwrap_or_default();
-    let client = super::client::Client::new(&server, args.token.clone());
-    let approved = match client
-        .get(&format!("/v1/pipelines/{}/approved", args.pipeline))
-        .await
-    {
+    let client = match super::client::connect(&server, args.token.clone()) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let approved = match client.approved(&args.pipeline).await {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::report(&e);
             return Outcome::Failed;
         }
     };

@@ -66,6 +66,17 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
+    let credentials = match kiln::registry::RegistryClient::with_defaults() {
+        Ok(client) => kiln::pipeline::pull_credentials(&client, &rendered).await,
+        Err(e) => Err(e),
+    };
+    request.credentials = match credentials {
+        Ok(c) => c,
+        Err(e) => {
+            super::report(&e);
+            return Outcome::Failed;
+        }
+    };
     let cancel = request.cancel.clone();
     tokio::spawn(async move {
         kiln::shutdown::requested().await;

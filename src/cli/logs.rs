@@ -2,7 +2,7 @@
 //! ends and exits with the run's outcome.
 
 use super::Outcome;
-use super::client::{Client, ServerArgs, outcome_of, print_event};
+use super::client::{ServerArgs, from_args, outcome_of, print_event};
 
 /// Arguments of `kiln logs`.
 #[derive(Debug, clap::Args)]
@@ -18,7 +18,10 @@ pub struct Args {
 
 /// Prints (and optionally follows) a run's log.
 pub async fn run(args: Args) -> Outcome {
-    let client = Client::from_args(&args.server);
+    let client = match from_args(&args.server) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
     match client.log(&args.run, args.follow, print_event).await {
         Ok(Some(run)) => {
             eprintln!(
@@ -35,7 +38,7 @@ pub async fn run(args: Args) -> Outcome {
         }
         Ok(None) => Outcome::Ok,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::report(&e);
             Outcome::Failed
         }
     }

@@ -95,16 +95,19 @@ impl From<Outcome> for std::process::ExitCode {
 
 /// Logs go to stderr; `RUST_LOG` overrides the level.
 pub fn init_tracing(verbose: u8) {
+    // -vv is kiln's and the SDKs' debug output; the Docker client's debug
+    // lines (whole request URLs and response bodies) and the HTTP/TLS
+    // plumbing stay at info. Every line is redacted either way.
     let default = match verbose {
         0 => "warn,kiln=info",
         1 => "info,kiln=debug",
-        _ => "debug",
+        _ => "debug,bollard=info,hyper=info,hyper_util=info,h2=info,rustls=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(kiln::redact::stderr)
         .with_target(false)
         .without_time()
         .init();

@@ -1,7 +1,7 @@
 //! `kiln runs [PIPELINE] [--limit N] [--json]`: the daemon's runs, newest first.
 
 use super::Outcome;
-use super::client::{Client, ServerArgs};
+use super::client::{ServerArgs, from_args};
 
 /// Arguments of `kiln runs`.
 #[derive(Debug, clap::Args)]
@@ -20,15 +20,14 @@ pub struct Args {
 
 /// Lists runs.
 pub async fn run(args: Args) -> Outcome {
-    let client = Client::from_args(&args.server);
-    let mut path = format!("/v1/runs?limit={}", args.limit);
-    if let Some(p) = &args.pipeline {
-        path.push_str(&format!("&pipeline={p}"));
-    }
-    let runs = match client.get(&path).await {
+    let client = match from_args(&args.server) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let runs = match client.runs(args.pipeline.as_deref(), args.limit).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::report(&e);
             return Outcome::Failed;
         }
     };

@@ -3,7 +3,7 @@
 //! is the run's outcome (0 passed / up to date, 1 otherwise).
 
 use super::Outcome;
-use super::client::{Client, ServerArgs, outcome_of, print_event};
+use super::client::{ServerArgs, from_args, outcome_of, print_event};
 
 /// Arguments of `kiln trigger`.
 #[derive(Debug, clap::Args)]
@@ -19,14 +19,14 @@ pub struct Args {
 
 /// Triggers and optionally waits.
 pub async fn run(args: Args) -> Outcome {
-    let client = Client::from_args(&args.server);
-    let body = match client
-        .post(&format!("/v1/pipelines/{}/runs", args.pipeline))
-        .await
-    {
+    let client = match from_args(&args.server) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let body = match client.trigger(&args.pipeline).await {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::report(&e);
             return Outcome::Failed;
         }
     };
@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> Outcome {
             Outcome::Failed
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            super::report(&e);
             Outcome::Failed
         }
     }

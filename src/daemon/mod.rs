@@ -6,7 +6,8 @@
 //! [`clock`] (controllable time), [`catalog`] (the recipes), [`scheduler`]
 //! (cron → queued runs), [`queue`] (runs in SQLite), [`worker`] (claims runs
 //! and drives the [`runner::PipelineRunner`]), [`sse`] (replay-then-follow of
-//! run logs), [`metrics`], and [`api`], the only module that knows HTTP.
+//! run logs), [`metrics`], and [`api`], the only module that knows HTTP
+//! on the server side; [`client`] is the other end, for the CLI.
 //!
 //! **Architecture Invariant:** the daemon never chains pipeline stages; it
 //! drives a [`runner::PipelineRunner`], which calls the same pipeline
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod lock;

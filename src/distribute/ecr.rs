@@ -49,11 +49,7 @@ impl EcrSink {
         repository: &str,
         registry_id: Option<&str>,
     ) -> Result<Self, DistributeError> {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .load()
-            .await;
-        let client = aws_sdk_ecr::Client::new(&conf);
+        let client = aws_sdk_ecr::Client::new(&crate::registry::ecr_sdk_config(region).await);
         let err = |operation, source| DistributeError::Ecr {
             operation,
             repository: repository.to_string(),

@@ -22,8 +22,8 @@ pub const TAG_VARIABLES: &[&str] = &["name", "version", "build", "major", "minor
 
 /// Build-arg names that look like secrets and are refused.
 const SECRET_WORDS: &[&str] = &[
-    "PASSWORD",
-    "PASSWD",
+    "PASS", // PASSWORD, PASSWD, DB_PASS, PASSPHRASE
+    "PWD",
     "SECRET",
     "TOKEN",
     "APIKEY",
@@ -31,6 +31,11 @@ const SECRET_WORDS: &[&str] = &[
     "ACCESS_KEY",
     "PRIVATE_KEY",
     "CREDENTIAL",
+    "AUTH_KEY",
+    "SESSION_KEY",
+    "SIGNING_KEY",
+    "CONNECTION_STRING",
+    "DSN",
 ];
 
 pub(super) struct Checker<'a> {
@@ -178,6 +183,8 @@ pub(super) fn check(
                 format!("build arg `{k}` contains the control character {c:?}"),
             );
         }
+        // Build-arg values reach the Engine API URL; keep them out of logs.
+        crate::redact::register(&v.value);
         build_args.insert(k.clone(), v.value.clone());
     }
     let working_directory = match &f.working_directory {

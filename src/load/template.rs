@@ -182,3 +182,61 @@ mod tests {
         assert!(parse_from(&split(1, 1, "FROM x y z")).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// An instruction: keyword and argument words.
+    fn instruction() -> impl Strategy<Value = (String, Vec<String>)> {
+        (
+            "[A-Za-z]{1,10}",
+            prop::collection::vec("[a-z0-9=./:\"\\[\\]-]{1,8}", 0..6),
+        )
+    }
+
+    proptest! {
+        /// Any text ends without a panic; every instruction's lines lie in
+        /// the file and in order.
+        #[test]
+        fn arbitrary_text_never_panics(text in "(\\PC|\n|\\\\\n|#){0,200}") {
+            let lines = text.lines().count() as u64;
+            let mut last = 0;
+            for ins in instructions(&text) {
+                prop_assert!(last < ins.line && ins.line <= ins.end_line && ins.end_line <= lines);
+                last = ins.end_line;
+                if ins.keyword == "FROM" {
+                    let _ = parse_from(&ins);
+                }
+            }
+            let _ = triple_placeholders(&text);
+        }
+
+        /// Written instructions, each split over continuation lines at any
+        /// word (with a comment inside), parse back to keyword and arguments.
+        #[test]
+        fn written_instructions_round_trip(
+            written in prop::collection::vec((instruction(), any::<prop::sample::Index>()), 1..6)
+        ) {
+            let mut text = String::from("# a comment\n");
+            for ((kw, words), cut) in &written {
+                let cut = cut.index(words.len() + 1);
+                let (head, tail) = words.split_at(cut);
+                text.push_str(&format!("{kw} {}", head.join(" ")));
+                if !tail.is_empty() {
+                    text.push_str(" \\\n  # inside\n  ");
+                    text.push_str(&tail.join(" "));
+                }
+                text.push_str("\n\n");
+            }
+            let parsed = instructions(&text);
+            prop_assert_eq!(parsed.len(), written.len());
+            for (ins, ((kw, words), _)) in parsed.iter().zip(&written) {
+                prop_assert_eq!(&ins.keyword, &kw.to_ascii_uppercase());
+                prop_assert_eq!(&ins.args, &words.join(" "));
+            }
+        }
+    }
+}

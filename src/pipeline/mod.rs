@@ -7,6 +7,7 @@ mod events;
 mod freshness;
 mod guard;
 pub mod pins;
+mod pull_credentials;
 mod record_of;
 mod run;
 
@@ -14,4 +15,5 @@ pub use error::{PipelineError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};
 pub use freshness::Freshness;
 pub use guard::{GuardError, ReconcileError};
+pub use pull_credentials::pull_credentials;
 pub use run::{Pipeline, RunOptions, RunSummary};

@@ -330,6 +330,11 @@ impl Run<'_> {
 
         // Build.
         self.start(Stage::Build).await?;
+        request.credentials =
+            match super::pull_credentials(&self.pipeline.registry, &rendered).await {
+                Ok(c) => c,
+                Err(e) => return Err(self.fail(Stage::Build, chain(&e)).await),
+            };
         let events = self.opts.events.clone();
         // The context scanned for the key is the one that is built.
         let built = build::build_prepared(

@@ -71,7 +71,34 @@ impl AuthState {
             .map(|c| c.header.clone())
     }
 
+    /// The credentials kiln would use for `registry` (configured, Docker
+    /// config or ECR token), for handing to another client such as dockerd.
+    pub(crate) async fn basic_credentials(
+        &self,
+        registry: &str,
+        config: &RegistryConfig,
+        counter: &AtomicU64,
+    ) -> Result<Option<BasicCredentials>, RegistryError> {
+        let found = self.credentials(registry, config, counter, false).await?;
+        Ok(found.map(|f| f.creds))
+    }
+
+    /// [`Self::lookup`], with the secret registered for log redaction.
     async fn credentials(
+        &self,
+        registry: &str,
+        config: &RegistryConfig,
+        counter: &AtomicU64,
+        force: bool,
+    ) -> Result<Option<Found>, RegistryError> {
+        let found = self.lookup(registry, config, counter, force).await?;
+        if let Some(f) = &found {
+            crate::redact::register(&f.creds.password);
+        }
+        Ok(found)
+    }
+
+    async fn lookup(
         &self,
         registry: &str,
         config: &RegistryConfig,
@@ -226,6 +253,7 @@ impl AuthState {
                 code: first.as_ref().map(|e| e.code.clone()),
                 message: first.map(|e| e.message).unwrap_or_default(),
                 attempts: 1,
+                retry_after: None,
             });
         }
         let answer: TokenAnswer =
@@ -234,6 +262,7 @@ impl AuthState {
                 source,
             })?;
         let token = answer.token.or(answer.access_token).unwrap_or_default();
+        crate::redact::register(&token);
         let header = format!("Bearer {token}");
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
         let expires_at = Some(SystemTime::now() + lifetime);

@@ -135,3 +135,60 @@ mod tests {
         assert_eq!(parse_challenges("=== ,,")[..], []);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn quoted(v: &str) -> String {
+        let mut s = String::from('"');
+        for c in v.chars() {
+            if c == '"' || c == '\\' {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push('"');
+        s
+    }
+
+    fn challenge() -> impl Strategy<Value = Challenge> {
+        (
+            "[A-Za-z][A-Za-z0-9-]{0,8}",
+            prop::collection::btree_map("[a-z][a-z_]{0,8}", "[ -~]{0,20}", 0..4),
+        )
+            .prop_map(|(scheme, params)| Challenge {
+                scheme: scheme.to_ascii_lowercase(),
+                params,
+            })
+    }
+
+    proptest! {
+        /// Any header value (registries are untrusted) ends without a panic.
+        #[test]
+        fn arbitrary_headers_never_panic(h in "\\PC{0,120}") {
+            let _ = parse_challenges(&h);
+        }
+
+        /// Challenges written with quoted-string values (escapes included)
+        /// parse back to themselves, in order.
+        #[test]
+        fn written_challenges_round_trip(cs in prop::collection::vec(challenge(), 1..4)) {
+            let header = cs
+                .iter()
+                .map(|c| {
+                    let params: Vec<String> = c
+                        .params
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", quoted(v)))
+                        .collect();
+                    format!("{} {}", c.scheme, params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            prop_assert_eq!(parse_challenges(&header), cs);
+        }
+    }
+}

@@ -27,6 +27,11 @@ pub struct RegistryConfig {
     pub connect_timeout: Duration,
     /// Timeout for a whole request, body included (not used for blob streams).
     pub request_timeout: Duration,
+    /// Longest a streamed request may make no progress: no answer yet after
+    /// the request was sent, no body bytes taken by an upload, no bytes of a
+    /// blob download. Default 120 s: a registry may take a while to commit a
+    /// large blob to object storage after the last byte.
+    pub idle_timeout: Duration,
     /// Resolve ECR hosts through the ECR API (`BatchGetImage`) instead of the
     /// distribution API. Default `true`; see `docs/arch-registry.md`.
     pub ecr_via_api: bool,
@@ -42,6 +47,7 @@ impl Default for RegistryConfig {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
             ecr_via_api: true,
         }
     }

@@ -79,17 +79,66 @@ pub(crate) struct EcrManifest {
     pub(crate) reported_digest: Option<Digest>,
 }
 
+/// Bounds on every ECR API call (the SDK has none by default, so a
+/// `PutImage` that never answers would hang a run): connect, first byte,
+/// one attempt, and the whole operation with its retries.
+pub const ECR_TIMEOUTS: EcrTimeouts = EcrTimeouts {
+    connect: Duration::from_secs(10),
+    read: Duration::from_secs(60),
+    attempt: Duration::from_secs(120),
+    operation: Duration::from_secs(300),
+};
+
+/// See [`ECR_TIMEOUTS`].
+#[derive(Debug, Clone, Copy)]
+pub struct EcrTimeouts {
+    /// Establishing a connection.
+    pub connect: Duration,
+    /// From the request sent to the first byte of the answer.
+    pub read: Duration,
+    /// One attempt (a layer part is at most 8 MiB).
+    pub attempt: Duration,
+    /// The whole operation, retries included.
+    pub operation: Duration,
+}
+
+/// The SDK configuration for `region`: the default credential and endpoint
+/// chain (`AWS_ENDPOINT_URL_ECR` included) plus [`ECR_TIMEOUTS`], or
+/// `KILN_ECR_TIMEOUT_SECS` (one value for read, attempt and operation) when
+/// set, for tests and slow links.
+pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
+    let t = ECR_TIMEOUTS;
+    let (read, attempt, operation) = match std::env::var("KILN_ECR_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(s) => (
+            Duration::from_secs(s),
+            Duration::from_secs(s),
+            Duration::from_secs(s),
+        ),
+        None => (t.read, t.attempt, t.operation),
+    };
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(t.connect)
+        .read_timeout(read)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
 impl Ecr {
     async fn client(&self, region: &str) -> aws_sdk_ecr::Client {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(region) {
             return c.clone();
         }
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .load()
-            .await;
-        let c = aws_sdk_ecr::Client::new(&conf);
+        let c = aws_sdk_ecr::Client::new(&sdk_config(region).await);
         clients.insert(region.to_string(), c.clone());
         c
     }

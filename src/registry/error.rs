@@ -167,6 +167,8 @@ pub enum RegistryError {
         message: String,
         /// Attempts made.
         attempts: u32,
+        /// The answer's `Retry-After` (delay-seconds form), if it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// The connection failed or timed out (after any retries).
     #[error("request for {what} `{reference}` failed after {attempts} attempt(s)")]
@@ -266,6 +268,32 @@ pub enum RegistryError {
         /// The realm as sent.
         realm: String,
     },
+    /// A `Location` (upload URL) that kiln will not follow: not a URL, or a
+    /// plain-HTTP URL on a host that `scheme_for` gives HTTPS.
+    #[error(
+        "registry `{registry}` sent the {what} location `{location}`, which is refused: {reason}"
+    )]
+    RefusedLocation {
+        /// The registry host.
+        registry: String,
+        /// What the location was for (`blob upload`).
+        what: &'static str,
+        /// The location, without its query (it may carry signatures).
+        location: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A push request made no progress (no body bytes taken, no answer)
+    /// for `idle`; retried like a transport error.
+    #[error("{what} request for `{reference}` stalled: no progress for {idle:?}")]
+    Stalled {
+        /// What was sent.
+        what: &'static str,
+        /// The reference.
+        reference: String,
+        /// The idle limit that passed.
+        idle: std::time::Duration,
+    },
     /// A bearer-token answer from the auth realm was not usable.
     #[error("token endpoint `{realm}` sent an unusable answer")]
     TokenParse {
@@ -327,6 +355,14 @@ impl RegistryError {
         }
     }
 
+    /// The wait the registry asked for with `Retry-After`, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The registry's error code, when it sent one.
     pub fn code(&self) -> Option<&ErrorCode> {
         match self {
@@ -382,6 +418,7 @@ mod tests {
             code: Some(ErrorCode::ManifestUnknown),
             message: "manifest unknown".into(),
             attempts: 1,
+            retry_after: None,
         };
         assert_eq!(
             e.to_string(),

@@ -12,6 +12,7 @@ mod config;
 mod credentials;
 mod ecr;
 mod error;
+mod location;
 mod manifest;
 mod media;
 mod platform;
@@ -27,7 +28,7 @@ pub use blob::BlobStream;
 pub use challenge::{Challenge, parse_challenges};
 pub use config::{RegistryConfig, Scheme, is_loopback_host, scheme_for};
 pub use credentials::{BasicCredentials, CredentialError, CredentialSource, DockerConfig};
-pub use ecr::{EcrHost, parse_ecr_host};
+pub use ecr::{ECR_TIMEOUTS, EcrHost, EcrTimeouts, parse_ecr_host, sdk_config as ecr_sdk_config};
 pub use error::{ErrorCode, RegistryError, RegistryErrorEntry, parse_error_envelope};
 pub use manifest::{Manifest, ManifestHead, ResolvedManifest};
 pub use media::{
@@ -58,14 +59,22 @@ impl std::fmt::Debug for RegistryClient {
 impl RegistryClient {
     /// Builds a client from `config`.
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| RegistryError::ClientBuild { source })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .redirect(location::redirect_policy(&config))
+                .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        };
+        let build = |b: reqwest::ClientBuilder| {
+            b.build()
+                .map_err(|source| RegistryError::ClientBuild { source })
+        };
+        let http = build(builder().read_timeout(config.idle_timeout))?;
+        let push_http = build(builder())?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
+                push_http,
                 config,
                 auth: auth::AuthState::default(),
                 requests: AtomicU64::new(0),
@@ -81,6 +90,20 @@ impl RegistryClient {
     /// The configuration this client was built with.
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
+    }
+
+    /// The credentials this client uses for `registry` (`host[:port]`), from
+    /// the same sources as its requests: configuration, the Docker config
+    /// (`auths`, `credHelpers`, `credsStore`) or an ECR token. `None` when
+    /// the registry is anonymous.
+    pub async fn credentials_for(
+        &self,
+        registry: &str,
+    ) -> Result<Option<BasicCredentials>, RegistryError> {
+        self.inner
+            .auth
+            .basic_credentials(registry, &self.inner.config, &self.inner.requests)
+            .await
     }
 
     /// Requests made so far by this client and its clones: HTTP attempts,

@@ -1,6 +1,7 @@
-//! The request plumbing of pushes: URLs, `Location` handling, bodies
-//! streamed from files with positional reads, and one request with push
-//! scope that answers a 401 through the shared auth state.
+//! The request plumbing of pushes: URLs, `Location` handling (the rule is in
+//! `location.rs`), bodies streamed from files with positional reads, and one
+//! request with push scope that answers a 401 through the shared auth state
+//! and gives up when it makes no progress for `idle_timeout`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use super::RegistryClient;
 use super::challenge::parse_challenges;
 use super::config::scheme_for;
 use super::error::{RegistryError, parse_error_envelope};
+use super::location;
 use crate::reference::ImageReference;
 
 /// A request body source: the request is rebuilt for every attempt.
@@ -36,17 +38,19 @@ fn api_host(registry: &str) -> &str {
 }
 
 /// Streams `len` bytes of `file` from `offset` with positional reads (no
-/// shared cursor, so every attempt can build its own body).
+/// shared cursor, so every attempt can build its own body). Each chunk
+/// taken is added to `sent` (shared tallies) and `progress` (this request's).
 pub(crate) fn file_body(
     file: Arc<std::fs::File>,
     offset: u64,
     len: u64,
     sent: Arc<AtomicU64>,
+    progress: Arc<AtomicU64>,
 ) -> reqwest::Body {
     const CHUNK: u64 = 256 * 1024;
     let stream = futures_util::stream::try_unfold(offset, move |at| {
         let file = file.clone();
-        let sent = sent.clone();
+        let (sent, progress) = (sent.clone(), progress.clone());
         async move {
             let end = offset + len;
             if at >= end {
@@ -61,6 +65,7 @@ pub(crate) fn file_body(
             .await
             .map_err(std::io::Error::other)??;
             sent.fetch_add(want as u64, Ordering::Relaxed);
+            progress.fetch_add(want as u64, Ordering::Relaxed);
             Ok::<_, std::io::Error>(Some((Bytes::from(chunk), at + want as u64)))
         }
     });
@@ -76,16 +81,10 @@ impl RegistryClient {
         )
     }
 
-    pub(crate) fn absolute(&self, registry: &str, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else {
-            format!("{}{location}", self.base_url(registry))
-        }
-    }
-
     /// One request with push scope: answers a 401 once through the auth
     /// state, no other retries (callers decide, since bodies are streams).
+    /// `Authorization` goes only to the registry's own origin; a `Location`
+    /// elsewhere gets the request without it.
     pub(crate) async fn push_request(
         &self,
         repo: &ImageReference,
@@ -96,20 +95,28 @@ impl RegistryClient {
         body: &Body<'_>,
     ) -> Result<Response, RegistryError> {
         let scope = format!("repository:{}:pull,push", repo.repository);
-        let mut auth = self.inner.auth.cached(&repo.registry, &scope).await;
-        let mut refreshed = false;
+        let own_origin = location::same_origin(url, &self.base_url(&repo.registry));
+        let mut auth = match own_origin {
+            true => self.inner.auth.cached(&repo.registry, &scope).await,
+            false => None,
+        };
+        let mut refreshed = !own_origin;
         loop {
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let mut rb = self.inner.http.request(method.clone(), url);
+            let mut rb = self.inner.push_http.request(method.clone(), url);
             for (k, v) in headers {
                 rb = rb.header(*k, v);
             }
             if let Some(a) = &auth {
                 rb = rb.header(AUTHORIZATION, a);
             }
+            let config = &self.inner.config;
+            let progress = Arc::new(AtomicU64::new(0));
             rb = match body {
-                Body::Empty => rb.header(CONTENT_LENGTH, "0"),
-                Body::Bytes(b) => rb.body(b.clone()),
+                // An empty body may be the commit of a large upload: the
+                // registry's work, so the idle bound, not the request bound.
+                Body::Empty => rb.header(CONTENT_LENGTH, "0").timeout(config.idle_timeout),
+                Body::Bytes(b) => rb.body(b.clone()).timeout(config.request_timeout),
                 Body::File {
                     file,
                     offset,
@@ -120,14 +127,19 @@ impl RegistryClient {
                     *offset,
                     *len,
                     sent.clone(),
+                    progress.clone(),
                 )),
             };
-            let resp = rb.send().await.map_err(|source| RegistryError::Transport {
-                what,
-                reference: url.to_string(),
-                attempts: 1,
-                source,
-            })?;
+            let watched = matches!(body, Body::File { .. }).then_some(&*progress);
+            let resp = self
+                .send_watched(rb, watched, what, url)
+                .await?
+                .map_err(|source| RegistryError::Transport {
+                    what,
+                    reference: location::redacted(url),
+                    attempts: 1,
+                    source: source.without_url(),
+                })?;
             if resp.status() == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
                 let challenges = resp
@@ -159,17 +171,61 @@ impl RegistryClient {
         }
     }
 
+    /// Sends `rb`; gives up with [`RegistryError::Stalled`] when, for a
+    /// whole `idle_timeout`, no answer came and `progress` (body bytes
+    /// taken) did not move. Without `progress` the request's own timeout
+    /// bounds it.
+    async fn send_watched(
+        &self,
+        rb: reqwest::RequestBuilder,
+        progress: Option<&AtomicU64>,
+        what: &'static str,
+        url: &str,
+    ) -> Result<Result<Response, reqwest::Error>, RegistryError> {
+        let idle = self.inner.config.idle_timeout;
+        let send = rb.send();
+        tokio::pin!(send);
+        let Some(progress) = progress else {
+            return Ok(send.await);
+        };
+        let mut last = progress.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                answer = &mut send => return Ok(answer),
+                () = tokio::time::sleep(idle) => {
+                    let now = progress.load(Ordering::Relaxed);
+                    if now == last {
+                        return Err(RegistryError::Stalled {
+                            what,
+                            reference: location::redacted(url),
+                            idle,
+                        });
+                    }
+                    last = now;
+                }
+            }
+        }
+    }
+
+    /// The error for a failed answer: status, the first envelope entry and
+    /// `Retry-After`. The body read is bounded in size and time.
     pub(crate) async fn status_error(
+        &self,
         what: &'static str,
         reference: String,
         resp: Response,
     ) -> RegistryError {
         let status = resp.status().as_u16();
-        let body = super::transport::read_limited(resp, super::transport::MAX_ERROR_BODY)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let retry_after = super::transport::retry_after_of(resp.headers());
+        let body = tokio::time::timeout(
+            self.inner.config.request_timeout,
+            super::transport::read_limited(resp, super::transport::MAX_ERROR_BODY),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .unwrap_or_default();
         let first = parse_error_envelope(&body).into_iter().next();
         RegistryError::Status {
             what,
@@ -178,6 +234,7 @@ impl RegistryClient {
             code: first.as_ref().map(|e| e.code.clone()),
             message: first.map(|e| e.message).unwrap_or_default(),
             attempts: 1,
+            retry_after,
         }
     }
 
@@ -187,10 +244,10 @@ impl RegistryClient {
         resp: &Response,
         what: &'static str,
     ) -> Result<String, RegistryError> {
-        resp.headers()
+        let found = resp
+            .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .map(|l| self.absolute(&repo.registry, l))
             .ok_or_else(|| RegistryError::Status {
                 what,
                 reference: repo.name(),
@@ -198,6 +255,14 @@ impl RegistryClient {
                 code: None,
                 message: "the answer has no Location header".into(),
                 attempts: 1,
-            })
+                retry_after: None,
+            })?;
+        location::resolve(
+            &repo.registry,
+            what,
+            &self.base_url(&repo.registry),
+            found,
+            &self.inner.config,
+        )
     }
 }

@@ -16,7 +16,12 @@ use super::retry::{is_retryable_error, is_retryable_status, parse_retry_after};
 
 /// Shared state behind a [`RegistryClient`](super::RegistryClient).
 pub(crate) struct Inner {
+    /// Reads and token fetches: `idle_timeout` from sending to the first
+    /// byte and between body reads.
     pub(crate) http: reqwest::Client,
+    /// Pushes: no client read timeout (it would run from the start of a long
+    /// upload); `push_request` watches progress instead.
+    pub(crate) push_http: reqwest::Client,
     pub(crate) config: RegistryConfig,
     pub(crate) auth: AuthState,
     /// Every HTTP request and ECR API call made, retries and token fetches
@@ -169,17 +174,14 @@ impl Inner {
                 }
             }
             if is_retryable_status(status) && attempts < max {
-                let retry_after = resp
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
+                let retry_after = retry_after_of(resp.headers());
                 tracing::debug!(url, attempts, %status, ?retry_after, "retrying");
                 drop(resp);
                 tokio::time::sleep(policy.delay(attempts, retry_after)).await;
                 continue;
             }
             if !status.is_success() {
+                let retry_after = retry_after_of(resp.headers());
                 let body = read_limited(resp, MAX_ERROR_BODY)
                     .await
                     .ok()
@@ -193,6 +195,7 @@ impl Inner {
                     code: first.as_ref().map(|e| e.code.clone()),
                     message: first.map(|e| e.message).unwrap_or_default(),
                     attempts,
+                    retry_after,
                 });
             }
             if !buffer {
@@ -216,6 +219,14 @@ impl Inner {
             }
         }
     }
+}
+
+/// The `Retry-After` of an answer (delay-seconds), if any.
+pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// Largest response kiln reads whole (manifests, indexes, token answers).

@@ -50,7 +50,9 @@ impl RegistryClient {
             .push_request(repo, "blob upload", Method::POST, &url, &[], &Body::Empty)
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
-            return Err(Self::status_error("blob upload", reference.to_string(), resp).await);
+            return Err(self
+                .status_error("blob upload", reference.to_string(), resp)
+                .await);
         }
         self.location(repo, &resp, "blob upload")
     }
@@ -82,9 +84,9 @@ impl RegistryClient {
                 }
                 Ok(false)
             }
-            _ => Err(
-                Self::status_error("blob mount", format!("{}@{digest}", repo.name()), resp).await,
-            ),
+            _ => Err(self
+                .status_error("blob mount", format!("{}@{digest}", repo.name()), resp)
+                .await),
         }
     }
 
@@ -135,7 +137,7 @@ impl RegistryClient {
                         session = None;
                     }
                     resumes += 1;
-                    tokio::time::sleep(policy.delay(attempt, None)).await;
+                    tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
                 }
                 Err(mut e) => {
                     if let RegistryError::Status { attempts, .. }
@@ -200,7 +202,9 @@ impl RegistryClient {
                 )
                 .await?;
             if resp.status() != StatusCode::ACCEPTED {
-                return Err(Self::status_error("blob upload", reference.to_string(), resp).await);
+                return Err(self
+                    .status_error("blob upload", reference.to_string(), resp)
+                    .await);
             }
             loc = self.location(repo, &resp, "blob upload")?;
             *session = Some(loc.clone());
@@ -222,7 +226,9 @@ impl RegistryClient {
             .push_request(repo, "blob upload", Method::PUT, &url, &[octet], &body)
             .await?;
         if resp.status() != StatusCode::CREATED {
-            return Err(Self::status_error("blob upload", reference.to_string(), resp).await);
+            return Err(self
+                .status_error("blob upload", reference.to_string(), resp)
+                .await);
         }
         *session = None;
         Ok(())
@@ -243,7 +249,9 @@ impl RegistryClient {
             return Ok(None);
         }
         if resp.status() != StatusCode::NO_CONTENT {
-            return Err(Self::status_error("blob upload", reference.to_string(), resp).await);
+            return Err(self
+                .status_error("blob upload", reference.to_string(), resp)
+                .await);
         }
         let next = self
             .location(repo, &resp, "blob upload")
@@ -303,11 +311,15 @@ impl RegistryClient {
                         })
                         .transpose();
                 }
-                Ok(resp) => Self::status_error("manifest", reference.to_string(), resp).await,
+                Ok(resp) => {
+                    self.status_error("manifest", reference.to_string(), resp)
+                        .await
+                }
                 Err(e) => e,
             };
-            if attempt < max && retryable(&err) && err.code().is_none() {
-                tokio::time::sleep(policy.delay(attempt, None)).await;
+            let throttled = err.code() == Some(&ErrorCode::TooManyRequests);
+            if attempt < max && retryable(&err) && (err.code().is_none() || throttled) {
+                tokio::time::sleep(policy.delay(attempt, err.retry_after())).await;
                 continue;
             }
             return Err(err);
@@ -353,6 +365,7 @@ impl RegistryClient {
 /// Whether an upload failure is worth another attempt.
 fn retryable(e: &RegistryError) -> bool {
     match e {
+        RegistryError::Stalled { .. } => true,
         RegistryError::Transport { source, .. } => is_retryable_error(source),
         RegistryError::Status { status, code, .. } => {
             is_retryable_status(StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST))

@@ -348,3 +348,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any container output line ends without a panic.
+        #[test]
+        fn arbitrary_lines_never_panic(line in "(::kiln-step )?\\PC{0,100}") {
+            let _ = parse_step_line(&line);
+        }
+
+        /// The line toe.sh prints parses back to its fields (step names are
+        /// `[A-Za-z0-9_-]+`, checked at load time).
+        #[test]
+        fn toe_lines_round_trip(
+            phase in "build|validate|test",
+            step in "[A-Za-z0-9_-]{1,20}",
+            status in "passed|failed|ignored",
+            exit in any::<i64>(),
+            attempts in any::<u32>(),
+            ms in any::<u64>(),
+        ) {
+            let line = format!("::kiln-step phase={phase} step={step} status={status} exit={exit} attempts={attempts} ms={ms}\n");
+            let want = StepLine { phase, step, status, exit, attempts, ms };
+            prop_assert_eq!(parse_step_line(&line), Some(want));
+        }
+    }
+}

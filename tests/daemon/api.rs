@@ -249,3 +249,40 @@ async fn admin_cancels_and_shutdown_cancels_after_grace() {
         RunState::Cancelled
     );
 }
+
+/// Names with spaces, `&`, `=`, `/` or `?` reach the daemon as one value
+/// (#13: `kiln runs "a b&limit=1"` was an HTTP 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_encodes_names_in_paths_and_queries() {
+    use kiln::daemon::client::{Client, ClientError};
+    let d = daemon().await;
+    let c = Client::new(&d.url, Some(TRIGGER.into())).unwrap();
+    let runs = c.runs(Some("a b&limit=1"), 5).await.unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+    for name in ["a b", "web/runs", "web?x=1", "../v1/runs"] {
+        let err = c.trigger(name).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 404, .. }),
+            "{name}: {err:?}"
+        );
+    }
+    let err = c.approved("no such/pipeline").await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { status: 404, .. }),
+        "{err:?}"
+    );
+
+    // The command line, as a user types it.
+    let url = d.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["runs", "a b&limit=1", "--json", "--server", &url])
+            .env("KILN_TOKEN", READER)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

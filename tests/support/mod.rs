@@ -6,6 +6,7 @@
 pub mod example;
 pub mod fault_proxy;
 pub mod push;
+pub mod push_proxy;
 pub mod registry_process;
 pub mod upload_proxy;
 
@@ -147,4 +148,42 @@ pub fn kiln_on(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A push of `image` as recipe `web` 1.2.3, build `build`, to `targets`.
+pub fn push_request(
+    image: &str,
+    targets: Vec<kiln::load::Target>,
+    build: u64,
+    state: &Path,
+) -> kiln::distribute::PushRequest {
+    kiln::distribute::PushRequest {
+        image: image.to_string(),
+        name: "web".into(),
+        version: semver::Version::new(1, 2, 3),
+        build,
+        distribute: kiln::load::DistributeConfig {
+            tags: vec![],
+            targets,
+        },
+        parent: None,
+        state_dir: Some(state.to_path_buf()),
+        options: kiln::distribute::PushOptions::default(),
+    }
+}
+
+/// Runs `distribute`, failing the test if it has not ended after 2 minutes
+/// (the faults under test used to hang it forever).
+pub async fn push_bounded(
+    docker: &bollard::Docker,
+    client: &kiln::registry::RegistryClient,
+    req: &kiln::distribute::PushRequest,
+) -> Result<kiln::distribute::PushedImage, kiln::distribute::DistributeError> {
+    let on_event = |e: &kiln::distribute::PushEvent| eprintln!("{e:?}");
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        kiln::distribute::distribute(docker, client, req, &on_event),
+    )
+    .await
+    .expect("the push ends instead of hanging")
 }

@@ -152,4 +152,37 @@ impl Pusher {
         .unwrap();
         self.manifest(repo, tag, OCI_INDEX, &index).await
     }
+
+    /// Copies the single-platform image `repo:tag` from the plain-HTTP,
+    /// anonymous registry `from` into this registry, same name.
+    pub async fn copy_from(&self, from: &str, repo: &str, tag: &str) -> Pushed {
+        const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+        let r = reqwest::Client::new()
+            .get(format!("http://{from}/v2/{repo}/manifests/{tag}"))
+            .header("accept", format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "reading {from}/{repo}:{tag}");
+        let media_type = match r.headers()["content-type"].to_str().unwrap() {
+            OCI_MANIFEST => OCI_MANIFEST,
+            DOCKER_MANIFEST => DOCKER_MANIFEST,
+            other => panic!("{from}/{repo}:{tag} is a {other}, not one image"),
+        };
+        let bytes = r.bytes().await.unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let blobs = std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().unwrap())
+            .map(|d| d["digest"].as_str().unwrap().to_string());
+        for digest in blobs {
+            let blob = reqwest::get(format!("http://{from}/v2/{repo}/blobs/{digest}"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(self.blob(repo, &blob).await.to_string(), digest);
+        }
+        self.manifest(repo, tag, media_type, &bytes).await
+    }
 }
