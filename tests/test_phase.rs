@@ -41,8 +41,8 @@ fn input(image: &str, config: TestConfig) -> TestInput {
         recipe: "it".into(),
         config,
         test_scripts: Vec::new(),
-        structure_tests: Vec::new(),
         exec_timeout: Duration::from_secs(60),
+        policy: Default::default(),
     }
 }
 
@@ -361,8 +361,12 @@ async fn structure_tests_pass_and_fail() {
         ("missing-fail", CheckKind::FileExistence, false),
         ("content-pass", CheckKind::FileContent, true),
         ("content-fail", CheckKind::FileContent, false),
-        ("metadata (pass-fail.yaml)", CheckKind::Metadata, true),
-        ("metadata (meta-fail.yaml)", CheckKind::Metadata, false),
+        ("metadata (tests/pass-fail.yaml)", CheckKind::Metadata, true),
+        (
+            "metadata (tests/meta-fail.yaml)",
+            CheckKind::Metadata,
+            false,
+        ),
         ("http-pass", CheckKind::Http, true),
         ("http-fail", CheckKind::Http, false),
     ];
@@ -375,7 +379,7 @@ async fn structure_tests_pass_and_fail() {
             r.summary()
         );
     }
-    let meta = check(&r, "metadata (meta-fail.yaml)");
+    let meta = check(&r, "metadata (tests/meta-fail.yaml)");
     for part in [
         "workdir is `/www`",
         "env var MISSING not found",

@@ -8,6 +8,7 @@ mod freshness;
 pub mod pins;
 mod record_of;
 mod run;
+pub mod tested_image;
 
 pub use error::{PipelineError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};

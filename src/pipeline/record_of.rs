@@ -1,4 +1,6 @@
-//! Builds the immutable [`Record`] of a run from the stages' outputs.
+//! Builds the immutable [`Record`] of a run from the stages' outputs. File
+//! digests are the ones the loader computed from the bytes it parsed (and the
+//! test phase tested); nothing is read again here.
 
 use std::collections::BTreeMap;
 
@@ -53,9 +55,9 @@ pub fn inputs(recipe: &LoadedRecipe) -> Inputs {
             .test
             .structure_tests
             .iter()
-            .map(|p| FileHash {
-                file: p.display().to_string(),
-                digest: Digest::of(&std::fs::read(p).unwrap_or_default()),
+            .map(|f| FileHash {
+                file: f.shown.display().to_string(),
+                digest: f.digest.clone(),
             })
             .collect(),
     }
