@@ -25,20 +25,9 @@ async fn setup() -> (tokio::sync::MutexGuard<'static, ()>, Docker) {
     (guard, images::docker().await)
 }
 
-async fn assert_clean(docker: &Docker) {
-    // Guards dropped mid-way remove their containers from a spawned task.
-    for _ in 0..50 {
-        if test_phase::labelled_containers(docker)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let left = test_phase::labelled_containers(docker).await.unwrap();
-    panic!("left behind: {left:?}");
+async fn assert_clean(docker: &Docker, recipe: Option<&str>) {
+    let left = images::own_test_containers(docker, recipe).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// A project with `recipe` (YAML text) and the named fixture components.
@@ -125,7 +114,7 @@ async fn hello_world_component_passes_build_validate_and_test_with_kiln_run() {
     // keep-alive + the test step + still running.
     assert_eq!(tests.checks, 3, "{tests:?}");
     assert!(rec.timings_ms.contains_key("test"), "{:?}", rec.timings_ms);
-    assert_clean(&docker).await;
+    assert_clean(&docker, Some("hello-world")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +157,7 @@ async fn image_container_runs_component_tests_and_reports_its_kind() {
     );
     assert!(!r.passed);
     assert!(r.to_json().contains("\"kind\": \"image\""));
-    assert_clean(&docker).await;
+    assert_clean(&docker, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +175,7 @@ async fn image_without_sleep_is_a_failed_check_not_an_engine_error() {
         "{}",
         r.summary()
     );
-    assert_clean(&docker).await;
+    assert_clean(&docker, None).await;
 }
 
 /// A service that dies while component tests run: the next exec would get
@@ -226,7 +215,7 @@ async fn service_dying_during_the_tests_reports_exit_code_and_logs() {
     );
     assert!(!r.summary().contains("409"), "{}", r.summary());
     assert!(!r.passed);
-    assert_clean(&docker).await;
+    assert_clean(&docker, None).await;
 }
 
 /// An exited container at readiness, as a service: exit code and logs.
@@ -245,5 +234,5 @@ async fn service_with_missing_entrypoint_is_a_failed_check() {
     let c = &r.checks[0];
     assert_eq!(c.kind, CheckKind::Readiness);
     assert!(c.detail.contains("/no/such/server"), "{}", r.summary());
-    assert_clean(&docker).await;
+    assert_clean(&docker, None).await;
 }
