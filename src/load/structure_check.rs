@@ -563,3 +563,32 @@ containerRunOptions:
         assert_eq!(parse_env_file("A=1\nnot a line\n").unwrap_err().0, 2);
     }
 }
+
+#[cfg(test)]
+mod project_tests {
+    use super::*;
+
+    /// Structure-test files are read through `Project::read`: its size
+    /// limit applies, and the digest is of exactly the bytes read.
+    #[test]
+    fn reads_through_the_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::open(dir.path()).unwrap();
+        let big = dir.path().join("big.yaml");
+        let mut text = String::from("schemaVersion: 2.0.0\n");
+        text.push_str(&"# padding\n".repeat(110_000));
+        std::fs::write(&big, &text).unwrap();
+        let d = load(&project, &project.root().join("big.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            d.contains("big.yaml") && d.contains("the limit is 1048576 bytes"),
+            "{d}"
+        );
+        let ok = "schemaVersion: 2.0.0\n";
+        std::fs::write(dir.path().join("ok.yaml"), ok).unwrap();
+        let f = load(&project, &project.root().join("ok.yaml")).unwrap();
+        assert_eq!(f.digest, Digest::of(ok.as_bytes()));
+        assert_eq!(f.shown, Path::new("ok.yaml"));
+    }
+}
