@@ -236,3 +236,56 @@ async fn service_with_missing_entrypoint_is_a_failed_check() {
     assert!(c.detail.contains("/no/such/server"), "{}", r.summary());
     assert_clean(&docker, None).await;
 }
+
+/// Waits (up to 10 s) until this process's containers are gone: guards of a
+/// dropped future remove theirs from a spawned task.
+async fn wait_clean(docker: &Docker) {
+    let t = std::time::Instant::now();
+    while !images::own_test_containers(docker, None).await.is_empty() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "left behind: {:?}",
+            images::own_test_containers(docker, None).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Shutdown and a dropped future in the middle of a command test: the image
+/// container and the command test's own container are both removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_containers_are_removed_on_shutdown_and_drop() {
+    let (_l, docker) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = recipe("it", "", &[]);
+    text.push_str("test:\n  structureTests:\n    - tests/slow.yaml\n");
+    let project = project(dir.path(), "it", &text, &[]);
+    std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/slow.yaml"),
+        "schemaVersion: 2.0.0\ncommandTests:\n  - name: slow\n    command: sleep\n    args: [\"30\"]\n",
+    )
+    .unwrap();
+    let loaded = load::load_recipe(&project, "it").unwrap_or_else(|d| panic!("{d}"));
+    let rendered = render::render(&loaded, &render::Pins::default());
+    let input = TestInput::from_recipe(&loaded, &rendered, images::base()).unwrap();
+    let err = test_phase::test_image_until(
+        &docker,
+        &input,
+        tokio::time::sleep(std::time::Duration::from_millis(2000)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, test_phase::TestPhaseError::Interrupted),
+        "{err}"
+    );
+    wait_clean(&docker).await;
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(2000),
+        test_phase::test_image(&docker, &input),
+    )
+    .await;
+    assert!(dropped.is_err());
+    wait_clean(&docker).await;
+}
