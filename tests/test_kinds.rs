@@ -166,7 +166,12 @@ async fn image_without_sleep_is_a_failed_check_not_an_engine_error() {
     images::build(&docker, "kiln-it/nosleep:1", "RUN rm /bin/sleep").await;
     let r = test_image(&docker, "kiln-it/nosleep:1", &recipe("it", "", &[]), &[]).await;
     match &r.readiness {
-        ReadinessOutcome::NotStarted { reason } => assert!(reason.contains("sleep"), "{reason}"),
+        ReadinessOutcome::NotStarted {
+            reason, exit_code, ..
+        } => {
+            assert!(reason.contains("sleep"), "{reason}");
+            assert_ne!(*exit_code, 0);
+        }
         other => panic!("expected NotStarted, got {other:?}"),
     }
     let c = &r.checks[0];

@@ -155,7 +155,13 @@ impl Ctx<'_> {
     async fn run(&self) -> Result<Outcome, TestPhaseError> {
         let (docker, id) = (self.docker, self.id);
         if let Err(reason) = run::start(docker, id).await? {
-            let r = ReadinessOutcome::NotStarted { reason };
+            let exit_code = run::state(docker, id).await.map(|s| s.1).unwrap_or(-1);
+            let logs = run::last_log_lines(docker, id, readiness::LOG_TAIL).await;
+            let r = ReadinessOutcome::NotStarted {
+                reason,
+                exit_code,
+                logs,
+            };
             let name = self.ready_name(None);
             return Ok((r.clone(), None, vec![readiness_check(&r, &name)]));
         }
@@ -310,10 +316,16 @@ fn readiness_check(r: &ReadinessOutcome, name: &str) -> CheckResult {
                 fmt_duration(*after)
             ),
         ),
-        ReadinessOutcome::NotStarted { reason } => (
+        ReadinessOutcome::NotStarted {
+            reason,
+            exit_code,
+            logs,
+        } => (
             false,
             std::time::Duration::ZERO,
-            format!("the engine could not start the container: {reason}"),
+            format!(
+                "the engine could not start the container (exit code {exit_code}): {reason}; last log lines:\n{logs}"
+            ),
         ),
         ReadinessOutcome::TimedOut {
             timeout,

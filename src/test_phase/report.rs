@@ -118,6 +118,10 @@ pub enum ReadinessOutcome {
     NotStarted {
         /// The engine's reason.
         reason: String,
+        /// The exit code the engine recorded (127/128 for a missing program).
+        exit_code: i64,
+        /// Its log lines (usually none).
+        logs: String,
     },
     /// Not ready within `timeoutSeconds`.
     TimedOut {
