@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod component;
 pub mod component_doc;
+mod dotenv;
 mod env;
 pub mod model;
 pub mod recipe;

@@ -167,8 +167,20 @@ fn at(path: &Path, source: &str, needle: &str, msg: String) -> Diagnostic {
     }
 }
 
+/// Reports one problem: a needle to position it (see [`at`]) and a message.
+type Report<'a> = dyn FnMut(&str, String) + 'a;
+
 fn check(path: &Path, source: &str, t: &StructureTests, diags: &mut Diagnostics) {
     let mut err = |needle: &str, msg: String| diags.push(at(path, source, needle, msg));
+    if check_version(t, &mut err) {
+        check_commands(t, &mut err);
+        check_files_and_metadata(t, &mut err);
+    }
+}
+
+/// Whether the schema version is known (the other checks depend on it),
+/// and the keys schema 1.0.0 lacks.
+fn check_version(t: &StructureTests, err: &mut Report<'_>) -> bool {
     let version = t.schema_version.trim();
     if !SCHEMA_VERSIONS.contains(&version) {
         err(
@@ -179,10 +191,9 @@ fn check(path: &Path, source: &str, t: &StructureTests, diags: &mut Diagnostics)
                 SCHEMA_VERSIONS.join(" and ")
             ),
         );
-        return;
+        return false;
     }
-    let v1 = t.is_v1();
-    if v1 {
+    if t.is_v1() {
         for (present, key) in [
             (t.metadata_test.is_some(), "metadataTest"),
             (t.container_run_options.is_some(), "containerRunOptions"),
@@ -203,6 +214,11 @@ fn check(path: &Path, source: &str, t: &StructureTests, diags: &mut Diagnostics)
             }
         }
     }
+    true
+}
+
+fn check_commands(t: &StructureTests, err: &mut Report<'_>) {
+    let v1 = t.is_v1();
     for c in &t.command_tests {
         if c.name.is_empty() {
             err(
@@ -259,6 +275,9 @@ fn check(path: &Path, source: &str, t: &StructureTests, diags: &mut Diagnostics)
             );
         }
     }
+}
+
+fn check_files_and_metadata(t: &StructureTests, err: &mut Report<'_>) {
     for (name, path_) in t
         .file_existence_tests
         .iter()
@@ -338,7 +357,7 @@ fn run_options(project: &Project, source: &str, file: &mut StructureFile, diags:
     let path = file.shown.clone();
     let err = |needle: &str, msg: String| at(&path, source, needle, msg);
     for name in &o.env_vars {
-        if !is_identifier(name) {
+        if !super::dotenv::is_identifier(name) {
             diags.push(err(
                 name,
                 format!("containerRunOptions.envVars: `{name}` is not a variable name"),
@@ -351,7 +370,7 @@ fn run_options(project: &Project, source: &str, file: &mut StructureFile, diags:
             .map_err(|e| e.to_string())
             .and_then(|p| project.read(&p).map_err(|e| e.to_string()))
         {
-            Ok(text) => match parse_env_file(&text) {
+            Ok(text) => match super::dotenv::parse(&text) {
                 Ok(vars) => file.env_file = vars,
                 Err((line, msg)) => diags.push(Diagnostic::at(
                     project.display(&project.root().join(env_file)),
@@ -387,47 +406,6 @@ fn run_options(project: &Project, source: &str, file: &mut StructureFile, diags:
     if !o.bind_mounts.is_empty() {
         file.bind_mounts_line = line_of(source, "bindMounts");
     }
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A dotenv file: `KEY=VALUE` lines, optional `export `, `#` comments, single
-/// or double quotes. Entries with an empty key or value are dropped, as CST's
-/// loader (godotenv) does. Errors carry the 1-based line.
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (u64, String)> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err((i as u64 + 1, format!("expected KEY=VALUE, found `{line}`")));
-        };
-        let k = k.trim();
-        if !is_identifier(k) {
-            return Err((i as u64 + 1, format!("`{k}` is not a variable name")));
-        }
-        let v = v.trim();
-        let v = if let Some(q) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-            q.replace("\\n", "\n").replace("\\\"", "\"")
-        } else if let Some(q) = v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-            q.to_string()
-        } else {
-            v.split(" #").next().unwrap_or(v).trim().to_string()
-        };
-        if !v.is_empty() {
-            out.push((k.to_string(), v));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -547,20 +525,6 @@ containerRunOptions:
         );
         let d = parse(p(), &V2.replace("'2.0.0'", "'3.0.0'")).unwrap_err();
         assert!(d.to_string().contains("t.yaml:2:"), "{d}");
-    }
-
-    #[test]
-    fn env_files() {
-        let v = parse_env_file("# c\nexport A=1\nB=\"two words\"\nC='x'\nEMPTY=\n").unwrap();
-        assert_eq!(
-            v,
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "x".into())
-            ]
-        );
-        assert_eq!(parse_env_file("A=1\nnot a line\n").unwrap_err().0, 2);
     }
 }
 
