@@ -17,6 +17,7 @@ use regex::Regex;
 use super::exec::exec;
 use super::files::{self, FileSource};
 use super::http::{self, HttpExpect};
+use super::keepalive::KeepAlive;
 use super::report::{CheckKind, CheckResult};
 use super::run::{self, Extras, RunSpec};
 use super::structure::{CommandTest, StructureFile};
@@ -31,6 +32,8 @@ pub(crate) struct Target<'a> {
     pub input: &'a TestInput,
     pub run_id: &'a str,
     pub image_config: &'a ImageConfig,
+    /// What keeps command-test containers alive.
+    pub keep_alive: &'a KeepAlive,
     /// The service's published test port, if it has one.
     pub http: Option<SocketAddr>,
 }
@@ -143,7 +146,12 @@ fn extras(file: &StructureFile, env: Vec<String>) -> Extras {
     }
 }
 
-fn spec<'a>(t: &'a Target<'a>, role: &'a str, keep_alive: bool, extra: Extras) -> RunSpec<'a> {
+fn spec<'a>(
+    t: &'a Target<'a>,
+    role: &'a str,
+    keep_alive: &'a KeepAlive,
+    extra: Extras,
+) -> RunSpec<'a> {
     RunSpec {
         image: &t.input.image,
         recipe: &t.input.recipe,
@@ -151,7 +159,7 @@ fn spec<'a>(t: &'a Target<'a>, role: &'a str, keep_alive: bool, extra: Extras) -
         role,
         port: None,
         limits: t.input.config.limits,
-        keep_alive,
+        keep_alive: Some(keep_alive),
         extra,
     }
 }
@@ -167,7 +175,7 @@ async fn command(
     let (env, map) = environment(t.image_config, file, Some(c));
     let extra = extras(file, env);
     let tty = extra.tty;
-    let guard = run::create(t.docker, &spec(t, role, true, extra)).await?;
+    let guard = run::create(t.docker, &spec(t, role, t.keep_alive, extra)).await?;
     let outcome = command_in(t.docker, &guard.id, c, &map, tty).await;
     let removed = guard.remove().await;
     let (errors, notes) = match outcome {
@@ -206,7 +214,7 @@ async fn command_in(
     if let Err(reason) = run::start(docker, id).await? {
         return Ok((
             vec![format!(
-                "cannot start the command test's container (kiln keeps it alive with the image's `sleep`): {reason}"
+                "cannot start the command test's container: {reason}"
             )],
             Vec::new(),
         ));
@@ -266,7 +274,8 @@ async fn file_checks(
     role: &str,
 ) -> Result<Vec<CheckResult>, TestPhaseError> {
     let (env, map) = environment(t.image_config, file, None);
-    let guard = run::create(t.docker, &spec(t, role, true, extras(file, env))).await?;
+    let never = KeepAlive::never_started();
+    let guard = run::create(t.docker, &spec(t, role, &never, extras(file, env))).await?;
     let src = FileSource {
         docker: t.docker,
         container: &guard.id,

@@ -16,6 +16,7 @@ use regex::Regex;
 
 use super::checks::{self, Target};
 use super::http::HttpExpect;
+use super::keepalive::KeepAlive;
 use super::readiness::{self, Wait};
 use super::report::ContainerKind;
 use super::report::{CheckKind, CheckResult, ReadinessOutcome, TestReport, fmt_duration};
@@ -41,8 +42,11 @@ pub async fn test_image_until(
         Ok(n) => tracing::info!("removed {n} leftover test object(s) of earlier runs"),
         Err(e) => tracing::warn!("could not clean up leftovers of earlier runs: {e}"),
     }
-    let image_config = match docker.inspect_image(&input.image).await {
-        Ok(i) => i.config.unwrap_or_default(),
+    let (image_config, keep_alive) = match docker.inspect_image(&input.image).await {
+        Ok(i) => (
+            i.config.unwrap_or_default(),
+            KeepAlive::for_architecture(i.architecture.as_deref().unwrap_or("")),
+        ),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {
@@ -93,7 +97,7 @@ pub async fn test_image_until(
         role: "main",
         port: input.config.port,
         limits: input.config.limits,
-        keep_alive: kind == ContainerKind::Image,
+        keep_alive: (kind == ContainerKind::Image).then_some(&keep_alive),
         extra: Extras::default(),
     };
     let guard = run::create(docker, &spec).await?;
@@ -105,6 +109,7 @@ pub async fn test_image_until(
         kind,
         input,
         image_config: &image_config,
+        keep_alive: &keep_alive,
         log_line: log_line.as_ref(),
         http: http.as_ref(),
     };
@@ -147,6 +152,7 @@ struct Ctx<'a> {
     kind: ContainerKind,
     input: &'a TestInput,
     image_config: &'a ImageConfig,
+    keep_alive: &'a KeepAlive,
     log_line: Option<&'a Regex>,
     http: Option<&'a HttpExpect>,
 }
@@ -240,6 +246,7 @@ impl Ctx<'_> {
             input: self.input,
             run_id: self.run_id,
             image_config: self.image_config,
+            keep_alive: self.keep_alive,
             http: port.map(|p| p.host),
         };
         for (n, file) in self.input.config.structure_tests.iter().enumerate() {
@@ -272,7 +279,7 @@ impl Ctx<'_> {
     fn ready_name(&self, wait: Option<&Wait<'_>>) -> String {
         match (self.kind, wait) {
             (ContainerKind::Image, _) => {
-                format!("keep-alive `{}` running", run::KEEP_ALIVE.join(" "))
+                format!("keep-alive running ({})", self.keep_alive.describe())
             }
             (ContainerKind::Service, Some(w)) => wait_name(w),
             (ContainerKind::Service, None) => "started".into(),

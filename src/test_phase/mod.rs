@@ -11,6 +11,7 @@ mod checks;
 mod exec;
 mod files;
 mod http;
+mod keepalive;
 mod metadata;
 mod policy;
 mod readiness;
@@ -20,12 +21,13 @@ mod run;
 pub use crate::load::structure_test as structure;
 pub use checks::go_mode_string;
 pub use exec::{StepLine, declared_steps, parse_step_line};
+pub use keepalive::{HELPER_PATH, helper_for};
 pub use policy::TestPolicy;
 pub use readiness::{POLL, PROXY_CONFIRM, served_via_proxy};
 pub use report::{CheckKind, CheckResult, ContainerKind, ReadinessOutcome, TestReport};
 pub use run::{
-    KEEP_ALIVE, LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST,
-    cleanup_leftovers, labelled_containers, labelled_networks, last_log_lines,
+    LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST, cleanup_leftovers,
+    labelled_containers, labelled_networks, last_log_lines,
 };
 pub use structure::{StructureFile, StructureTests};
 

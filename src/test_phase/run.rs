@@ -11,11 +11,12 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
 use super::TestPhaseError;
+use super::keepalive::KeepAlive;
 use crate::load::ResourceLimits;
 
 /// Label naming what kiln started a container for.
@@ -31,10 +32,6 @@ pub const LABEL_OWNER: &str = "dev.kiln.owner";
 /// Objects older than this are leftovers even when their owner looks alive.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
-/// The keep-alive process of an image-kind container: the image's own
-/// `sleep`, in place of its entrypoint (as Image Builder and CST do).
-pub const KEEP_ALIVE: [&str; 2] = ["sleep", "2147483647"];
-
 /// How to start a test container.
 #[derive(Debug, Clone)]
 pub(crate) struct RunSpec<'a> {
@@ -45,8 +42,9 @@ pub(crate) struct RunSpec<'a> {
     pub role: &'a str,
     pub port: Option<u16>,
     pub limits: ResourceLimits,
-    /// Replace the entrypoint with [`KEEP_ALIVE`] (image kind, command tests).
-    pub keep_alive: bool,
+    /// Replace the entrypoint with a keep-alive (image kind, command and
+    /// file tests).
+    pub keep_alive: Option<&'a KeepAlive>,
     /// What `containerRunOptions` and env vars add.
     pub extra: Extras,
 }
@@ -154,14 +152,14 @@ pub(crate) async fn create(
         publish_all_ports: Some(false),
         ..Default::default()
     };
-    let keep_alive = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (entrypoint, cmd) = spec.keep_alive.map(KeepAlive::argv).unzip();
     let body = ContainerCreateBody {
         image: Some(spec.image.to_string()),
         labels: Some(labels(spec)),
         exposed_ports: port_key.map(|k| vec![k]),
         host_config: Some(host_config),
-        entrypoint: spec.keep_alive.then(|| keep_alive(&KEEP_ALIVE[..1])),
-        cmd: spec.keep_alive.then(|| keep_alive(&KEEP_ALIVE[1..])),
+        entrypoint,
+        cmd,
         env: (!x.env.is_empty()).then(|| x.env.clone()),
         user: x.user.clone(),
         tty: Some(x.tty),
@@ -181,11 +179,27 @@ pub(crate) async fn create(
             image: spec.image.to_string(),
             source,
         })?;
-    Ok(ContainerGuard {
+    let guard = ContainerGuard {
         docker: docker.clone(),
         id: created.id,
         armed: true,
-    })
+    };
+    let helper = spec
+        .keep_alive
+        .map(KeepAlive::archive)
+        .transpose()
+        .map_err(|source| TestPhaseError::Archive { source })?
+        .flatten();
+    if let Some(tar) = helper {
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        docker
+            .upload_to_container(&guard.id, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|source| {
+                TestPhaseError::docker("copy the keep-alive into", &guard.id, source)
+            })?;
+    }
+    Ok(guard)
 }
 
 fn sanitize(name: &str) -> String {
