@@ -39,8 +39,8 @@ fn input(http: bool) -> TestInput {
             structure_tests: Vec::new(),
         },
         test_scripts: Vec::new(),
-        structure_tests: Vec::new(),
         exec_timeout: Duration::from_secs(60),
+        policy: Default::default(),
     }
 }
 

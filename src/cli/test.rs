@@ -12,8 +12,8 @@ use super::Outcome;
 pub struct Args {
     /// Recipe name or path.
     pub recipe: String,
-    /// Image to test; default: the newest local image labelled
-    /// `dev.kiln.recipe=<name>`.
+    /// Image to test; default: the local image whose build key is the one
+    /// this project's inputs give (what `kiln build` made from this checkout).
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
     /// Print the report as JSON instead of the summary.
@@ -51,13 +51,15 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     let image = match args.image {
         Some(i) => i,
-        None => match test_phase::find_recipe_image(&docker, &recipe.name).await {
-            Ok(i) => i,
-            Err(e) => {
-                print_error(&e);
-                return Outcome::Usage;
+        None => {
+            match kiln::pipeline::tested_image::built_image(&docker, &recipe, &rendered).await {
+                Ok(i) => i,
+                Err(e) => {
+                    print_error(&e);
+                    return Outcome::Failed;
+                }
             }
-        },
+        }
     };
     let input = match TestInput::from_recipe(&recipe, &rendered, image) {
         Ok(i) => i,

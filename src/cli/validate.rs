@@ -10,6 +10,9 @@ use super::Outcome;
 pub struct Args {
     /// Recipes (names or paths); all of `recipes/` when none.
     pub recipes: Vec<String>,
+    /// Treat warnings (unknown keys in structure-test files) as errors.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Validates every named recipe and prints every problem.
@@ -26,18 +29,30 @@ pub fn run(project: &Project, args: Args) -> Outcome {
     let mut failed = 0;
     for name in &names {
         match load::load_recipe(project, name) {
-            Ok(r) => println!(
-                "ok  {} {} ({} component{}, template {})",
-                r.name,
-                r.version,
-                r.components.len(),
-                if r.components.len() == 1 { "" } else { "s" },
-                r.template
-                    .file
-                    .as_ref()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_else(|| "default".into())
-            ),
+            Ok(r) if args.strict && r.test.warnings().next().is_some() => {
+                failed += 1;
+                for w in r.test.warnings() {
+                    eprintln!("{w}");
+                }
+                eprintln!("error: `{}` has warnings and --strict is set", r.name);
+            }
+            Ok(r) => {
+                for w in r.test.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "ok  {} {} ({} component{}, template {})",
+                    r.name,
+                    r.version,
+                    r.components.len(),
+                    if r.components.len() == 1 { "" } else { "s" },
+                    r.template
+                        .file
+                        .as_ref()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_else(|| "default".into())
+                )
+            }
             Err(diags) => {
                 failed += 1;
                 eprintln!("{diags}");

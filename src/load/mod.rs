@@ -5,10 +5,13 @@
 pub mod actions;
 pub mod component;
 pub mod component_doc;
+mod dotenv;
 mod env;
 pub mod model;
 pub mod recipe;
 mod recipe_check;
+pub mod structure_check;
+pub mod structure_test;
 pub mod template;
 mod template_check;
 
@@ -22,6 +25,7 @@ use crate::project::Project;
 pub use component::Component;
 pub use env::expand_env;
 pub use recipe_check::{TAG_VARIABLES, render_tag, tag_vars};
+pub use structure_test::{StructureFile, StructureTests};
 
 /// Finds the file a recipe argument names: `NAME` → `recipes/NAME.yaml` (or
 /// `.yml`); anything with a `/` or a YAML extension is a path.

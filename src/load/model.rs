@@ -78,8 +78,8 @@ pub struct TestConfig {
     pub timeout: Duration,
     /// Limits.
     pub limits: ResourceLimits,
-    /// Structure-test files (absolute).
-    pub structure_tests: Vec<PathBuf>,
+    /// Structure-test files, read and parsed once at load time.
+    pub structure_tests: Vec<super::StructureFile>,
 }
 
 /// An HTTP readiness check.

@@ -518,7 +518,10 @@ fn check_test(
     }
     for st in &t.structure_tests {
         match project.confined("", &st.value) {
-            Ok(p) => out.structure_tests.push(p),
+            Ok(p) => match super::structure_check::load(project, &p) {
+                Ok(f) => out.structure_tests.push(f),
+                Err(d) => cx.extend(d),
+            },
             Err(e) => {
                 cx.at(st, format!("structure test: {e}"));
             }

@@ -10,6 +10,7 @@ pub mod pins;
 mod pull_credentials;
 mod record_of;
 mod run;
+pub mod tested_image;
 
 pub use error::{PipelineError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};

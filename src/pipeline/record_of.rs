@@ -1,4 +1,6 @@
-//! Builds the immutable [`Record`] of a run from the stages' outputs.
+//! Builds the immutable [`Record`] of a run from the stages' outputs. File
+//! digests are the ones the loader computed from the bytes it parsed (and the
+//! test phase tested); nothing is read again here.
 
 use std::collections::BTreeMap;
 
@@ -53,9 +55,9 @@ pub fn inputs(recipe: &LoadedRecipe) -> Inputs {
             .test
             .structure_tests
             .iter()
-            .map(|p| FileHash {
-                file: p.display().to_string(),
-                digest: Digest::of(&std::fs::read(p).unwrap_or_default()),
+            .map(|f| FileHash {
+                file: f.shown.display().to_string(),
+                digest: f.digest.clone(),
             })
             .collect(),
     }
@@ -127,5 +129,46 @@ pub fn record(
         failure,
         started_at,
         finished_at: Utc::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::Project;
+
+    fn loaded(dir: &std::path::Path, tests: &str) -> LoadedRecipe {
+        std::fs::create_dir_all(dir.join("recipes")).unwrap();
+        std::fs::create_dir_all(dir.join("tests")).unwrap();
+        std::fs::write(dir.join("tests/st.yaml"), tests).unwrap();
+        std::fs::write(
+            dir.join("recipes/r.yaml"),
+            "name: r\nversion: 1.0.0\nparentImage: example.com/base:1\ntest:\n  structureTests:\n    - tests/st.yaml\n",
+        )
+        .unwrap();
+        let project = Project::open(dir).unwrap();
+        crate::load::load_recipe(&project, "r").unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    /// The record holds the digest of the bytes that were loaded (and
+    /// tested), even when the file changes or vanishes afterwards — never a
+    /// re-read, never the hash of empty bytes.
+    #[test]
+    fn structure_test_digest_is_of_the_tested_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "schemaVersion: 2.0.0\ncommandTests:\n  - name: t\n    command: \"true\"\n";
+        let recipe = loaded(dir.path(), text);
+        let st = dir.path().join("tests/st.yaml");
+        std::fs::write(&st, "schemaVersion: 2.0.0\n# edited after the test\n").unwrap();
+        let edited = inputs(&recipe);
+        assert_eq!(
+            edited.structure_tests[0].digest,
+            Digest::of(text.as_bytes())
+        );
+        assert_eq!(edited.structure_tests[0].file, "tests/st.yaml");
+        std::fs::remove_file(&st).unwrap();
+        let gone = inputs(&recipe);
+        assert_eq!(gone.structure_tests[0].digest, Digest::of(text.as_bytes()));
+        assert_ne!(gone.structure_tests[0].digest, Digest::of(b""));
     }
 }

@@ -31,12 +31,16 @@ pub struct ExecOutput {
     pub exit_code: Option<i64>,
 }
 
-/// Runs `cmd` (no shell) in the container, as the container's user.
+/// Runs `cmd` (no shell) in the container, as the container's user; `tty`
+/// merges stderr into stdout, as `docker run -t` does. When the container is
+/// not running (it exited), the error is [`TestPhaseError::ContainerExited`]
+/// with its exit code and last log lines, never the engine's 409.
 pub(crate) async fn exec(
     docker: &Docker,
     id: &str,
     cmd: Vec<String>,
     env: Vec<String>,
+    tty: bool,
     timeout: Duration,
 ) -> Result<ExecOutput, TestPhaseError> {
     let what = cmd.join(" ");
@@ -48,23 +52,19 @@ pub(crate) async fn exec(
                 env: (!env.is_empty()).then_some(env),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
+                tty: Some(tty),
                 ..Default::default()
             },
         )
-        .await
-        .map_err(|source| TestPhaseError::Exec {
-            command: what.clone(),
-            container: id.into(),
-            source,
-        })?;
-    let started = docker
-        .start_exec(&created.id, None)
-        .await
-        .map_err(|source| TestPhaseError::Exec {
-            command: what.clone(),
-            container: id.into(),
-            source,
-        })?;
+        .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(source) => return Err(exec_error(docker, id, &what, source).await),
+    };
+    let started = match docker.start_exec(&created.id, None).await {
+        Ok(s) => s,
+        Err(source) => return Err(exec_error(docker, id, &what, source).await),
+    };
     let mut out = ExecOutput::default();
     let StartExecResults::Attached { mut output, .. } = started else {
         return Ok(out);
@@ -83,17 +83,34 @@ pub(crate) async fn exec(
     if tokio::time::timeout(timeout, collect).await.is_err() {
         return Ok(out);
     }
-    let inspect =
-        docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(|source| TestPhaseError::Exec {
-                command: what,
-                container: id.into(),
-                source,
-            })?;
+    let inspect = match docker.inspect_exec(&created.id).await {
+        Ok(i) => i,
+        Err(source) => return Err(exec_error(docker, id, &what, source).await),
+    };
     out.exit_code = inspect.exit_code;
     Ok(out)
+}
+
+/// An exec failed: [`TestPhaseError::ContainerExited`] when the container is
+/// no longer running, else [`TestPhaseError::Exec`].
+async fn exec_error(
+    docker: &Docker,
+    id: &str,
+    command: &str,
+    source: bollard::errors::Error,
+) -> TestPhaseError {
+    match super::run::state(docker, id).await {
+        Ok((false, exit_code)) => TestPhaseError::ContainerExited {
+            container: id.to_string(),
+            exit_code,
+            logs: super::run::last_log_lines(docker, id, super::readiness::LOG_TAIL).await,
+        },
+        _ => TestPhaseError::Exec {
+            command: command.to_string(),
+            container: id.into(),
+            source,
+        },
+    }
 }
 
 fn push(buf: &mut String, bytes: &[u8]) {
@@ -253,6 +270,7 @@ pub(crate) async fn run_component_tests(
             id,
             vec!["/bin/bash".into(), path],
             Vec::new(),
+            false,
             timeout,
         )
         .await?;

@@ -1,7 +1,10 @@
 //! The test phase's sequence: clean leftovers, inspect the image, create and
-//! start the container, wait for readiness, run component tests and
-//! structure tests, check the container still runs, remove it — on every
-//! path, including shutdown.
+//! start the main container — a **service** (its own entrypoint, readiness
+//! awaited) or an **image** (entrypoint replaced by the keep-alive) — run the
+//! component tests in it and the structure tests (in containers of their
+//! own), check it still runs, remove everything — on every path, including
+//! shutdown. A container that will not start or that exits is a failed
+//! check with its exit code and last log lines, never an engine error.
 
 use std::future::Future;
 use std::time::{Instant, SystemTime};
@@ -13,9 +16,11 @@ use regex::Regex;
 
 use super::checks::{self, Target};
 use super::http::HttpExpect;
+use super::keepalive::KeepAlive;
 use super::readiness::{self, Wait};
+use super::report::ContainerKind;
 use super::report::{CheckKind, CheckResult, ReadinessOutcome, TestReport, fmt_duration};
-use super::run::{self, LABEL_RECIPE, PortAccess, RunSpec};
+use super::run::{self, Extras, LABEL_RECIPE, PortAccess, RunSpec};
 use super::{TestInput, TestPhaseError, exec};
 
 /// Runs the test phase for `input`.
@@ -37,8 +42,11 @@ pub async fn test_image_until(
         Ok(n) => tracing::info!("removed {n} leftover test object(s) of earlier runs"),
         Err(e) => tracing::warn!("could not clean up leftovers of earlier runs: {e}"),
     }
-    let image_config = match docker.inspect_image(&input.image).await {
-        Ok(i) => i.config.unwrap_or_default(),
+    let (image_config, keep_alive) = match docker.inspect_image(&input.image).await {
+        Ok(i) => (
+            i.config.unwrap_or_default(),
+            KeepAlive::for_architecture(i.architecture.as_deref().unwrap_or("")),
+        ),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {
@@ -81,20 +89,27 @@ pub async fn test_image_until(
         chrono::Utc::now().timestamp_millis(),
         fastrand::u16(..)
     );
+    let kind = input.kind();
     let spec = RunSpec {
         image: &input.image,
         recipe: &input.recipe,
         run_id: &run_id,
+        role: "main",
         port: input.config.port,
         limits: input.config.limits,
+        keep_alive: (kind == ContainerKind::Image).then_some(&keep_alive),
+        extra: Extras::default(),
     };
     let guard = run::create(docker, &spec).await?;
     let id = guard.id.clone();
     let ctx = Ctx {
         docker,
         id: &id,
+        run_id: &run_id,
+        kind,
         input,
         image_config: &image_config,
+        keep_alive: &keep_alive,
         log_line: log_line.as_ref(),
         http: http.as_ref(),
     };
@@ -117,6 +132,7 @@ pub async fn test_image_until(
         image: input.image.clone(),
         recipe: input.recipe.clone(),
         run_id,
+        kind,
         passed: checks.iter().all(|c| c.passed),
         readiness,
         readiness_latency,
@@ -132,8 +148,11 @@ type Outcome = (ReadinessOutcome, Option<SystemTime>, Vec<CheckResult>);
 struct Ctx<'a> {
     docker: &'a Docker,
     id: &'a str,
+    run_id: &'a str,
+    kind: ContainerKind,
     input: &'a TestInput,
     image_config: &'a ImageConfig,
+    keep_alive: &'a KeepAlive,
     log_line: Option<&'a Regex>,
     http: Option<&'a HttpExpect>,
 }
@@ -141,7 +160,17 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     async fn run(&self) -> Result<Outcome, TestPhaseError> {
         let (docker, id) = (self.docker, self.id);
-        run::start(docker, id).await?;
+        if let Err(reason) = run::start(docker, id).await? {
+            let exit_code = run::state(docker, id).await.map(|s| s.1).unwrap_or(-1);
+            let logs = run::last_log_lines(docker, id, readiness::LOG_TAIL).await;
+            let r = ReadinessOutcome::NotStarted {
+                reason,
+                exit_code,
+                logs,
+            };
+            let name = self.ready_name(None);
+            return Ok((r.clone(), None, vec![readiness_check(&r, &name)]));
+        }
         let started = Instant::now();
         let port = match self.input.config.port {
             None => None,
@@ -174,32 +203,60 @@ impl Ctx<'_> {
         };
         let r = readiness::wait_ready(docker, id, &wait, started).await;
         let ready_at = SystemTime::now();
-        let mut checks = vec![readiness_check(&r, &wait_name(&wait))];
+        let mut checks = vec![readiness_check(&r, &self.ready_name(Some(&wait)))];
         if !matches!(r, ReadinessOutcome::Ready { .. }) {
             return Ok((r, None, checks));
         }
+        match self.tests(port, &mut checks).await {
+            Ok(()) => checks.push(self.still_running().await?),
+            Err(TestPhaseError::ContainerExited {
+                exit_code, logs, ..
+            }) => checks.push(CheckResult {
+                name: "still running during the tests".into(),
+                kind: CheckKind::Container,
+                passed: false,
+                skipped: false,
+                duration: started.elapsed(),
+                detail: format!(
+                    "the container exited with code {exit_code} during the tests; last log lines:\n{logs}"
+                ),
+            }),
+            Err(e) => return Err(e),
+        }
+        Ok((r, Some(ready_at), checks))
+    }
+
+    /// Component tests in the main container, then every structure file.
+    async fn tests(
+        &self,
+        port: Option<PortAccess>,
+        checks: &mut Vec<CheckResult>,
+    ) -> Result<(), TestPhaseError> {
         checks.extend(
             exec::run_component_tests(
-                docker,
-                id,
+                self.docker,
+                self.id,
                 &self.input.test_scripts,
                 self.input.exec_timeout,
             )
             .await?,
         );
         let target = Target {
-            docker,
-            container: id,
+            docker: self.docker,
+            input: self.input,
+            run_id: self.run_id,
             image_config: self.image_config,
-            http: port.map(|p: PortAccess| p.host),
+            keep_alive: self.keep_alive,
+            http: port.map(|p| p.host),
         };
-        for (path, tests) in &self.input.structure_tests {
-            let file = path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            checks.extend(checks::run_all(&target, &file, tests).await?);
+        for (n, file) in self.input.config.structure_tests.iter().enumerate() {
+            checks.extend(checks::run_file(&target, file, n + 1).await?);
         }
+        Ok(())
+    }
+
+    async fn still_running(&self) -> Result<CheckResult, TestPhaseError> {
+        let (docker, id) = (self.docker, self.id);
         let start = Instant::now();
         let (running, code) = run::state(docker, id).await?;
         let mut c = CheckResult {
@@ -216,8 +273,17 @@ impl Ctx<'_> {
                 "the container exited with code {code} during the tests; last log lines:\n{logs}"
             );
         }
-        checks.push(c);
-        Ok((r, Some(ready_at), checks))
+        Ok(c)
+    }
+
+    fn ready_name(&self, wait: Option<&Wait<'_>>) -> String {
+        match (self.kind, wait) {
+            (ContainerKind::Image, _) => {
+                format!("keep-alive running ({})", self.keep_alive.describe())
+            }
+            (ContainerKind::Service, Some(w)) => wait_name(w),
+            (ContainerKind::Service, None) => "started".into(),
+        }
     }
 }
 
@@ -257,6 +323,17 @@ fn readiness_check(r: &ReadinessOutcome, name: &str) -> CheckResult {
                 fmt_duration(*after)
             ),
         ),
+        ReadinessOutcome::NotStarted {
+            reason,
+            exit_code,
+            logs,
+        } => (
+            false,
+            std::time::Duration::ZERO,
+            format!(
+                "the engine could not start the container (exit code {exit_code}): {reason}; last log lines:\n{logs}"
+            ),
+        ),
         ReadinessOutcome::TimedOut {
             timeout,
             waiting_for,
@@ -280,12 +357,20 @@ fn readiness_check(r: &ReadinessOutcome, name: &str) -> CheckResult {
     }
 }
 
-/// The newest local image labelled `dev.kiln.recipe=<recipe>` (what the
-/// builder writes), as an image id.
-pub async fn find_recipe_image(docker: &Docker, recipe: &str) -> Result<String, TestPhaseError> {
+/// The newest local image of `recipe` whose build-key label is `build_key`
+/// (what the builder writes), as an image id: the image built from exactly
+/// these inputs, never one another checkout of the recipe built.
+pub async fn find_built_image(
+    docker: &Docker,
+    recipe: &str,
+    build_key: &crate::digest::Digest,
+) -> Result<String, TestPhaseError> {
     let filters = std::collections::HashMap::from([(
         "label".to_string(),
-        vec![format!("{LABEL_RECIPE}={recipe}")],
+        vec![
+            format!("{LABEL_RECIPE}={recipe}"),
+            format!("{}={build_key}", crate::build::labels::BUILD_KEY),
+        ],
     )]);
     let options = ListImagesOptionsBuilder::default()
         .filters(&filters)
@@ -302,7 +387,8 @@ pub async fn find_recipe_image(docker: &Docker, recipe: &str) -> Result<String, 
         .into_iter()
         .max_by_key(|i| i.created)
         .map(|i| i.id)
-        .ok_or_else(|| TestPhaseError::NoImage {
+        .ok_or_else(|| TestPhaseError::NotBuilt {
             recipe: recipe.to_string(),
+            build_key: build_key.to_string(),
         })
 }

@@ -1,6 +1,7 @@
 //! The structure tests' `metadataTest`: compares the image configuration
-//! (env, labels, exposed ports, volumes, entrypoint, cmd, workdir, user) with
-//! what the file expects, as container-structure-test does.
+//! (env, unbound env, labels, exposed ports, volumes, entrypoint, cmd,
+//! workdir, user) with what the file expects, as container-structure-test
+//! does (ports by number, an empty workdir or user is not checked).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -27,7 +28,10 @@ pub(crate) fn check(c: &ImageConfig, m: &MetadataTest, file: &str) -> CheckResul
     let mut errors = Vec::new();
     let env = image_env(c);
     let labels = c.labels.clone().unwrap_or_default();
-    for (what, want, have) in [("env var", &m.env, &env), ("label", &m.labels, &labels)] {
+    for (what, want, have) in [
+        ("env var", &m.env_vars, &env),
+        ("label", &m.labels, &labels),
+    ] {
         for e in want {
             match have.get(&e.key) {
                 None => errors.push(format!("{what} {} not found in the image", e.key)),
@@ -41,15 +45,24 @@ pub(crate) fn check(c: &ImageConfig, m: &MetadataTest, file: &str) -> CheckResul
             }
         }
     }
+    for e in &m.unbound_env_vars {
+        if let Some(v) = env.get(&e.key) {
+            errors.push(format!("env var {} is set ({v}) but must not be", e.key));
+        }
+    }
+    // CST compares port numbers only (`8080`, whatever the protocol).
     let ports: Vec<String> = c.exposed_ports.clone().unwrap_or_default();
-    let has_port = |p: &str| {
-        ports
-            .iter()
-            .any(|x| x == p || x.strip_suffix("/tcp") == Some(p))
-    };
+    let has_port = |p: &str| ports.iter().any(|x| x.split('/').next() == Some(p));
     for p in &m.exposed_ports {
         if !has_port(p) {
-            errors.push(format!("port {p} is not exposed (exposed: {ports:?})"));
+            let hint = if p.contains('/') {
+                "; container-structure-test compares port numbers: write it without `/tcp`"
+            } else {
+                ""
+            };
+            errors.push(format!(
+                "port {p} is not exposed (exposed: {ports:?}){hint}"
+            ));
         }
     }
     for p in &m.unexposed_ports {
@@ -85,7 +98,7 @@ pub(crate) fn check(c: &ImageConfig, m: &MetadataTest, file: &str) -> CheckResul
         errors.push(format!("cmd is {:?}, expected {cmd:?}", list(&c.cmd)));
     }
     let text = |x: &Option<String>| x.clone().unwrap_or_default();
-    if let Some(w) = &m.workdir
+    if let Some(w) = m.workdir.as_ref().filter(|w| !w.is_empty())
         && *w != text(&c.working_dir)
     {
         errors.push(format!(
@@ -93,7 +106,7 @@ pub(crate) fn check(c: &ImageConfig, m: &MetadataTest, file: &str) -> CheckResul
             text(&c.working_dir)
         ));
     }
-    if let Some(u) = &m.user
+    if let Some(u) = m.user.as_ref().filter(|u| !u.is_empty())
         && *u != text(&c.user)
     {
         errors.push(format!("user is `{}`, expected `{u}`", text(&c.user)));

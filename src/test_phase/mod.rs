@@ -9,28 +9,32 @@
 
 mod checks;
 mod exec;
+mod files;
 mod http;
+mod keepalive;
 mod metadata;
+mod policy;
 mod readiness;
 pub mod report;
 mod run;
-pub mod structure;
 
+pub use crate::load::structure_test as structure;
 pub use checks::go_mode_string;
 pub use exec::{StepLine, declared_steps, parse_step_line};
+pub use keepalive::{HELPER_PATH, helper_for};
+pub use policy::TestPolicy;
 pub use readiness::{POLL, PROXY_CONFIRM, served_via_proxy};
-pub use report::{CheckKind, CheckResult, ReadinessOutcome, TestReport};
+pub use report::{CheckKind, CheckResult, ContainerKind, ReadinessOutcome, TestReport};
 pub use run::{
     LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST, cleanup_leftovers,
     hostname, labelled_containers, labelled_networks, last_log_lines,
 };
-pub use structure::StructureTests;
+pub use structure::{StructureFile, StructureTests};
 
 mod flow;
 
-pub use flow::{find_recipe_image, test_image, test_image_until};
+pub use flow::{find_built_image, test_image, test_image_until};
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::diagnostic::Diagnostic;
@@ -47,37 +51,49 @@ pub struct TestInput {
     pub image: String,
     /// Recipe name (labels, report).
     pub recipe: String,
-    /// The recipe's `test` section.
+    /// The recipe's `test` section (its structure-test files already loaded).
     pub config: TestConfig,
     /// Component test phases, in recipe order.
     pub test_scripts: Vec<TestScript>,
-    /// Parsed structure-test files.
-    pub structure_tests: Vec<(PathBuf, StructureTests)>,
     /// Cap on one component test script.
     pub exec_timeout: Duration,
+    /// What the operator allows `containerRunOptions` to ask for.
+    pub policy: TestPolicy,
 }
 
 impl TestInput {
-    /// The input for `image` built from `recipe`; reads its structure tests.
+    /// The input for `image` built from `recipe`, under the operator's
+    /// [`TestPolicy`] (from the environment). Unknown-key warnings of the
+    /// structure-test files are logged; a privileged container or a bind
+    /// mount the operator does not allow is a positioned error.
     pub fn from_recipe(
         recipe: &LoadedRecipe,
         rendered: &RenderedBuild,
         image: impl Into<String>,
     ) -> Result<Self, Diagnostic> {
-        let structure_tests = recipe
-            .test
-            .structure_tests
-            .iter()
-            .map(|p| Ok((p.clone(), structure::load(p)?)))
-            .collect::<Result<_, Diagnostic>>()?;
+        for w in recipe.test.warnings() {
+            tracing::warn!("{w}");
+        }
+        let policy = TestPolicy::from_env();
+        policy.check(&recipe.test.structure_tests)?;
         Ok(TestInput {
             image: image.into(),
             recipe: recipe.name.clone(),
             config: recipe.test.clone(),
             test_scripts: rendered.test_scripts.clone(),
-            structure_tests,
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
+            policy,
         })
+    }
+
+    /// Service (a readiness check is set) or image container.
+    pub fn kind(&self) -> ContainerKind {
+        let c = &self.config;
+        if c.port.is_some() || c.http.is_some() || c.log_line.is_some() {
+            ContainerKind::Service
+        } else {
+            ContainerKind::Image
+        }
     }
 }
 
@@ -100,11 +116,15 @@ pub enum TestPhaseError {
         /// Reference.
         image: String,
     },
-    /// No image given and none labelled for the recipe.
-    #[error("no image to test for recipe `{recipe}`: pass --image or build the recipe first")]
-    NoImage {
+    /// No local image carries this project's build key for the recipe.
+    #[error(
+        "no image built from this project's inputs for recipe `{recipe}` (build key {build_key}): run `kiln build {recipe}` first, or pass --image"
+    )]
+    NotBuilt {
         /// Recipe.
         recipe: String,
+        /// The key the project's inputs give.
+        build_key: String,
     },
     /// Inspecting the image failed.
     #[error("error inspecting image `{image}`")]
@@ -171,6 +191,19 @@ pub enum TestPhaseError {
         /// Cause.
         #[source]
         source: regex::Error,
+    },
+    /// The container stopped while kiln was running a command in it; the
+    /// flow turns this into a failed check (exit code and last log lines).
+    #[error(
+        "container `{container}` exited with code {exit_code} during the tests; last log lines:\n{logs}"
+    )]
+    ContainerExited {
+        /// Container id.
+        container: String,
+        /// Its exit code.
+        exit_code: i64,
+        /// Its last log lines.
+        logs: String,
     },
     /// Shutdown was requested (Ctrl-C); the container was removed.
     #[error("interrupted; the test container was removed")]

@@ -25,6 +25,8 @@ pub enum CheckKind {
     Metadata,
     /// A structure-test `httpTests` entry.
     Http,
+    /// A structure-test `licenseTests` entry.
+    License,
     /// The container was still running after all tests.
     Container,
 }
@@ -40,6 +42,7 @@ impl CheckKind {
             CheckKind::FileContent => "file-content",
             CheckKind::Metadata => "metadata",
             CheckKind::Http => "http",
+            CheckKind::License => "license",
             CheckKind::Container => "container",
         }
     }
@@ -62,6 +65,28 @@ pub struct CheckResult {
     pub duration: Duration,
     /// Why it failed, or a short note.
     pub detail: String,
+}
+
+/// What the test container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerKind {
+    /// A readiness check is set: the image's own entrypoint, which must
+    /// become ready and stay up.
+    Service,
+    /// No readiness check: the entrypoint is replaced by a keep-alive
+    /// (`sleep`), as Image Builder and container-structure-test run images.
+    Image,
+}
+
+impl ContainerKind {
+    /// `service` or `image`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerKind::Service => "service",
+            ContainerKind::Image => "image",
+        }
+    }
 }
 
 /// How the readiness wait ended.
@@ -88,6 +113,16 @@ pub enum ReadinessOutcome {
         /// Its last log lines.
         logs: String,
     },
+    /// The engine refused to start the container (e.g. no such entrypoint,
+    /// or no `sleep` in the image for the keep-alive).
+    NotStarted {
+        /// The engine's reason.
+        reason: String,
+        /// The exit code the engine recorded (127/128 for a missing program).
+        exit_code: i64,
+        /// Its log lines (usually none).
+        logs: String,
+    },
     /// Not ready within `timeoutSeconds`.
     TimedOut {
         /// The timeout.
@@ -110,6 +145,8 @@ pub struct TestReport {
     pub recipe: String,
     /// This run's id (the `dev.kiln.run` label).
     pub run_id: String,
+    /// Service or image container.
+    pub kind: ContainerKind,
     /// Readiness.
     pub readiness: ReadinessOutcome,
     /// Start → ready, when it became ready.
@@ -156,8 +193,11 @@ impl TestReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "test {} ({}), run {}",
-            self.image, self.recipe, self.run_id
+            "test {} ({}), {} container, run {}",
+            self.image,
+            self.recipe,
+            self.kind.as_str(),
+            self.run_id
         );
         for c in &self.checks {
             let mark = match (c.skipped, c.passed) {
@@ -210,8 +250,9 @@ impl TestReport {
         );
         let _ = writeln!(
             x,
-            "    <properties><property name=\"run\" value=\"{}\"/></properties>",
-            xml_escape(&self.run_id)
+            "    <properties><property name=\"run\" value=\"{}\"/><property name=\"container\" value=\"{}\"/></properties>",
+            xml_escape(&self.run_id),
+            self.kind.as_str()
         );
         for c in &self.checks {
             let _ = write!(
@@ -283,6 +324,7 @@ mod tests {
             image: "img:1".into(),
             recipe: "r<&>".into(),
             run_id: "abc".into(),
+            kind: ContainerKind::Service,
             readiness: ReadinessOutcome::Ready {
                 latency: Duration::from_millis(20),
             },

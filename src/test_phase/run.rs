@@ -11,11 +11,12 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
 use super::TestPhaseError;
+use super::keepalive::KeepAlive;
 use crate::load::ResourceLimits;
 
 /// Label naming what kiln started a container for.
@@ -31,14 +32,35 @@ pub const LABEL_OWNER: &str = "dev.kiln.owner";
 /// Objects older than this are leftovers even when their owner looks alive.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
-/// How to start the test container.
+/// How to start a test container.
 #[derive(Debug, Clone)]
 pub(crate) struct RunSpec<'a> {
     pub image: &'a str,
     pub recipe: &'a str,
     pub run_id: &'a str,
+    /// Distinguishes the containers of one run (`main`, `cmd-3`, `files-1`).
+    pub role: &'a str,
     pub port: Option<u16>,
     pub limits: ResourceLimits,
+    /// Replace the entrypoint with a keep-alive (image kind, command and
+    /// file tests).
+    pub keep_alive: Option<&'a KeepAlive>,
+    /// What `containerRunOptions` and env vars add.
+    pub extra: Extras,
+}
+
+/// Per-container settings from structure-test files.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extras {
+    /// `KEY=VALUE`, on top of the image's environment.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    /// Only set when the operator allows it (checked when the input is made).
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    /// `host:container[:options]`, host inside the project, operator-allowed.
+    pub binds: Vec<String>,
 }
 
 /// Where the test port can be reached.
@@ -98,8 +120,9 @@ fn labels(spec: &RunSpec<'_>) -> HashMap<String, String> {
     ])
 }
 
-/// Creates the container (own entrypoint, limits, no privileges, no mounts,
-/// the test port on 127.0.0.1 with an ephemeral host port).
+/// Creates a container: limits, `no-new-privileges`, no mounts or
+/// privileges unless [`Extras`] carries operator-allowed ones, the test port
+/// (if any) on 127.0.0.1 with an ephemeral host port.
 pub(crate) async fn create(
     docker: &Docker,
     spec: &RunSpec<'_>,
@@ -114,27 +137,40 @@ pub(crate) async fn create(
             }]),
         )])
     });
+    let x = &spec.extra;
     let host_config = HostConfig {
         memory: Some(spec.limits.memory_bytes),
         memory_swap: Some(spec.limits.memory_bytes),
         nano_cpus: Some(spec.limits.nano_cpus),
         pids_limit: Some(spec.limits.pids),
-        privileged: Some(false),
+        privileged: Some(x.privileged),
         security_opt: Some(vec!["no-new-privileges".into()]),
-        binds: None,
+        cap_add: (!x.cap_add.is_empty()).then(|| x.cap_add.clone()),
+        binds: (!x.binds.is_empty()).then(|| x.binds.clone()),
         mounts: None,
         port_bindings,
         publish_all_ports: Some(false),
         ..Default::default()
     };
+    let (entrypoint, cmd) = spec.keep_alive.map(KeepAlive::argv).unzip();
     let body = ContainerCreateBody {
         image: Some(spec.image.to_string()),
         labels: Some(labels(spec)),
         exposed_ports: port_key.map(|k| vec![k]),
         host_config: Some(host_config),
+        entrypoint,
+        cmd,
+        env: (!x.env.is_empty()).then(|| x.env.clone()),
+        user: x.user.clone(),
+        tty: Some(x.tty),
         ..Default::default()
     };
-    let name = format!("kiln-test-{}-{}", sanitize(spec.recipe), spec.run_id);
+    let name = format!(
+        "kiln-test-{}-{}-{}",
+        sanitize(spec.recipe),
+        spec.run_id,
+        spec.role
+    );
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     let created = docker
         .create_container(Some(options), body)
@@ -143,11 +179,27 @@ pub(crate) async fn create(
             image: spec.image.to_string(),
             source,
         })?;
-    Ok(ContainerGuard {
+    let guard = ContainerGuard {
         docker: docker.clone(),
         id: created.id,
         armed: true,
-    })
+    };
+    let helper = spec
+        .keep_alive
+        .map(KeepAlive::archive)
+        .transpose()
+        .map_err(|source| TestPhaseError::Archive { source })?
+        .flatten();
+    if let Some(tar) = helper {
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        docker
+            .upload_to_container(&guard.id, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|source| {
+                TestPhaseError::docker("copy the keep-alive into", &guard.id, source)
+            })?;
+    }
+    Ok(guard)
 }
 
 fn sanitize(name: &str) -> String {
@@ -162,12 +214,18 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Starts the container.
-pub(crate) async fn start(docker: &Docker, id: &str) -> Result<(), TestPhaseError> {
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(|source| TestPhaseError::docker("start container", id, source))
+/// Starts the container. `Ok(Err(reason))` when the engine refused to start
+/// it (no such entrypoint, no `sleep` for the keep-alive, …): a test
+/// failure, not a phase error.
+pub(crate) async fn start(docker: &Docker, id: &str) -> Result<Result<(), String>, TestPhaseError> {
+    match docker.start_container(id, None).await {
+        Ok(()) => Ok(Ok(())),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 400 | 500,
+            message,
+        }) => Ok(Err(message)),
+        Err(source) => Err(TestPhaseError::docker("start container", id, source)),
+    }
 }
 
 /// Where `port` was published, and the container's bridge address.

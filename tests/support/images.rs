@@ -44,3 +44,38 @@ pub async fn build(docker: &Docker, tag: &str, body: &str) {
         }
     }
 }
+
+/// Test containers this test process started (owner label `host:pid`), so a
+/// leak check is not confused by other processes using the same engine.
+/// `recipe` instead selects a recipe's containers, for a kiln subprocess.
+pub async fn own_test_containers(docker: &Docker, recipe: Option<&str>) -> Vec<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut labels = vec![format!(
+        "{}={}",
+        kiln::test_phase::LABEL_ROLE,
+        kiln::test_phase::ROLE_TEST
+    )];
+    labels.push(match recipe {
+        Some(r) => format!("{}={r}", kiln::test_phase::LABEL_RECIPE),
+        None => format!(
+            "{}={}:{}",
+            kiln::test_phase::LABEL_OWNER,
+            host.trim(),
+            std::process::id()
+        ),
+    });
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&std::collections::HashMap::from([(
+            "label".to_string(),
+            labels,
+        )]))
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
