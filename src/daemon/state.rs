@@ -319,4 +319,9 @@ impl DaemonState {
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
+
+    /// Lookup and rate-limit figures of the runner's registry client.
+    pub fn registry_stats(&self) -> Vec<crate::registry::RegistryStats> {
+        self.shared.runner.registry_stats()
+    }
 }

@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod freshness;
 pub mod pins;
+pub mod pins_many;
 mod record_of;
 mod run;
 

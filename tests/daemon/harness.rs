@@ -96,7 +96,12 @@ impl PipelineRunner for FakeRunner {
         }
     }
 
-    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError> {
+    async fn needs_build(
+        &self,
+        pipeline: &str,
+        _queued: tokio::time::Instant,
+        _log: &LogSink,
+    ) -> Result<BuildNeed, RunnerError> {
         self.checks
             .lock()
             .unwrap()
@@ -154,6 +159,7 @@ pub fn config(grace_seconds: u64) -> DaemonConfig {
             token("t", Role::Trigger, TRIGGER),
             token("a", Role::Admin, ADMIN),
         ],
+        registries: Default::default(),
     }
 }
 
