@@ -6,4 +6,7 @@ mod api;
 mod harness;
 mod queue;
 mod recovery;
+mod scale;
 mod schedule;
+#[path = "../support/mod.rs"]
+mod support;

@@ -3,6 +3,7 @@
 //! processes. Tests fail, never skip, when the services are missing.
 #![allow(dead_code)]
 
+pub mod count_relay;
 pub mod fault_proxy;
 pub mod push;
 pub mod registry_process;
