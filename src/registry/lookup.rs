@@ -3,8 +3,9 @@
 //! a short TTL (the runs of one scheduled slot, the recipes of one
 //! `kiln resolve --check`).
 //!
-//! - **Single flight:** concurrent lookups of one key await one request
-//!   (failures are shared with those waiters, never cached).
+//! - **Single flight:** concurrent lookups of one key await one request.
+//!   A failure is an answer too (a refused or missing reference): it is
+//!   shared like a digest, so a slot of runs on a refused parent asks once.
 //! - **TTL** (`lookup_ttl`, default 60 s) counted from when the request began.
 //! - **Never older than the asker:** an answer is served only to a lookup
 //!   whose [`LookupScope::since`] is not later than the moment its request
@@ -243,12 +244,6 @@ impl RegistryClient {
             })
             .await
             .clone();
-        if answer.is_err() {
-            let mut m = lock(map);
-            if m.get(&key).is_some_and(|f| Arc::ptr_eq(&f.cell, &cell)) {
-                m.remove(&key);
-            }
-        }
         self.report_wait(host, scope, waited, pauses, t0);
         answer.map_err(RegistryError::Shared)
     }

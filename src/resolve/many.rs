@@ -128,7 +128,18 @@ pub async fn check_many(
             None => {} // failed; reported once already
         }
     }
+    out.failures = once_each(out.failures);
     out
+}
+
+/// Drops a failure that repeats an earlier one (the same reference failing
+/// the same way for another platform).
+fn once_each(failures: Vec<Unresolved>) -> Vec<Unresolved> {
+    let mut seen = std::collections::BTreeSet::new();
+    failures
+        .into_iter()
+        .filter(|f| seen.insert((f.reference.clone(), f.source.to_string())))
+        .collect()
 }
 
 /// Lock entries of a recipe for references it no longer uses.
@@ -188,5 +199,6 @@ pub async fn resolve_many(
             out.resolved.push((rr.recipe.clone(), images));
         }
     }
+    out.failures = once_each(out.failures);
     out
 }

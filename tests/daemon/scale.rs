@@ -116,7 +116,7 @@ async fn lock_and_seed(dir: &Path) {
         docker: s.docker().await,
         registry,
     };
-    let mut store = Store::open(&kiln::record::db_path(dir)).unwrap();
+    let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
     for r in &recipes {
         let Freshness::Stale { build_key, .. } = p.freshness(&r.name).await.unwrap() else {
             panic!("{} has no record yet", r.name);
