@@ -1,10 +1,10 @@
 //! `kiln resolve [RECIPE…] [--check | --update]`.
 
 use kiln::load::{self, LoadedRecipe};
-use kiln::pipeline::pins;
+use kiln::pipeline::{chain, pins, pins_many};
 use kiln::project::Project;
 use kiln::registry::RegistryClient;
-use kiln::resolve::{self, LockFile};
+use kiln::resolve::Unresolved;
 
 use super::Outcome;
 
@@ -45,7 +45,7 @@ fn load_all(project: &Project, names: &[String]) -> Result<Vec<LoadedRecipe>, Ou
     }
 }
 
-/// Resolves, checks or updates the lock.
+/// Resolves, checks or updates the lock for every recipe at once.
 pub async fn run(project: &Project, args: Args) -> Outcome {
     let recipes = match load_all(project, &args.recipes) {
         Ok(r) => r,
@@ -58,61 +58,75 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let lock_path = pins::lock_path(project);
     if args.check {
-        let lock = match LockFile::load(&lock_path) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Outcome::Failed;
-            }
-        };
-        let mut clean = true;
-        for r in &recipes {
-            match resolve::check(&client, &lock, &[pins::references(r)], &pins::options(r)).await {
-                Ok(report) => {
-                    for m in &report.moved {
-                        clean = false;
-                        println!(
-                            "moved    {} {}: {} -> {}",
-                            m.recipe, m.reference, m.old, m.new
-                        );
-                    }
-                    for (recipe, reference) in &report.unlocked {
-                        clean = false;
-                        println!("unlocked {recipe} {reference}");
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {}", kiln::pipeline::chain(&e));
-                    return Outcome::Failed;
-                }
-            }
+        return check(project, &client, &recipes).await;
+    }
+    let ensured = match pins_many::ensure_all(&client, project, &recipes, args.update).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            return Outcome::Failed;
         }
-        if clean {
-            println!("ok: every reference matches {}", lock_path.display());
-            return Outcome::Ok;
+    };
+    for (recipe, images) in &ensured.pinned {
+        for i in images {
+            println!("{recipe} {} -> {}", i.written, i.pinned);
         }
-        eprintln!("error: the lock no longer matches the registries; run `kiln resolve --update`");
+    }
+    for (recipe, refs) in &ensured.failed {
+        eprintln!(
+            "error: cannot pin the parents of `{recipe}`: {}",
+            refs.join(", ")
+        );
+    }
+    print_failures(&ensured.failures);
+    if ensured.failed.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
+}
+
+/// Every reference that could not be pinned or checked, once each.
+fn print_failures(failures: &[Unresolved]) {
+    for f in failures {
+        eprintln!("error: {f}: {}", chain(&f.source));
+    }
+}
+
+async fn check(project: &Project, client: &RegistryClient, recipes: &[LoadedRecipe]) -> Outcome {
+    let checked = match pins_many::check_all(client, project, recipes).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            return Outcome::Failed;
+        }
+    };
+    let report = &checked.report;
+    for m in &report.moved {
+        println!(
+            "moved    {} {}: {} -> {}",
+            m.recipe, m.reference, m.old, m.new
+        );
+    }
+    for (recipe, reference) in &report.unlocked {
+        println!("unlocked {recipe} {reference}");
+    }
+    print_failures(&checked.failures);
+    if !checked.failures.is_empty() {
+        eprintln!(
+            "error: {} parent image reference(s) could not be checked",
+            checked.failures.len()
+        );
         return Outcome::Failed;
     }
-    let mut failed = false;
-    for r in &recipes {
-        match pins::ensure(&client, project, r, args.update).await {
-            Ok((_, images)) => {
-                for i in images {
-                    println!("{} {} -> {}", r.name, i.written, i.pinned);
-                }
-            }
-            Err(e) => {
-                eprintln!(
-                    "error: cannot pin the parents of `{}`: {}",
-                    r.name,
-                    kiln::pipeline::chain(&e)
-                );
-                failed = true;
-            }
-        }
+    if report.moved.is_empty() && report.unlocked.is_empty() {
+        println!(
+            "ok: every reference matches {}",
+            pins::lock_path(project).display()
+        );
+        return Outcome::Ok;
     }
-    if failed { Outcome::Failed } else { Outcome::Ok }
+    eprintln!("error: the lock no longer matches the registries; run `kiln resolve --update`");
+    Outcome::Failed
 }

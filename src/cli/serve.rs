@@ -61,7 +61,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let registry = match kiln::registry::RegistryClient::with_defaults() {
+    let registry = match kiln::registry::RegistryClient::new(config.registries.client_config()) {
         Ok(r) => r,
         Err(e) => {
             report(&e);

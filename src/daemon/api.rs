@@ -276,7 +276,9 @@ async fn metrics(State(state): State<DaemonState>) -> ApiResult {
     let (queued, running) = state.queue().depth().await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(queued, running),
+        state
+            .metrics()
+            .render(queued, running, &state.registry_stats()),
     )
         .into_response())
 }

@@ -1,5 +1,6 @@
 //! The daemon's configuration file, `config/kiln.yaml`: listen address,
-//! concurrency, shutdown grace and API tokens (stored as sha256 hashes only).
+//! concurrency, shutdown grace, API tokens (stored as sha256 hashes only) and
+//! how runs share registry lookups (`registries:`).
 //! Decoded strictly through [`crate::yaml::decode`]; unknown fields are errors.
 
 use std::net::SocketAddr;
@@ -31,6 +32,58 @@ pub struct DaemonConfig {
     /// API tokens, by hash.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Registry lookups shared by the runs of a slot.
+    #[serde(default)]
+    pub registries: RegistryLookups,
+}
+
+/// `registries:` — how scheduled runs share registry lookups.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryLookups {
+    /// How long a lookup answer is shared (seconds, at least 1). Default 60.
+    #[serde(default = "default_lookup_ttl")]
+    pub lookup_ttl_seconds: u64,
+    /// Most lookups in flight per registry host. Default 8.
+    #[serde(default = "default_lookup_concurrency")]
+    pub concurrency_per_registry: usize,
+    /// Longest a run waits for a rate-limited registry before failing. Default 900.
+    #[serde(default = "default_max_throttle_wait")]
+    pub max_throttle_wait_seconds: u64,
+}
+
+fn default_lookup_ttl() -> u64 {
+    60
+}
+
+fn default_lookup_concurrency() -> usize {
+    8
+}
+
+fn default_max_throttle_wait() -> u64 {
+    900
+}
+
+impl Default for RegistryLookups {
+    fn default() -> Self {
+        RegistryLookups {
+            lookup_ttl_seconds: default_lookup_ttl(),
+            concurrency_per_registry: default_lookup_concurrency(),
+            max_throttle_wait_seconds: default_max_throttle_wait(),
+        }
+    }
+}
+
+impl RegistryLookups {
+    /// The registry client configuration these settings give.
+    pub fn client_config(&self) -> crate::registry::RegistryConfig {
+        crate::registry::RegistryConfig {
+            lookup_ttl: Duration::from_secs(self.lookup_ttl_seconds),
+            lookup_concurrency: self.concurrency_per_registry,
+            max_throttle_wait: Duration::from_secs(self.max_throttle_wait_seconds),
+            ..Default::default()
+        }
+    }
 }
 
 /// One API token: who, what it may do, and the sha256 of the token text.
@@ -64,6 +117,7 @@ impl Default for DaemonConfig {
             concurrency: default_concurrency(),
             grace_seconds: default_grace(),
             tokens: Vec::new(),
+            registries: RegistryLookups::default(),
         }
     }
 }
@@ -115,6 +169,16 @@ impl DaemonConfig {
         if config.concurrency == 0 {
             return Err(bad("`concurrency` must be at least 1".into()));
         }
+        if config.registries.lookup_ttl_seconds == 0 {
+            return Err(bad(
+                "`registries.lookupTtlSeconds` must be at least 1".into()
+            ));
+        }
+        if config.registries.concurrency_per_registry == 0 {
+            return Err(bad(
+                "`registries.concurrencyPerRegistry` must be at least 1".into(),
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for t in &config.tokens {
             let hex_ok = t.sha256.len() == 64
@@ -158,6 +222,19 @@ mod tests {
         assert!(e.to_string().contains("64 lowercase hex"), "{e}");
         let e = DaemonConfig::parse(Path::new("k.yaml"), "concurrency: 0\n").unwrap_err();
         assert!(e.to_string().contains("at least 1"), "{e}");
+        assert_eq!(c.registries.client_config().lookup_concurrency, 8);
+        let raw = "registries:\n  lookupTtlSeconds: 5\n";
+        let c = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap();
+        assert_eq!(
+            c.registries.client_config().lookup_ttl,
+            Duration::from_secs(5)
+        );
+        let raw = "registries:\n  lookupTtlSeconds: 0\n";
+        let e = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap_err();
+        assert!(e.to_string().contains("lookupTtlSeconds"), "{e}");
+        let raw = "registries:\n  ttl: 5\n";
+        let e = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap_err();
+        assert!(e.to_string().contains("ttl"), "{e}");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Prometheus metrics, kept in memory and rendered by hand in the text
 //! exposition format: runs by outcome (counter), stage durations
 //! (histogram), queue depth and running runs (gauges, read from SQLite at
-//! scrape time).
+//! scrape time), and per registry: lookups, `HEAD` fallbacks, rate-limit
+//! pauses and the allowance the registry last reported (from the client).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use super::run::RunState;
+use crate::registry::RegistryStats;
 
 /// Upper bounds (seconds) of the stage-duration histogram buckets.
 pub const STAGE_BUCKETS: [f64; 10] = [0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
@@ -48,8 +50,9 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format, with the queue gauges given.
-    pub fn render(&self, queued: i64, running: i64) -> String {
+    /// The text exposition format, with the queue gauges and registry
+    /// figures given.
+    pub fn render(&self, queued: i64, running: i64, registries: &[RegistryStats]) -> String {
         let mut out = String::new();
         out.push_str("# HELP kiln_runs_total Pipeline runs finished, by outcome.\n");
         out.push_str("# TYPE kiln_runs_total counter\n");
@@ -91,8 +94,89 @@ impl Metrics {
         out.push_str("# HELP kiln_runs_running Runs executing now.\n");
         out.push_str("# TYPE kiln_runs_running gauge\n");
         let _ = writeln!(out, "kiln_runs_running {running}");
+        render_registries(&mut out, registries);
         out
     }
+}
+
+/// One metric family: help, type, one sample per registry that has a value.
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    rows: &[RegistryStats],
+    value: impl Fn(&RegistryStats) -> Option<String>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for r in rows {
+        if let Some(v) = value(r) {
+            let _ = writeln!(out, "{name}{{registry=\"{}\"}} {v}", escape(&r.registry));
+        }
+    }
+}
+
+fn render_registries(out: &mut String, rows: &[RegistryStats]) {
+    let lookups = "kiln_registry_lookups_total";
+    let _ = writeln!(
+        out,
+        "# HELP {lookups} Registry lookups by kind: head and pin requests sent, shared answers.\n# TYPE {lookups} counter"
+    );
+    for r in rows {
+        let reg = escape(&r.registry);
+        let l = &r.lookups;
+        for (kind, n) in [("head", l.heads), ("pin", l.pins), ("shared", l.shared)] {
+            let _ = writeln!(out, "{lookups}{{registry=\"{reg}\",kind=\"{kind}\"}} {n}");
+        }
+    }
+    family(
+        out,
+        "kiln_registry_head_fallbacks_total",
+        "counter",
+        "HEADs answered without Docker-Content-Digest, decided by a GET instead.",
+        rows,
+        |r| Some(r.lookups.head_fallbacks.to_string()),
+    );
+    family(
+        out,
+        "kiln_registry_throttled_total",
+        "counter",
+        "Rate-limit pauses (429, or ratelimit-remaining: 0) begun per registry.",
+        rows,
+        |r| Some(r.throttle.pauses.to_string()),
+    );
+    family(
+        out,
+        "kiln_registry_throttle_wait_seconds_total",
+        "counter",
+        "Time requests waited for rate-limit pauses, summed over requests.",
+        rows,
+        |r| Some(r.throttle.waited.as_secs_f64().to_string()),
+    );
+    family(
+        out,
+        "kiln_registry_paused_seconds",
+        "gauge",
+        "Seconds left of the registry's current rate-limit pause (0 when not paused).",
+        rows,
+        |r| Some(r.throttle.paused_for.as_secs_f64().to_string()),
+    );
+    family(
+        out,
+        "kiln_registry_ratelimit_remaining",
+        "gauge",
+        "The allowance left, as the registry last reported it (ratelimit-remaining).",
+        rows,
+        |r| r.throttle.remaining.map(|n| n.to_string()),
+    );
+    family(
+        out,
+        "kiln_registry_ratelimit_limit",
+        "gauge",
+        "The allowance per window, as the registry last reported it (ratelimit-limit).",
+        rows,
+        |r| r.throttle.limit.map(|n| n.to_string()),
+    );
 }
 
 /// Escapes a label value (`\`, `"`, newline).
@@ -112,7 +196,23 @@ mod tests {
         m.run_finished(RunState::Passed);
         m.run_finished(RunState::Passed);
         m.stage_observed("build", 12.0);
-        let text = m.render(3, 1);
+        let reg = RegistryStats {
+            registry: "r.io".into(),
+            lookups: crate::registry::LookupCounts {
+                heads: 3,
+                ..Default::default()
+            },
+            throttle: crate::registry::ThrottleStats {
+                pauses: 1,
+                remaining: Some(7),
+                ..Default::default()
+            },
+        };
+        let text = m.render(3, 1, &[reg]);
+        assert!(text.contains("kiln_registry_lookups_total{registry=\"r.io\",kind=\"head\"} 3\n"));
+        assert!(text.contains("kiln_registry_throttled_total{registry=\"r.io\"} 1\n"));
+        assert!(text.contains("kiln_registry_ratelimit_remaining{registry=\"r.io\"} 7\n"));
+        assert!(!text.contains("kiln_registry_ratelimit_limit{"), "{text}");
         assert!(
             text.contains("kiln_runs_total{outcome=\"passed\"} 2\n"),
             "{text}"

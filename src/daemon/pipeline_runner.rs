@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::{
@@ -14,6 +15,7 @@ use crate::build::BuildEvent;
 use crate::distribute::PushEvent;
 use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions};
 use crate::record::Status;
+use crate::registry::{LookupScope, RegistryStats, ThrottleWait};
 
 /// Drives the pipeline for the daemon.
 #[derive(Clone)]
@@ -25,6 +27,23 @@ impl PipelineRunnerImpl {
     /// A runner over `pipeline`.
     pub fn new(pipeline: Pipeline) -> Self {
         PipelineRunnerImpl { pipeline }
+    }
+}
+
+/// Lookups shared with runs queued no later than `queued`; waits for a
+/// rate-limited registry are logged.
+fn scope(queued: Instant, log: &LogSink) -> LookupScope {
+    let log = log.clone();
+    LookupScope {
+        since: queued,
+        on_wait: Some(Arc::new(move |w: &ThrottleWait| {
+            log.line(format!(
+                "waited {:.1} s for registry `{}`, which {}",
+                w.waited.as_secs_f64(),
+                w.registry,
+                w.reason
+            ))
+        })),
     }
 }
 
@@ -98,6 +117,7 @@ impl PipelineRunner for PipelineRunnerImpl {
             no_cache: false,
             cancel,
             events: Arc::new(move |e| log_event(&sink_log, e)),
+            lookups: Some(scope(run.queued, &log)),
         };
         match self.pipeline.run(&run.pipeline, &opts).await {
             Ok(s) => {
@@ -147,11 +167,21 @@ impl PipelineRunner for PipelineRunnerImpl {
         }
     }
 
-    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError> {
-        match self.pipeline.freshness(pipeline).await? {
+    async fn needs_build(
+        &self,
+        pipeline: &str,
+        queued: Instant,
+        log: &LogSink,
+    ) -> Result<BuildNeed, RunnerError> {
+        let scope = scope(queued, log);
+        match self.pipeline.freshness_in(pipeline, &scope).await? {
             Freshness::UpToDate { .. } => Ok(BuildNeed::UpToDate),
             Freshness::Stale { reason, .. } => Ok(BuildNeed::Needed(reason)),
         }
+    }
+
+    fn registry_stats(&self) -> Vec<RegistryStats> {
+        self.pipeline.registry.stats()
     }
 
     async fn cleanup_run(&self, run_id: &str) {

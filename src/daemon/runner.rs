@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+use crate::registry::RegistryStats;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// An error a runner reports for a check it could not make.
@@ -46,6 +49,9 @@ pub struct RunRequest {
     pub run_id: String,
     /// The pipeline (recipe name).
     pub pipeline: String,
+    /// When the run was queued: registry lookups shared with other runs
+    /// must have been asked at or after this instant.
+    pub queued: Instant,
 }
 
 /// The answer of [`PipelineRunner::needs_build`].
@@ -65,9 +71,21 @@ pub trait PipelineRunner: Send + Sync + 'static {
     /// [`RunStatus::Cancelled`].
     async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome;
 
-    /// The cheap check before a scheduled refresh: re-resolve the parents and
-    /// compute the build key, without building.
-    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError>;
+    /// The cheap check before a scheduled refresh: check the parents (HEAD
+    /// first, lookups shared with runs queued no later than `queued`) and
+    /// compute the build key, without building. Waits for rate-limited
+    /// registries are written to `log`.
+    async fn needs_build(
+        &self,
+        pipeline: &str,
+        queued: Instant,
+        log: &LogSink,
+    ) -> Result<BuildNeed, RunnerError>;
+
+    /// Lookup and rate-limit figures per registry, for `/metrics`.
+    fn registry_stats(&self) -> Vec<RegistryStats> {
+        Vec::new()
+    }
 
     /// Removes whatever an interrupted run left behind (containers labelled
     /// with its run id). Called at startup for runs a killed daemon left

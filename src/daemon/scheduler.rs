@@ -73,7 +73,8 @@ async fn run_schedule(
         last_local = Some(next.with_timezone(&schedule.timezone).naive_local());
         after = clock.now().max(next);
         let check = schedule.only_when_dependencies_change;
-        match state.trigger(&pipeline, TriggerKind::Schedule, check).await {
+        let queued = state.trigger_at(&pipeline, TriggerKind::Schedule, check, next);
+        match queued.await {
             Ok(Enqueued::Created(run)) => {
                 tracing::info!(%pipeline, run = %run.id, slot = %next, "scheduled run queued");
             }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -210,12 +211,25 @@ impl DaemonState {
         kind: TriggerKind,
         check_first: bool,
     ) -> Result<Enqueued, DaemonError> {
+        let now = self.shared.clock.now();
+        self.trigger_at(pipeline, kind, check_first, now).await
+    }
+
+    /// [`DaemonState::trigger`] with the queue time given: the scheduler
+    /// passes the slot instant, so every run of one slot has the same queue
+    /// time and can share registry lookups begun at or after it.
+    pub async fn trigger_at(
+        &self,
+        pipeline: &str,
+        kind: TriggerKind,
+        check_first: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued, DaemonError> {
         if self.catalog().get(pipeline).is_none() {
             return Err(DaemonError::UnknownPipeline {
                 name: pipeline.to_string(),
             });
         }
-        let now = self.shared.clock.now();
         let result = self
             .shared
             .queue
@@ -324,5 +338,10 @@ impl DaemonState {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Lookup and rate-limit figures of the runner's registry client.
+    pub fn registry_stats(&self) -> Vec<crate::registry::RegistryStats> {
+        self.shared.runner.registry_stats()
     }
 }

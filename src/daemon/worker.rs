@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{RunRow, RunState, StoredEvent};
@@ -142,7 +143,8 @@ async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) 
     let (sink, rx) = LogSink::channel();
     let (close, closed) = oneshot::channel();
     let writer = tokio::spawn(write_log(state.clone(), run.id.clone(), rx, closed));
-    let outcome = drive(s.runner.as_ref(), &run, sink, cancel).await;
+    let queued = queued_instant(s.clock.now(), run.queued_at);
+    let outcome = drive(s.runner.as_ref(), &run, queued, sink, cancel).await;
     let _ = close.send(());
     let _ = writer.await;
     let status = RunState::from(outcome.status);
@@ -169,15 +171,22 @@ async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) 
     s.wake.notify_one();
 }
 
+/// The monotonic instant of `queued_at`, a wall time read `now` ago.
+fn queued_instant(now: DateTime<Utc>, queued_at: DateTime<Utc>) -> Instant {
+    let age = (now - queued_at).to_std().unwrap_or_default();
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
 /// The check-first step (scheduled refreshes) and the run itself.
 async fn drive(
     runner: &dyn PipelineRunner,
     run: &RunRow,
+    queued: Instant,
     sink: LogSink,
     cancel: CancellationToken,
 ) -> RunOutcome {
     if run.check_first {
-        match runner.needs_build(&run.pipeline).await {
+        match runner.needs_build(&run.pipeline, queued, &sink).await {
             Ok(BuildNeed::UpToDate) => {
                 sink.line("parents and inputs unchanged; nothing to build");
                 return RunOutcome {
@@ -201,6 +210,7 @@ async fn drive(
     let request = RunRequest {
         run_id: run.id.clone(),
         pipeline: run.pipeline.clone(),
+        queued,
     };
     runner.run(request, sink, cancel).await
 }

@@ -1,6 +1,7 @@
-//! The cheap check behind scheduled refreshes: re-resolve the parents (a
-//! manifest request or two each), compute the build key with the fresh pins, and look for a
-//! passing record with that key. No build, no lock change.
+//! The cheap check behind scheduled refreshes: check the parents HEAD first
+//! (one shared `HEAD` each when nothing moved, `GET`s only for a parent that
+//! moved), compute the build key with the fresh pins, and look for a passing
+//! record with that key. No build, no lock change.
 
 use super::error::{PipelineError, chain};
 use super::events::Stage;
@@ -10,8 +11,9 @@ use crate::build::{self, BuildRequest};
 use crate::digest::Digest;
 use crate::load;
 use crate::record::{self, Store};
+use crate::registry::LookupScope;
 use crate::render::{self, Pins};
-use crate::resolve;
+use crate::resolve::Drift;
 
 /// Whether a pipeline needs a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,49 +33,39 @@ pub enum Freshness {
 }
 
 impl Pipeline {
-    /// Checks `recipe` against the registries and the records.
+    /// Checks `recipe` against the registries and the records, with
+    /// lookups current as of now.
     pub async fn freshness(&self, recipe: &str) -> Result<Freshness, PipelineError> {
+        self.freshness_in(recipe, &LookupScope::now()).await
+    }
+
+    /// Checks `recipe` with lookups shared within `scope` (the daemon passes
+    /// the run's queue time): one `HEAD` per parent when nothing moved.
+    pub async fn freshness_in(
+        &self,
+        recipe: &str,
+        scope: &LookupScope,
+    ) -> Result<Freshness, PipelineError> {
         let loaded = load::load_recipe(&self.project, recipe)?;
         let stage_err = |stage, message| PipelineError::Stage {
             stage,
             message,
             record: None,
         };
-        let fresh = resolve::resolve_all(
-            &self.registry,
-            &[pins::references(&loaded)],
-            &pins::options(&loaded),
-        )
-        .await
-        .map_err(|e| stage_err(Stage::Resolve, chain(&e)))?;
+        let fresh = pins::refreshed(&self.registry, &self.project, &loaded, scope)
+            .await
+            .map_err(|e| stage_err(Stage::Resolve, chain(&e)))?;
         let mut fresh_pins = Pins::default();
-        for p in fresh.into_iter().flat_map(|(_, images)| images) {
-            fresh_pins.0.insert(p.written.clone(), p.pinned.clone());
+        let mut moved = Vec::new();
+        for f in &fresh {
+            let (written, now) = (&f.image.written, f.image.digest());
+            fresh_pins.0.insert(written.clone(), f.image.pinned.clone());
+            match &f.drift {
+                Drift::Unchanged => {}
+                Drift::Moved { old } => moved.push(format!("{written} moved: {old} -> {now}")),
+                Drift::Unlocked => moved.push(format!("{written} is not locked yet")),
+            }
         }
-        let locked = pins::locked(&self.project, &loaded)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let moved: Vec<String> = fresh_pins
-            .0
-            .iter()
-            .filter(|(written, pinned)| locked.0.get(*written) != Some(*pinned))
-            .map(|(written, pinned)| match locked.0.get(written) {
-                Some(old) => format!(
-                    "{written} moved: {} -> {}",
-                    old.digest
-                        .as_ref()
-                        .map(|d| d.to_string())
-                        .unwrap_or_default(),
-                    pinned
-                        .digest
-                        .as_ref()
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
-                ),
-                None => format!("{written} is not locked yet"),
-            })
-            .collect();
         let rendered = render::render(&loaded, &fresh_pins);
         let mut request = BuildRequest::for_recipe(&loaded);
         request.state_dir = Some(record::state_dir(self.project.root()));

@@ -8,6 +8,7 @@ mod freshness;
 mod guard;
 pub mod pins;
 mod pull_credentials;
+pub mod pins_many;
 mod record_of;
 mod run;
 pub mod tested_image;

@@ -1,17 +1,24 @@
 //! The bridge between the loader and the resolve stage: a recipe's base
 //! images → pins from `kiln.lock`, resolving (and locking) only what the lock
-//! does not already hold, or everything on `--update`.
+//! does not already hold, or everything on `--update`; HEAD-first refreshes
+//! for scheduled checks and daemon runs; many recipes at once for
+//! `kiln resolve`.
 
 use std::path::PathBuf;
 
 use crate::load::LoadedRecipe;
 use crate::project::Project;
 use crate::reference::ImageReference;
-use crate::registry::{Platform, RegistryClient};
+use crate::registry::{LookupScope, Platform, RegistryClient};
 use crate::render::Pins;
 use crate::resolve::{
-    self, LOCK_FILE_NAME, LockEntry, LockFile, PinnedImage, ResolveError, ResolveOptions,
+    self, Drift, Failures, LOCK_FILE_NAME, LockEntry, LockFile, PinnedImage, Refreshed,
+    ResolveError, ResolveOptions, Unresolved,
 };
+
+/// One read-modify-write of kiln.lock at a time in this process (the daemon
+/// runs several recipes at once).
+pub(super) static LOCK_UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The lock file of a project.
 pub fn lock_path(project: &Project) -> PathBuf {
@@ -52,7 +59,7 @@ pub enum LockProblem {
 /// The locked entry of `r`, checked: right platform, and `pinned` is `r`'s
 /// own repository at the entry's manifest digest (a lock edited to point a
 /// reference elsewhere is refused).
-fn entry<'a>(
+pub(super) fn entry<'a>(
     lock: &'a LockFile,
     recipe: &LoadedRecipe,
     r: &ImageReference,
@@ -93,16 +100,6 @@ pub fn locked(project: &Project, recipe: &LoadedRecipe) -> Result<Option<Pins>, 
     from_lock(&lock, recipe)
 }
 
-fn as_pinned(r: &ImageReference, e: &LockEntry) -> PinnedImage {
-    PinnedImage {
-        written: r.clone(),
-        pinned: e.pinned.clone(),
-        index_digest: e.index_digest.clone(),
-        manifest_digest: e.manifest_digest.clone(),
-        platform: e.platform.parse().unwrap_or_default(),
-    }
-}
-
 /// Pins for `recipe`. Without `update`, locked references keep their pins
 /// and only the missing ones are resolved; with it, every reference is
 /// resolved again. The lock is written only when every reference resolved.
@@ -112,9 +109,6 @@ pub async fn ensure(
     recipe: &LoadedRecipe,
     update: bool,
 ) -> Result<(Pins, Vec<PinnedImage>), LockProblem> {
-    // One read-modify-write of kiln.lock at a time in this process (the
-    // daemon runs several recipes at once).
-    static LOCK_UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _serialised = LOCK_UPDATES.lock().await;
     let path = lock_path(project);
     let mut lock = LockFile::load(&path)?;
@@ -122,7 +116,7 @@ pub async fn ensure(
     let mut missing = Vec::new();
     for r in &recipe.base_images {
         match entry(&lock, recipe, r)? {
-            Some(e) if !update => known.push(as_pinned(r, e)),
+            Some(e) if !update => known.push(e.image(r)),
             _ => missing.push(r.clone()),
         }
     }
@@ -144,7 +138,74 @@ pub async fn ensure(
     let images = recipe
         .base_images
         .iter()
-        .filter_map(|r| lock.get(&recipe.name, r).map(|e| as_pinned(r, e)))
+        .filter_map(|r| lock.get(&recipe.name, r).map(|e| e.image(r)))
         .collect();
+    Ok((pins, images))
+}
+
+/// Each base image of `recipe` checked against the lock, HEAD first
+/// ([`resolve::refresh`]), concurrently. Nothing is written.
+pub async fn refreshed(
+    client: &RegistryClient,
+    project: &Project,
+    recipe: &LoadedRecipe,
+    scope: &LookupScope,
+) -> Result<Vec<Refreshed>, LockProblem> {
+    let lock = LockFile::load(&lock_path(project))?;
+    let platform = options(recipe).platform;
+    let mut entries = Vec::new();
+    for r in &recipe.base_images {
+        entries.push((r, entry(&lock, recipe, r)?));
+    }
+    let checks = entries
+        .iter()
+        .map(|(r, e)| resolve::refresh(client, r, *e, &platform, scope));
+    let results = futures_util::future::join_all(checks).await;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for (r, result) in recipe.base_images.iter().zip(results) {
+        match result {
+            Ok(x) => out.push(x),
+            Err(source) => failures.push(Unresolved {
+                recipe: recipe.name.clone(),
+                reference: r.to_string(),
+                source,
+            }),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ResolveError::Unresolved {
+            failures: Failures(failures),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// Pins for a daemon run, current as of `scope.since`: [`refreshed`], and
+/// the recipe's lock section rewritten when a reference moved or was not
+/// locked. Costs one shared `HEAD` per parent when nothing moved.
+pub async fn refresh_lock(
+    client: &RegistryClient,
+    project: &Project,
+    recipe: &LoadedRecipe,
+    scope: &LookupScope,
+) -> Result<(Pins, Vec<PinnedImage>), LockProblem> {
+    let fresh = refreshed(client, project, recipe, scope).await?;
+    let images: Vec<PinnedImage> = fresh.iter().map(|f| f.image.clone()).collect();
+    if fresh.iter().any(|f| f.drift != Drift::Unchanged) {
+        let _serialised = LOCK_UPDATES.lock().await;
+        let path = lock_path(project);
+        let mut lock = LockFile::load(&path)?;
+        let before = lock.clone();
+        lock.apply(&[(recipe.name.clone(), images.clone())], chrono::Utc::now());
+        if lock != before {
+            lock.save(&path)?;
+        }
+    }
+    let mut pins = Pins::default();
+    for i in &images {
+        pins.0.insert(i.written.clone(), i.pinned.clone());
+    }
     Ok((pins, images))
 }

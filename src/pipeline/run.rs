@@ -19,7 +19,7 @@ use crate::distribute::{self, PushOptions, PushRequest, PushedImage};
 use crate::load::{self, LoadedRecipe};
 use crate::project::Project;
 use crate::record::{self, ChainedRecord, Failure, Status, Store};
-use crate::registry::RegistryClient;
+use crate::registry::{LookupScope, RegistryClient};
 use crate::render;
 use crate::test_phase::{self, TestReport};
 
@@ -45,6 +45,11 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Progress.
     pub events: EventSink,
+    /// Daemon runs: parents are checked HEAD first against the lock with
+    /// lookups shared within this scope (the run's queue time), and the lock
+    /// follows moved parents. `None`: the lock as is (`update_parents`
+    /// re-pins everything with `GET`s), as `kiln run` does.
+    pub lookups: Option<LookupScope>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +59,7 @@ impl Default for RunOptions {
             no_cache: false,
             cancel: CancellationToken::new(),
             events: super::events::discard(),
+            lookups: None,
         }
     }
 }
@@ -260,14 +266,12 @@ impl Run<'_> {
     async fn go(mut self) -> Result<RunSummary, PipelineError> {
         // Resolve.
         self.start(Stage::Resolve).await?;
-        let (pins, parents) = match pins::ensure(
-            &self.pipeline.registry,
-            &self.pipeline.project,
-            &self.recipe,
-            self.opts.update_parents,
-        )
-        .await
-        {
+        let (registry, project) = (&self.pipeline.registry, &self.pipeline.project);
+        let resolved = match &self.opts.lookups {
+            Some(scope) => pins::refresh_lock(registry, project, &self.recipe, scope).await,
+            None => pins::ensure(registry, project, &self.recipe, self.opts.update_parents).await,
+        };
+        let (pins, parents) = match resolved {
             Ok(p) => p,
             Err(e) => return Err(self.fail(Stage::Resolve, chain(&e)).await),
         };

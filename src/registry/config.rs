@@ -35,6 +35,14 @@ pub struct RegistryConfig {
     /// Resolve ECR hosts through the ECR API (`BatchGetImage`) instead of the
     /// distribution API. Default `true`; see `docs/arch-registry.md`.
     pub ecr_via_api: bool,
+    /// How long a lookup answer (`HEAD` digest, platform pin) is shared by
+    /// later lookups (`registry::lookup`). Default 60 s.
+    pub lookup_ttl: Duration,
+    /// Most lookups in flight per registry host. Default 8.
+    pub lookup_concurrency: usize,
+    /// Longest a request waits for a rate-limit pause before failing with
+    /// `RegistryError::Throttled`. Default 15 min.
+    pub max_throttle_wait: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -49,6 +57,9 @@ impl Default for RegistryConfig {
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
             ecr_via_api: true,
+            lookup_ttl: Duration::from_secs(60),
+            lookup_concurrency: 8,
+            max_throttle_wait: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -331,12 +331,35 @@ pub enum RegistryError {
         /// ECR's reason text.
         reason: String,
     },
+    /// The registry asked kiln to pause for longer than it is configured to
+    /// wait (`max_throttle_wait`).
+    #[error("registry `{registry}` {reason}; paused for {seconds} s more, longer than kiln waits")]
+    Throttled {
+        /// The registry host.
+        registry: String,
+        /// Why it is paused (`answered 429 Too Many Requests (Retry-After: 3600)`).
+        reason: String,
+        /// Seconds left of the pause.
+        seconds: u64,
+    },
+    /// One failure shared by every caller of a single-flight lookup
+    /// (`registry::lookup`): all of them awaited the same request.
+    #[error(transparent)]
+    Shared(std::sync::Arc<RegistryError>),
 }
 
 impl RegistryError {
+    /// The error itself, looking through [`RegistryError::Shared`].
+    pub fn root(&self) -> &RegistryError {
+        match self {
+            Self::Shared(e) => e.root(),
+            e => e,
+        }
+    }
+
     /// Whether this error means "no such manifest, blob or repository".
     pub fn is_not_found(&self) -> bool {
-        match self {
+        match self.root() {
             Self::Status { status, code, .. } => {
                 *status == 404
                     || matches!(
@@ -365,7 +388,7 @@ impl RegistryError {
 
     /// The registry's error code, when it sent one.
     pub fn code(&self) -> Option<&ErrorCode> {
-        match self {
+        match self.root() {
             Self::Status { code, .. } => code.as_ref(),
             _ => None,
         }

@@ -1,6 +1,7 @@
 //! OCI distribution API client: manifests (HEAD/GET, digest verified
 //! locally), platform selection from indexes, blobs, auth (anonymous, basic,
-//! bearer, Docker config, credential helpers, ECR) and retries.
+//! bearer, Docker config, credential helpers, ECR), retries, rate-limit
+//! pauses per host, and shared (single-flight, short-TTL) lookups.
 //!
 //! [`RegistryClient`] is cheap to clone (one `Arc`) and safe to share
 //! between tasks. Only this module speaks HTTP to registries.
@@ -13,11 +14,13 @@ mod credentials;
 mod ecr;
 mod error;
 mod location;
+mod lookup;
 mod manifest;
 mod media;
 mod platform;
 mod push_request;
 mod retry;
+mod throttle;
 mod transport;
 mod upload;
 
@@ -30,6 +33,7 @@ pub use config::{RegistryConfig, Scheme, is_loopback_host, scheme_for};
 pub use credentials::{BasicCredentials, CredentialError, CredentialSource, DockerConfig};
 pub use ecr::{ECR_TIMEOUTS, EcrHost, EcrTimeouts, parse_ecr_host, sdk_config as ecr_sdk_config};
 pub use error::{ErrorCode, RegistryError, RegistryErrorEntry, parse_error_envelope};
+pub use lookup::{LookupCounts, LookupScope, OnWait, RegistryStats};
 pub use manifest::{Manifest, ManifestHead, ResolvedManifest};
 pub use media::{
     ACCEPTED_MANIFEST_TYPES, DOCKER_LIST, DOCKER_MANIFEST, ManifestKind, OCI_INDEX, OCI_MANIFEST,
@@ -37,6 +41,7 @@ pub use media::{
 };
 pub use platform::{IndexDocument, IndexEntry, Platform, PlatformParseError, select_platform};
 pub use retry::{RetryPolicy, parse_retry_after};
+pub use throttle::{ThrottleStats, ThrottleWait};
 pub use upload::{MONOLITHIC_MAX, UploadOutcome};
 
 use transport::Inner;
@@ -78,6 +83,8 @@ impl RegistryClient {
                 config,
                 auth: auth::AuthState::default(),
                 requests: AtomicU64::new(0),
+                lookups: lookup::Lookups::default(),
+                throttle: throttle::Throttle::default(),
             }),
         })
     }

@@ -27,6 +27,10 @@ pub(crate) struct Inner {
     /// Every HTTP request and ECR API call made, retries and token fetches
     /// included; read by benchmarks and tests.
     pub(crate) requests: AtomicU64,
+    /// Shared lookups (`lookup.rs`).
+    pub(crate) lookups: super::lookup::Lookups,
+    /// Rate-limit pauses per host (`throttle.rs`), honoured by every request.
+    pub(crate) throttle: super::throttle::Throttle,
 }
 
 /// What to send.
@@ -119,6 +123,10 @@ impl Inner {
         let mut stage = AuthStage::Initial;
         let mut attempts = 0u32;
         loop {
+            // A paused host gets no request until its pause ends.
+            self.throttle
+                .wait(req.registry, self.config.max_throttle_wait)
+                .await?;
             attempts += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let mut rb = self.http.request(req.method.clone(), &url);
@@ -141,6 +149,7 @@ impl Inner {
                 Err(e) => return Err(self.transport(req, attempts, e)),
             };
             let status = resp.status();
+            self.throttle.observe(req.registry, status, resp.headers());
             if status == StatusCode::UNAUTHORIZED && stage != AuthStage::Final {
                 let challenges = resp
                     .headers()

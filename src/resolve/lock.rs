@@ -70,6 +70,17 @@ impl LockEntry {
         }
     }
 
+    /// The pin this entry holds for `written`.
+    pub fn image(&self, written: &ImageReference) -> PinnedImage {
+        PinnedImage {
+            written: written.clone(),
+            pinned: self.pinned.clone(),
+            index_digest: self.index_digest.clone(),
+            manifest_digest: self.manifest_digest.clone(),
+            platform: self.platform.parse().unwrap_or_default(),
+        }
+    }
+
     /// Whether both entries pin the same content (timestamps ignored).
     pub fn same_pin(&self, other: &LockEntry) -> bool {
         self.digest == other.digest

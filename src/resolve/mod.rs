@@ -4,12 +4,15 @@
 //! Inputs are plain lists, `&[(recipe name, Vec<ImageReference>)]`, so the
 //! loader's types stay out of this module. Each distinct reference is
 //! resolved once, with bounded concurrency. The lock is written only when
-//! every reference resolved.
+//! every reference resolved. Drift checks are HEAD first ([`refresh`]):
+//! a locked reference whose `HEAD` digest equals the lock costs no `GET`.
 
 mod check;
 mod error;
 mod lock;
+mod many;
 mod pin;
+mod refresh;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,7 +22,9 @@ use futures_util::StreamExt;
 pub use check::{CheckReport, Moved, check};
 pub use error::{Failures, ResolveError, Unresolved};
 pub use lock::{LOCK_FILE_NAME, LOCK_VERSION, LockEntry, LockFile};
+pub use many::{CheckedMany, RecipeRefs, ResolvedMany, check_many, resolve_many};
 pub use pin::{PinnedImage, pin};
+pub use refresh::{Drift, Refreshed, refresh};
 
 use crate::reference::ImageReference;
 use crate::registry::{Platform, RegistryClient, RegistryError};

@@ -96,7 +96,12 @@ impl PipelineRunner for FakeRunner {
         }
     }
 
-    async fn needs_build(&self, pipeline: &str) -> Result<BuildNeed, RunnerError> {
+    async fn needs_build(
+        &self,
+        pipeline: &str,
+        _queued: tokio::time::Instant,
+        _log: &LogSink,
+    ) -> Result<BuildNeed, RunnerError> {
         self.checks
             .lock()
             .unwrap()
@@ -154,6 +159,7 @@ pub fn config(grace_seconds: u64) -> DaemonConfig {
             token("t", Role::Trigger, TRIGGER),
             token("a", Role::Admin, ADMIN),
         ],
+        registries: Default::default(),
     }
 }
 
@@ -169,13 +175,31 @@ pub struct Daemon {
 /// Starts the daemon over `dir`.
 pub async fn start(dir: tempfile::TempDir, clock: Arc<dyn Clock>, grace: u64) -> Daemon {
     let runner = FakeRunner::new(clock.clone());
-    let project = kiln::project::Project::open(dir.path()).unwrap();
+    let (state, url, task) = serve_with(dir.path(), clock, runner.clone(), config(grace)).await;
+    Daemon {
+        url,
+        state,
+        runner,
+        task,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+/// Serves the project at `dir` with `runner`; returns once the API answers.
+pub async fn serve_with(
+    dir: &Path,
+    clock: Arc<dyn Clock>,
+    runner: Arc<dyn PipelineRunner>,
+    config: DaemonConfig,
+) -> (DaemonState, String, JoinHandle<Result<(), DaemonError>>) {
+    let project = kiln::project::Project::open(dir).unwrap();
     let state = DaemonState::open(DaemonOptions {
         database: kiln::record::db_path(project.root()),
         project,
-        config: config(grace),
+        config,
         config_path: None,
-        runner: runner.clone(),
+        runner,
         clock,
     })
     .unwrap();
@@ -187,17 +211,9 @@ pub async fn start(dir: tempfile::TempDir, clock: Arc<dyn Clock>, grace: u64) ->
         std::future::pending(),
     ));
     // The server accepts only after crash recovery: wait for it.
-    let http = reqwest::Client::new();
-    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
     assert!(health.status().is_success());
-    Daemon {
-        url,
-        state,
-        runner,
-        task,
-        http,
-        dir,
-    }
+    (state, url, task)
 }
 
 impl Daemon {

@@ -7,4 +7,7 @@ mod harness;
 mod log_store;
 mod queue;
 mod recovery;
+mod scale;
 mod schedule;
+#[path = "../support/mod.rs"]
+mod support;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod example;
+pub mod count_relay;
 pub mod fault_proxy;
 pub mod push;
 pub mod push_proxy;
