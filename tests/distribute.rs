@@ -418,6 +418,8 @@ async fn a_dropped_push_stops_the_export() {
         last < size / 4,
         "the export ran on: {last} of ~{size} bytes read"
     );
+}
+
 /// "No tag on any target unless every target is ready" against a stall:
 /// one target's upload `POST`s are never answered (behind a proxy); the push
 /// ends in a bounded timeout error and the healthy target gets no tag.

@@ -43,7 +43,12 @@ impl PipelineRunner for ChattyRunner {
         }
     }
 
-    async fn needs_build(&self, _pipeline: &str) -> Result<BuildNeed, RunnerError> {
+    async fn needs_build(
+        &self,
+        _pipeline: &str,
+        _queued: tokio::time::Instant,
+        _log: &LogSink,
+    ) -> Result<BuildNeed, RunnerError> {
         Ok(BuildNeed::Needed("test".into()))
     }
 
