@@ -1,7 +1,8 @@
-//! Push requests under hostile or broken registries, through a scripted
-//! proxy in front of a real registry: a `Location` on another host never
-//! gets the credentials, a registry that stops answering ends in a bounded
-//! error instead of a hang, and `Retry-After` is honoured on pushes.
+//! Push requests (and redirects) under hostile or broken registries, through
+//! a scripted proxy in front of a real registry: a `Location` on another host
+//! never gets the credentials, a redirect never downgrades to plain HTTP, a
+//! registry that stops answering ends in a bounded error instead of a hang,
+//! and `Retry-After` is honoured on pushes.
 
 mod support;
 
@@ -189,4 +190,48 @@ async fn retry_after_is_honoured_on_upload_and_manifest_requests() {
             "`{what}` retried after {waited:?}, not after Retry-After: 2"
         );
     }
+}
+
+#[tokio::test]
+async fn redirects_drop_credentials_off_origin_and_never_downgrade_to_http() {
+    services();
+    let reg = RegistryProcess::start_with_htpasswd("kiln", "Sup3rSecret");
+    let catcher = Catcher::start(404).await;
+    // Only authorised requests are redirected, so the credentials are there
+    // to leak.
+    let to = |location: String| Rule {
+        method: "GET",
+        contains: "authorization: Basic",
+        action: Action::Answer(307, vec![("Location".into(), location)]),
+        times: 1,
+    };
+    let rules = vec![
+        to(format!("http://{}/elsewhere", catcher.host())),
+        to("http://registry.example.com/v2/x/manifests/1".into()),
+    ];
+    let proxy = PushProxy::start(&reg.host, rules).await;
+    let c = client(&proxy.host(), Some(("kiln", "Sup3rSecret")));
+    let r = ImageReference::parse(&format!("{}/kiln/any:1", proxy.host())).unwrap();
+    // A 401 answered, then the authorised request is redirected to another
+    // (loopback) origin: followed, without the credentials.
+    let _ = c.get_manifest(&r).await;
+    assert!(
+        proxy
+            .heads()
+            .iter()
+            .any(|h| h.contains("authorization: Basic"))
+    );
+    let heads = catcher.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "the redirect was not followed: {heads:?}");
+    assert!(
+        !heads[0].to_ascii_lowercase().contains("authorization"),
+        "credentials followed the redirect:\n{}",
+        heads[0]
+    );
+    // To plain http on a host that is neither loopback nor insecure: refused.
+    let err = c.get_manifest(&r).await.unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Transport { source, .. } if source.is_redirect()),
+        "{err:?}"
+    );
 }

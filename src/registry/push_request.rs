@@ -110,26 +110,8 @@ impl RegistryClient {
             if let Some(a) = &auth {
                 rb = rb.header(AUTHORIZATION, a);
             }
-            let config = &self.inner.config;
             let progress = Arc::new(AtomicU64::new(0));
-            rb = match body {
-                // An empty body may be the commit of a large upload: the
-                // registry's work, so the idle bound, not the request bound.
-                Body::Empty => rb.header(CONTENT_LENGTH, "0").timeout(config.idle_timeout),
-                Body::Bytes(b) => rb.body(b.clone()).timeout(config.request_timeout),
-                Body::File {
-                    file,
-                    offset,
-                    len,
-                    sent,
-                } => rb.header(CONTENT_LENGTH, len.to_string()).body(file_body(
-                    (*file).clone(),
-                    *offset,
-                    *len,
-                    sent.clone(),
-                    progress.clone(),
-                )),
-            };
+            rb = self.with_body(rb, body, &progress);
             let watched = matches!(body, Body::File { .. }).then_some(&*progress);
             let resp = self
                 .send_watched(rb, watched, what, url)
@@ -168,6 +150,35 @@ impl RegistryClient {
                 }
             }
             return Ok(resp);
+        }
+    }
+
+    /// `rb` with `body` and its time bound; a file body also counts the
+    /// bytes taken into `progress`, which [`Self::send_watched`] watches.
+    fn with_body(
+        &self,
+        rb: reqwest::RequestBuilder,
+        body: &Body<'_>,
+        progress: &Arc<AtomicU64>,
+    ) -> reqwest::RequestBuilder {
+        let config = &self.inner.config;
+        match body {
+            // An empty body may be the commit of a large upload: the
+            // registry's work, so the idle bound, not the request bound.
+            Body::Empty => rb.header(CONTENT_LENGTH, "0").timeout(config.idle_timeout),
+            Body::Bytes(b) => rb.body(b.clone()).timeout(config.request_timeout),
+            Body::File {
+                file,
+                offset,
+                len,
+                sent,
+            } => rb.header(CONTENT_LENGTH, len.to_string()).body(file_body(
+                (*file).clone(),
+                *offset,
+                *len,
+                sent.clone(),
+                progress.clone(),
+            )),
         }
     }
 
