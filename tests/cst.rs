@@ -291,6 +291,7 @@ async fn privileged_needs_the_operator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bind_mount_outside_the_project_is_refused_at_load() {
+    support::services();
     let dir = tempfile::tempdir().unwrap();
     let project = project(dir.path(), &["bind-mounts.yaml"]);
     let f = dir.path().join("tests/bind-mounts.yaml");

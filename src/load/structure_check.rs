@@ -81,7 +81,7 @@ fn decode_lenient(
             err.line,
             err.column,
             format!(
-                "{}; container-structure-test ignores it",
+                "{}; skipped (`kiln validate --strict` refuses it)",
                 err.message
                     .split(", expected")
                     .next()

@@ -22,7 +22,7 @@ pub struct StructureFile {
     pub digest: Digest,
     /// The tests.
     pub tests: StructureTests,
-    /// Unknown keys (CST's loader drops them; kiln warns, `--strict` refuses).
+    /// Unknown keys, skipped with a warning (`kiln validate --strict` refuses them).
     pub warnings: Vec<Diagnostic>,
     /// `containerRunOptions.envFile`, read from the project at load time.
     pub env_file: Vec<(String, String)>,

@@ -95,9 +95,13 @@ pub(crate) async fn run_file(
     Ok(out)
 }
 
-/// The environment of a file's containers: the image's, then
-/// `globalEnvVars` and `envVars` (each value expanded against what came
-/// before, as CST does), as `KEY=VALUE` and as a map for `$VAR` expansion.
+/// The environment of a file's containers, as CST's docker driver builds
+/// it: `globalEnvVars` become part of the image's environment (each value
+/// expanded against what came before); a test's `envVars` are expanded
+/// against that and set in the container. Returns `KEY=VALUE`s and the map
+/// that `$VAR`s in a command, its args and file paths are expanded from —
+/// the image's environment plus the globals, not the test's own `envVars`
+/// (CST expands before the test's variables exist).
 fn environment(
     image: &ImageConfig,
     file: &StructureFile,
@@ -105,11 +109,13 @@ fn environment(
 ) -> (Vec<String>, HashMap<String, String>) {
     let mut map = metadata::image_env(image);
     let mut list = Vec::new();
-    let local = test.map(|c| c.env_vars.as_slice()).unwrap_or_default();
-    for e in file.tests.global_env_vars.iter().chain(local) {
+    for e in &file.tests.global_env_vars {
         let v = expand_env(&e.value, &map);
         map.insert(e.key.clone(), v.clone());
         list.push(format!("{}={v}", e.key));
+    }
+    for e in test.map(|c| c.env_vars.as_slice()).unwrap_or_default() {
+        list.push(format!("{}={}", e.key, expand_env(&e.value, &map)));
     }
     (list, map)
 }

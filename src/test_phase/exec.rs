@@ -88,7 +88,35 @@ pub(crate) async fn exec(
         Err(source) => return Err(exec_error(docker, id, &what, source).await),
     };
     out.exit_code = inspect.exit_code;
+    // Killed (137) or not executable (126): the container may be dying, and
+    // the engine reports it a moment later; the exit code says which.
+    if matches!(out.exit_code, Some(126 | 137))
+        && let Some(exited) = exited_within(docker, id, SETTLE).await
+    {
+        return Err(exited);
+    }
     Ok(out)
+}
+
+/// How long an exec that looks killed waits for the container to be seen
+/// as exited.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// [`TestPhaseError::ContainerExited`] when the container stops within `wait`.
+async fn exited_within(docker: &Docker, id: &str, wait: Duration) -> Option<TestPhaseError> {
+    let options = bollard::query_parameters::WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let mut stream = docker.wait_container(id, Some(options));
+    tokio::time::timeout(wait, stream.next()).await.ok()?;
+    match super::run::state(docker, id).await {
+        Ok((false, exit_code)) => Some(TestPhaseError::ContainerExited {
+            container: id.to_string(),
+            exit_code,
+            logs: super::run::last_log_lines(docker, id, super::readiness::LOG_TAIL).await,
+        }),
+        _ => None,
+    }
 }
 
 /// An exec failed: [`TestPhaseError::ContainerExited`] when the container is
