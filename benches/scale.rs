@@ -136,7 +136,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 async fn serve(dir: &Path) -> (Child, String, Duration) {
     let log = dir.join("daemon.log");
     let t = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("--project")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -160,6 +160,8 @@ async fn serve(dir: &Path) -> (Child, String, Duration) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "kiln serve did not start: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
