@@ -8,18 +8,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
-use kiln::digest::Digest;
-use kiln::load::{self, Target};
-use kiln::pipeline::{Freshness, Pipeline};
-use kiln::project::Project;
-use kiln::record::{FileHash, Inputs, PushedTarget, Record, Status, Store, TestSummary};
-use kiln::registry::{LookupScope, RegistryClient};
 use support::count_relay::CountRelay;
 
 const PARENTS: usize = 20;
@@ -56,72 +49,6 @@ fn project(dir: &Path, relay: &CountRelay, repos: &[String], n: usize) {
     std::fs::write(dir.join("config/kiln.yaml"), config).unwrap();
 }
 
-/// One passing, verified record per pipeline with its current build key.
-async fn seed(dir: &Path) {
-    let s = support::services();
-    let project = Project::open(dir).unwrap();
-    let registry = RegistryClient::with_defaults().unwrap();
-    let p = Pipeline {
-        project: project.clone(),
-        docker: s.docker().await,
-        registry,
-    };
-    let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
-    let scope = LookupScope::now();
-    for name in load::list_recipes(&project) {
-        let r = load::load_recipe(&project, &name).unwrap();
-        let Freshness::Stale { build_key, .. } = p.freshness_in(&name, &scope).await.unwrap()
-        else {
-            panic!("{name} already up to date");
-        };
-        let a = store.allocate(&r.name, &r.version).unwrap();
-        let target = Target::Oci {
-            registry: s.registry.clone(),
-            repository: format!("seeded/{name}"),
-        };
-        store
-            .append(&Record {
-                id: a.id.clone(),
-                pipeline: r.name.clone(),
-                version: r.version.clone(),
-                build: a.build.build,
-                status: Status::Passed,
-                build_key: Some(build_key),
-                inputs: Inputs {
-                    recipe: FileHash {
-                        file: r.file.display().to_string(),
-                        digest: r.digest.clone(),
-                    },
-                    template: None,
-                    components: Vec::new(),
-                    structure_tests: Vec::new(),
-                },
-                parents: Vec::new(),
-                image_config: None,
-                targets: vec![PushedTarget {
-                    target,
-                    registry: s.registry.clone(),
-                    repository: format!("seeded/{name}"),
-                    tags: vec!["1.0.0-1".into()],
-                    manifest_digest: Digest::of(name.as_bytes()),
-                    verified: true,
-                }],
-                tests: Some(TestSummary {
-                    passed: true,
-                    checks: 1,
-                    failed: 0,
-                    duration_ms: 1,
-                }),
-                timings_ms: BTreeMap::new(),
-                kiln_version: "seeded by benches/scale.rs".into(),
-                failure: None,
-                started_at: Utc::now(),
-                finished_at: Utc::now(),
-            })
-            .unwrap();
-    }
-}
-
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -136,7 +63,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 async fn serve(dir: &Path) -> (Child, String, Duration) {
     let log = dir.join("daemon.log");
     let t = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("--project")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -160,6 +87,8 @@ async fn serve(dir: &Path) -> (Child, String, Duration) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "kiln serve did not start: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
@@ -223,7 +152,7 @@ async fn main() {
     );
 
     let t = Instant::now();
-    seed(dir.path()).await;
+    support::seed::up_to_date(dir.path()).await;
     println!(
         "(seeded {n} passing records in {:.1} s)",
         t.elapsed().as_secs_f64()

@@ -324,31 +324,12 @@ async fn a_registry_killed_mid_push_tags_nothing_and_the_rerun_passes_once() {
     );
 }
 
-fn skopeo_copy(from: &str, to: &str) {
-    let out = std::process::Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("docker://{from}"))
-        .arg(format!("docker://{to}"))
-        .output()
-        .expect("skopeo (installed by scripts/services up)");
-    assert!(
-        out.status.success(),
-        "skopeo copy {from} {to}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn freshness_is_up_to_date_after_a_run_and_stale_when_the_parent_moves() {
     use kiln::pipeline::Freshness;
     let s = services();
     let parent = format!("{}/kiln-it/parent-{}:1", s.registry, nonce());
-    skopeo_copy(&s.base_image, &parent);
+    support::skopeo_copy(&s.base_image, &parent, None);
     let (dir, repo) = example_project(|t| {
         t.replace(
             "parentImage: ${KILN_REGISTRY:-127.0.0.1:5000}/kiln/base:1",
@@ -375,7 +356,7 @@ async fn freshness_is_up_to_date_after_a_run_and_stale_when_the_parent_moves() {
         }
     );
     // Move the parent's tag to another image: the check sees it at once.
-    skopeo_copy(&format!("{}/{repo}:1.0.0-1", s.registry), &parent);
+    support::skopeo_copy(&format!("{}/{repo}:1.0.0-1", s.registry), &parent, None);
     match p.freshness("hello-web").await.unwrap() {
         Freshness::Stale { reason, build_key } => {
             assert!(reason.contains("moved"), "{reason}");

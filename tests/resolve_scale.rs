@@ -162,3 +162,34 @@ async fn shared_lookups_are_single_flight_and_never_older_than_the_asker() {
     assert_eq!(stats[0].lookups.heads, 2);
     assert_eq!(stats[0].lookups.shared, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_without_digest_falls_back_to_one_get_per_reference() {
+    use kiln::pipeline::pins_many;
+    use kiln::project::Project;
+    use kiln::registry::RegistryClient;
+    let s = services();
+    let relay = CountRelay::start(&s.registry, Duration::ZERO).await;
+    let (dir, _) = project(&relay).await;
+    let (code, out, err) = kiln(dir.path(), &["resolve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    relay.strip_on_head("docker-content-digest");
+    relay.reset();
+    let project = Project::open(dir.path()).unwrap();
+    let names = kiln::load::list_recipes(&project);
+    let recipes: Vec<_> = names
+        .iter()
+        .map(|n| kiln::load::load_recipe(&project, n).unwrap())
+        .collect();
+    let client = RegistryClient::with_defaults().unwrap();
+    let checked = pins_many::check_all(&client, &project, &recipes)
+        .await
+        .unwrap();
+    assert!(checked.failures.is_empty(), "{:?}", checked.failures);
+    assert!(checked.report.is_clean(), "{:?}", checked.report);
+    assert_eq!(relay.manifests("HEAD", ""), 3, "{:#?}", relay.seen());
+    // a, b: one GET each; c: the index and its manifest, per platform.
+    assert_eq!(relay.manifests("GET", ""), 6, "{:#?}", relay.seen());
+    let stats = client.stats();
+    assert_eq!(stats[0].lookups.head_fallbacks, 3, "{stats:?}");
+}

@@ -112,7 +112,8 @@ impl PipelineRunner for PipelineRunnerImpl {
     async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome {
         let sink_log = log.clone();
         let opts = RunOptions {
-            // The daemon always re-resolves: a service picks up moved parents.
+            // The daemon always checks its parents (HEAD first, as of the
+            // run's queue time, see `lookups`): a service picks up moved parents.
             update_parents: true,
             no_cache: false,
             cancel,

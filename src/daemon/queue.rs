@@ -56,6 +56,10 @@ pub enum Enqueued {
 #[derive(Debug, Clone)]
 pub struct Queue {
     conn: Arc<Mutex<Connection>>,
+    /// Callers wait for the one connection here, not on a blocking thread:
+    /// a slot of N runs would otherwise park up to N pool threads (and
+    /// their memory) on the connection's lock.
+    turn: Arc<tokio::sync::Semaphore>,
     path: PathBuf,
 }
 
@@ -148,6 +152,7 @@ impl Queue {
             .map_err(err("setting synchronous mode"))?;
         Ok(Queue {
             conn: Arc::new(Mutex::new(conn)),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
             path: path.to_path_buf(),
         })
     }
@@ -158,6 +163,7 @@ impl Queue {
         operation: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, QueueError> {
+        let _turn = self.turn.acquire().await;
         let conn = self.conn.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {

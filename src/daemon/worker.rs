@@ -308,3 +308,22 @@ fn observe_stage(
         EventKind::Line => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_time_becomes_an_instant_as_long_ago() {
+        let now: DateTime<Utc> = "2026-05-01T03:00:05Z".parse().unwrap();
+        let q = queued_instant(now, "2026-05-01T03:00:00Z".parse().unwrap());
+        let age = Instant::now() - q;
+        assert!(
+            age >= Duration::from_secs(5) && age < Duration::from_secs(6),
+            "{age:?}"
+        );
+        let t = Instant::now();
+        let future = queued_instant(now, "2026-05-01T03:00:09Z".parse().unwrap());
+        assert!(future >= t, "a queue time ahead of the clock counts as now");
+    }
+}

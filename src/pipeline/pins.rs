@@ -4,7 +4,9 @@
 //! for scheduled checks and daemon runs; many recipes at once for
 //! `kiln resolve`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::load::LoadedRecipe;
 use crate::project::Project;
@@ -143,6 +145,29 @@ pub async fn ensure(
     Ok((pins, images))
 }
 
+/// The lock at `path`, parsed once per version of the file: every check of
+/// a slot reads it, and it holds an entry per recipe. A save renames a new
+/// file into place, so (length, mtime, birth time) changes with every write.
+fn shared_lock(path: &Path) -> Result<Arc<LockFile>, ResolveError> {
+    type Stamp = (u64, Option<SystemTime>, Option<SystemTime>);
+    static LAST: Mutex<Option<(PathBuf, Stamp, Arc<LockFile>)>> = Mutex::new(None);
+    let stamp = std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok(), m.created().ok()));
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let (Some(stamp), Some((p, s, lock))) = (stamp, last.as_ref())
+        && p == path
+        && *s == stamp
+    {
+        return Ok(lock.clone());
+    }
+    let lock = Arc::new(LockFile::load(path)?);
+    if let Some(stamp) = stamp {
+        *last = Some((path.to_path_buf(), stamp, lock.clone()));
+    }
+    Ok(lock)
+}
+
 /// Each base image of `recipe` checked against the lock, HEAD first
 /// ([`resolve::refresh`]), concurrently. Nothing is written.
 pub async fn refreshed(
@@ -151,7 +176,7 @@ pub async fn refreshed(
     recipe: &LoadedRecipe,
     scope: &LookupScope,
 ) -> Result<Vec<Refreshed>, LockProblem> {
-    let lock = LockFile::load(&lock_path(project))?;
+    let lock = shared_lock(&lock_path(project))?;
     let platform = options(recipe).platform;
     let mut entries = Vec::new();
     for r in &recipe.base_images {

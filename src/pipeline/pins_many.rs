@@ -11,7 +11,7 @@ use crate::project::Project;
 use crate::registry::{LookupScope, RegistryClient};
 use crate::resolve::{self, CheckedMany, LockFile, PinnedImage, RecipeRefs, Unresolved};
 
-/// Lookups in flight at once for one command (each registry host is further
+/// Checks in flight at once for `--check` (each registry host is further
 /// limited by the client's `lookup_concurrency`).
 const CONCURRENCY: usize = 32;
 
@@ -75,7 +75,9 @@ pub async fn ensure_all(
             ..targets(std::slice::from_ref(r)).remove(0)
         });
     }
-    let got = resolve::resolve_many(client, &missing, CONCURRENCY).await;
+    // Pins are not shared lookups, so the per-host bound applies to all of them.
+    let bound = client.config().lookup_concurrency;
+    let got = resolve::resolve_many(client, &missing, bound).await;
     let fresh: BTreeMap<&str, &Vec<PinnedImage>> =
         got.resolved.iter().map(|(n, i)| (n.as_str(), i)).collect();
     let failing: Vec<&str> = got.failures.iter().map(|f| f.reference.as_str()).collect();

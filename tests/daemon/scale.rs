@@ -10,22 +10,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use kiln::daemon::DaemonState;
 use kiln::daemon::clock::{Clock, SystemClock};
 use kiln::daemon::pipeline_runner::PipelineRunnerImpl;
 use kiln::daemon::queue::Enqueued;
 use kiln::daemon::run::{RunRow, RunState, TriggerKind};
-use kiln::digest::Digest;
-use kiln::load::{self, Target};
-use kiln::pipeline::{Freshness, Pipeline, pins_many};
+use kiln::pipeline::Pipeline;
 use kiln::project::Project;
-use kiln::record::{FileHash, Inputs, PushedTarget, Record, Status, Store, TestSummary};
 use kiln::registry::RegistryClient;
 
 use crate::harness::{READER, config, serve_with};
 use crate::support::count_relay::{CountRelay, Rule};
-use crate::support::{nonce, services};
+use crate::support::{self, nonce, seed, services};
 
 const PIPELINES: usize = 30;
 
@@ -39,29 +35,6 @@ fn recipe(name: &str, parent: &str, registry: &str, repo: &str) -> String {
          distribute:\n  tags:\n    - \"{{{{ version }}}}-{{{{ build }}}}\"\n  targets:\n    \
          - oci:\n        registry: {registry}\n        repository: {repo}\n"
     )
-}
-
-fn skopeo_copy(from: &str, to: &str, format: Option<&str>) {
-    let mut cmd = std::process::Command::new("skopeo");
-    cmd.args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-    ]);
-    if let Some(f) = format {
-        cmd.args(["--format", f]);
-    }
-    let out = cmd
-        .arg(format!("docker://{from}"))
-        .arg(format!("docker://{to}"))
-        .output()
-        .expect("skopeo (installed by scripts/services up)");
-    assert!(
-        out.status.success(),
-        "skopeo copy {from} {to}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The slot's project: `counts[i]` pipelines on parent `i`, each parent a
@@ -82,7 +55,7 @@ fn slot(relay: &CountRelay, counts: &[usize]) -> Slot {
     let mut on = BTreeMap::new();
     for (i, n) in counts.iter().enumerate() {
         let repo = format!("kiln-it/scale-parent-{tag}-{i}");
-        skopeo_copy(&s.base_image, &format!("{}/{repo}:1", s.registry), None);
+        support::skopeo_copy(&s.base_image, &format!("{}/{repo}:1", s.registry), None);
         for j in 0..*n {
             let name = format!("p{i}-{j:02}");
             let parent = format!("{}/{repo}:1", relay.host());
@@ -94,78 +67,6 @@ fn slot(relay: &CountRelay, counts: &[usize]) -> Slot {
         parents.push(repo);
     }
     Slot { dir, parents, on }
-}
-
-/// Locks the parents and seeds one passing, verified record per pipeline
-/// with the build key the pipeline has now.
-async fn lock_and_seed(dir: &Path) {
-    let s = services();
-    let project = Project::open(dir).unwrap();
-    let registry = RegistryClient::with_defaults().unwrap();
-    let names = load::list_recipes(&project);
-    let recipes: Vec<_> = names
-        .iter()
-        .map(|n| load::load_recipe(&project, n).unwrap())
-        .collect();
-    let ensured = pins_many::ensure_all(&registry, &project, &recipes, false)
-        .await
-        .unwrap();
-    assert!(ensured.failed.is_empty(), "{:?}", ensured.failures);
-    let p = Pipeline {
-        project: project.clone(),
-        docker: s.docker().await,
-        registry,
-    };
-    let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
-    for r in &recipes {
-        let Freshness::Stale { build_key, .. } = p.freshness(&r.name).await.unwrap() else {
-            panic!("{} has no record yet", r.name);
-        };
-        let a = store.allocate(&r.name, &r.version).unwrap();
-        let repo = format!("seeded/{}", r.name);
-        let rec = Record {
-            id: a.id.clone(),
-            pipeline: r.name.clone(),
-            version: r.version.clone(),
-            build: a.build.build,
-            status: Status::Passed,
-            build_key: Some(build_key),
-            inputs: Inputs {
-                recipe: FileHash {
-                    file: r.file.display().to_string(),
-                    digest: r.digest.clone(),
-                },
-                template: None,
-                components: Vec::new(),
-                structure_tests: Vec::new(),
-            },
-            parents: Vec::new(),
-            image_config: None,
-            targets: vec![PushedTarget {
-                target: Target::Oci {
-                    registry: s.registry.clone(),
-                    repository: repo.clone(),
-                },
-                registry: s.registry.clone(),
-                repository: repo,
-                tags: vec!["1.0.0-1".into()],
-                manifest_digest: Digest::of(r.name.as_bytes()),
-                verified: true,
-            }],
-            tests: Some(TestSummary {
-                passed: true,
-                checks: 1,
-                failed: 0,
-                duration_ms: 1,
-            }),
-            timings_ms: BTreeMap::new(),
-            kiln_version: "seeded by tests/daemon/scale.rs".into(),
-            failure: None,
-            started_at: Utc::now(),
-            finished_at: Utc::now(),
-        };
-        store.append(&rec).unwrap();
-    }
 }
 
 /// A daemon over `dir` with the real runner and a fresh registry client.
@@ -234,7 +135,7 @@ async fn an_unchanged_slot_heads_each_parent_once_and_gets_nothing() {
     let s = services();
     let relay = CountRelay::start(&s.registry, Duration::ZERO).await;
     let sl = slot(&relay, &[10, 10, 10]);
-    lock_and_seed(sl.dir.path()).await;
+    seed::up_to_date(sl.dir.path()).await;
     relay.reset();
     let (state, url, _task) = daemon(sl.dir.path()).await;
     let runs = run_slot(&state, sl.on.keys().cloned()).await;
@@ -273,11 +174,11 @@ async fn a_moved_parent_rebuilds_exactly_its_pipelines() {
     // Two pipelines on the parent that moves (each rebuild is a real build,
     // test and push), fourteen on each of the others.
     let sl = slot(&relay, &[2, 14, 14]);
-    lock_and_seed(sl.dir.path()).await;
+    seed::up_to_date(sl.dir.path()).await;
     // Move parent 0: the same image in OCI format has another digest.
     let moved = &sl.parents[0];
     let tag = format!("{}/{moved}:1", s.registry);
-    skopeo_copy(&s.base_image, &tag, Some("oci"));
+    support::skopeo_copy(&s.base_image, &tag, Some("oci"));
     relay.reset();
     let (state, _url, _task) = daemon(sl.dir.path()).await;
     let runs = run_slot(&state, sl.on.keys().cloned()).await;
@@ -315,7 +216,7 @@ async fn a_429_pauses_the_registry_for_every_run_and_all_finish() {
     let s = services();
     let relay = CountRelay::start(&s.registry, Duration::ZERO).await;
     let sl = slot(&relay, &[10, 10, 10]);
-    lock_and_seed(sl.dir.path()).await;
+    seed::up_to_date(sl.dir.path()).await;
     relay.reset();
     relay.add_rule(Rule {
         method: None,

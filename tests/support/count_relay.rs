@@ -52,6 +52,8 @@ impl Rule {
 struct Shared {
     seen: Mutex<Vec<Seen>>,
     rules: Mutex<Vec<Rule>>,
+    /// A response header removed from every `HEAD` answer.
+    strip_on_head: Mutex<Option<&'static str>>,
     delay: Duration,
     upstream: String,
 }
@@ -71,6 +73,7 @@ impl CountRelay {
         let shared = Arc::new(Shared {
             seen: Mutex::default(),
             rules: Mutex::default(),
+            strip_on_head: Mutex::default(),
             delay,
             upstream: upstream.to_string(),
         });
@@ -93,6 +96,12 @@ impl CountRelay {
 
     pub fn add_rule(&self, rule: Rule) {
         self.shared.rules.lock().unwrap().push(rule);
+    }
+
+    /// Removes header `name` from every `HEAD` answer (a registry whose
+    /// `HEAD` carries no `Docker-Content-Digest`).
+    pub fn strip_on_head(&self, name: &'static str) {
+        *self.shared.strip_on_head.lock().unwrap() = Some(name);
     }
 
     pub fn clear_rules(&self) {
@@ -217,6 +226,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+fn without_header(head: &str, name: &str) -> String {
+    let keep = |l: &&str| {
+        !l.split_once(':')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+    };
+    let lines: Vec<&str> = head.split("\r\n").filter(keep).collect();
+    lines.join("\r\n")
+}
+
 fn matching_rule(s: &Shared, method: &str, path: &str) -> Option<Rule> {
     let mut rules = s.rules.lock().unwrap();
     let i = rules.iter().position(|r| {
@@ -276,6 +294,11 @@ async fn serve(mut client: Conn, s: &Shared) -> std::io::Result<()> {
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         let no_body = method == "HEAD" || status == 204 || status == 304 || status < 200;
+        let strip = *s.strip_on_head.lock().unwrap();
+        let resp_head = match strip.filter(|_| method == "HEAD") {
+            Some(name) => without_header(&resp_text, name).into_bytes(),
+            None => resp_head,
+        };
         client.s.write_all(&resp_head).await?;
         match up.take_body(&resp_text, no_body).await? {
             Some(b) => client.s.write_all(&b).await?,

@@ -9,6 +9,7 @@ pub mod fault_proxy;
 pub mod push;
 pub mod push_proxy;
 pub mod registry_process;
+pub mod seed;
 pub mod upload_proxy;
 
 use std::collections::BTreeMap;
@@ -187,4 +188,29 @@ pub async fn push_bounded(
     )
     .await
     .expect("the push ends instead of hanging")
+}
+
+/// `skopeo copy` between plain-HTTP registries, optionally converting the
+/// manifest format (`oci`, `v2s2`), which gives the same image another digest.
+pub fn skopeo_copy(from: &str, to: &str, format: Option<&str>) {
+    let mut cmd = std::process::Command::new("skopeo");
+    cmd.args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+    ]);
+    if let Some(f) = format {
+        cmd.args(["--format", f]);
+    }
+    let out = cmd
+        .arg(format!("docker://{from}"))
+        .arg(format!("docker://{to}"))
+        .output()
+        .expect("skopeo (installed by scripts/services up)");
+    assert!(
+        out.status.success(),
+        "skopeo copy {from} {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
