@@ -31,6 +31,11 @@ pub struct DaemonConfig {
     /// API tokens, by hash.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// On start, queue one run of each scheduled pipeline that missed a
+    /// cron slot since its last run (daemon down at the slot). One, never a
+    /// burst, however many slots were missed.
+    #[serde(default = "default_catch_up")]
+    pub catch_up_missed_slots: bool,
 }
 
 /// One API token: who, what it may do, and the sha256 of the token text.
@@ -57,6 +62,10 @@ fn default_grace() -> u64 {
     30
 }
 
+fn default_catch_up() -> bool {
+    true
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
@@ -64,6 +73,7 @@ impl Default for DaemonConfig {
             concurrency: default_concurrency(),
             grace_seconds: default_grace(),
             tokens: Vec::new(),
+            catch_up_missed_slots: default_catch_up(),
         }
     }
 }

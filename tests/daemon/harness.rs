@@ -154,6 +154,7 @@ pub fn config(grace_seconds: u64) -> DaemonConfig {
             token("t", Role::Trigger, TRIGGER),
             token("a", Role::Admin, ADMIN),
         ],
+        catch_up_missed_slots: true,
     }
 }
 
@@ -168,12 +169,21 @@ pub struct Daemon {
 
 /// Starts the daemon over `dir`.
 pub async fn start(dir: tempfile::TempDir, clock: Arc<dyn Clock>, grace: u64) -> Daemon {
+    start_with(dir, clock, config(grace)).await
+}
+
+/// Starts the daemon over `dir` with `config`.
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    clock: Arc<dyn Clock>,
+    config: DaemonConfig,
+) -> Daemon {
     let runner = FakeRunner::new(clock.clone());
     let project = kiln::project::Project::open(dir.path()).unwrap();
     let state = DaemonState::open(DaemonOptions {
         database: kiln::record::db_path(project.root()),
         project,
-        config: config(grace),
+        config,
         config_path: None,
         runner: runner.clone(),
         clock,
