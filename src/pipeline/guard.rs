@@ -111,15 +111,10 @@ fn target_name(t: &Target) -> String {
     }
 }
 
-/// Writes the record a killed push must leave behind (see the module docs).
-pub(super) fn journal(
-    root: &Path,
-    recipe: &LoadedRecipe,
-    allocation: &Allocation,
-    outputs: &Outputs,
-    req: &PushRequest,
-    started_at: DateTime<Utc>,
-) -> std::io::Result<()> {
+/// `these tags may exist and are not approved: host/repo:tag, …` — every
+/// tag `req` creates, for the record of a push that stopped before it could
+/// tell which exist.
+pub(super) fn tags_may_exist(req: &PushRequest) -> String {
     let tags = distribute::render_tags(req).unwrap_or_default();
     let refs: Vec<String> = req
         .distribute
@@ -130,12 +125,26 @@ pub(super) fn journal(
                 .map(move |tag| format!("{}:{tag}", target_name(t)))
         })
         .collect();
+    format!(
+        "these tags may exist and are not approved: {}",
+        refs.join(", ")
+    )
+}
+
+/// Writes the record a killed push must leave behind (see the module docs).
+pub(super) fn journal(
+    root: &Path,
+    recipe: &LoadedRecipe,
+    allocation: &Allocation,
+    outputs: &Outputs,
+    req: &PushRequest,
+    started_at: DateTime<Utc>,
+) -> std::io::Result<()> {
     let failure = Failure {
         stage: "distribute".into(),
         message: format!(
-            "the run stopped during the push (process killed) before its record was written; \
-             these tags may exist and are not approved: {}",
-            refs.join(", ")
+            "the run stopped during the push (process killed) before its record was written; {}",
+            tags_may_exist(req)
         ),
     };
     let rec = record_of::record(

@@ -441,7 +441,8 @@ impl Run<'_> {
             let pushed = tokio::select! {
                 r = distribute::distribute(&self.pipeline.docker, &self.pipeline.registry, &req, &on_event) => r,
                 _ = self.opts.cancel.cancelled() => {
-                    return Err(self.fail_allocated(Stage::Distribute, "cancelled".into(), allocation).await);
+                    let msg = format!("cancelled during the push; {}", guard::tags_may_exist(&req));
+                    return Err(self.fail_allocated(Stage::Distribute, msg, allocation).await);
                 }
             };
             match pushed {
