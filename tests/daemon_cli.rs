@@ -288,3 +288,48 @@ fn a_second_kiln_serve_on_the_same_project_refuses_naming_the_first() {
     let (mut again, _) = serve(dir.path());
     again.kill().unwrap();
 }
+
+#[test]
+fn sigterm_to_kiln_serve_cancels_the_running_test_phase_and_cleans_up() {
+    let dir = project();
+    let recipe = dir.path().join("recipes/hello-web.yaml");
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(
+            "expectBodyContains: Hello from kiln",
+            "expectBodyContains: never served",
+        )
+        .replace("timeoutSeconds: 30", "timeoutSeconds: 600");
+    std::fs::write(&recipe, text).unwrap();
+    let config = dir.path().join("config/kiln.yaml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("graceSeconds: 30", "graceSeconds: 1");
+    std::fs::write(&config, text).unwrap();
+    let (mut daemon, url) = serve(dir.path());
+    let out = kiln(&url, "kiln-dev-trigger")
+        .args(["trigger", "hello-web"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = daemon.id();
+    wait_until("a test container of the daemon", 300, || {
+        !test_containers_of(pid).is_empty()
+    });
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = daemon.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(test_containers_of(pid).is_empty(), "container left behind");
+    let store = kiln::record::Store::open(kiln::record::db_path(dir.path())).unwrap();
+    let records = store.list(Some("hello-web"), None).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].record.status, kiln::record::Status::Cancelled);
+}
