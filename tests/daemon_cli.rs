@@ -37,17 +37,19 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
-fn runs(url: &str) -> serde_json::Value {
-    let out = kiln(url, "kiln-dev-reader")
-        .args(["runs", "--json"])
-        .output()
-        .unwrap();
+/// The stdout of a client command that must succeed.
+fn succeeds(url: &str, token: &str, args: &[&str]) -> Vec<u8> {
+    let out = kiln(url, token).args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "kiln {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+fn runs(url: &str) -> serde_json::Value {
+    serde_json::from_slice(&succeeds(url, "kiln-dev-reader", &["runs", "--json"])).unwrap()
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -121,6 +123,16 @@ fn kiln(url: &str, token: &str) -> Command {
     c
 }
 
+/// `kiln trigger PIPELINE` (no wait); returns the run id.
+fn trigger(url: &str, pipeline: &str) -> String {
+    let out = succeeds(url, "kiln-dev-trigger", &["trigger", pipeline]);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn the_cli_drives_a_daemon_that_survives_sigkill_mid_run() {
     let dir = project();
@@ -176,20 +188,7 @@ fn the_cli_drives_a_daemon_that_survives_sigkill_mid_run() {
         "Greeting: Hello from kiln, again",
     );
     std::fs::write(&recipe, text).unwrap();
-    let out = kiln(&url, "kiln-dev-trigger")
-        .args(["trigger", "hello-web"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let second = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let second = trigger(&url, "hello-web");
     let pid = daemon.id();
     wait_until("a test container of the daemon", 120, || {
         !test_containers_of(pid).is_empty()
@@ -287,4 +286,41 @@ fn a_second_kiln_serve_on_the_same_project_refuses_naming_the_first() {
     first.kill().unwrap();
     let (mut again, _) = serve(dir.path());
     again.kill().unwrap();
+}
+
+#[test]
+fn sigterm_to_kiln_serve_cancels_the_running_test_phase_and_cleans_up() {
+    let dir = project();
+    let recipe = dir.path().join("recipes/hello-web.yaml");
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(
+            "expectBodyContains: Hello from kiln",
+            "expectBodyContains: never served",
+        )
+        .replace("timeoutSeconds: 30", "timeoutSeconds: 600");
+    std::fs::write(&recipe, text).unwrap();
+    let config = dir.path().join("config/kiln.yaml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("graceSeconds: 30", "graceSeconds: 1");
+    std::fs::write(&config, text).unwrap();
+    let (mut daemon, url) = serve(dir.path());
+    trigger(&url, "hello-web");
+    let pid = daemon.id();
+    wait_until("a test container of the daemon", 300, || {
+        !test_containers_of(pid).is_empty()
+    });
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = daemon.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(test_containers_of(pid).is_empty(), "container left behind");
+    let store = kiln::record::Store::open(kiln::record::db_path(dir.path())).unwrap();
+    let records = store.list(Some("hello-web"), None).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].record.status, kiln::record::Status::Cancelled);
 }

@@ -129,24 +129,42 @@ fn concurrent_runs_of_one_recipe_build_and_push_once() {
     assert_eq!(tags, ["1.0.0-1"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_run_killed_after_tagging_is_recorded_by_the_next_run() {
-    use support::upload_proxy::{UploadFault, UploadProxy};
+/// The example project with a second OCI target (`<repo>-mirror`) behind a
+/// proxy that never answers a manifest `PUT`: the first target gets tagged
+/// while the run cannot reach its record.
+struct Stalled {
+    dir: tempfile::TempDir,
+    repo: String,
+    mirror: String,
+    /// The recipe before the targets were replaced.
+    original: String,
+    stall: support::upload_proxy::UploadProxy,
+}
 
+async fn stalled_project() -> Stalled {
+    use support::upload_proxy::{UploadFault, UploadProxy};
     let s = services();
-    // The second target stalls on its manifest PUT, so the first target is
-    // tagged while the run cannot reach its record.
     let stall = UploadProxy::start(&s.registry, UploadFault::HoldManifestPut, 0).await;
     let (dir, repo) = example_project(|t| t);
     let recipe = dir.path().join("recipes/hello-web.yaml");
-    let text = std::fs::read_to_string(&recipe).unwrap();
+    let original = std::fs::read_to_string(&recipe).unwrap();
     let mirror = format!("{repo}-mirror");
     let both = oci_target(&s.registry, &repo) + &oci_target(&stall.host(), &mirror);
-    std::fs::write(&recipe, with_targets(text.clone(), &both)).unwrap();
+    std::fs::write(&recipe, with_targets(original.clone(), &both)).unwrap();
+    Stalled {
+        dir,
+        repo,
+        mirror,
+        original,
+        stall,
+    }
+}
 
-    let mut child = spawn(dir.path(), &["run", "hello-web"]);
+/// Starts `kiln run hello-web` and waits until `repo` has a tag.
+async fn run_until_tagged(dir: &Path, repo: &str) -> Child {
+    let mut child = spawn(dir, &["run", "hello-web"]);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while support::example::registry_tags(&repo).await.is_empty() {
+    while support::example::registry_tags(repo).await.is_empty() {
         assert!(
             Instant::now() < deadline,
             "the first target was never tagged"
@@ -154,6 +172,21 @@ async fn a_run_killed_after_tagging_is_recorded_by_the_next_run() {
         assert!(child.try_wait().unwrap().is_none(), "kiln run ended early");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_after_tagging_is_recorded_by_the_next_run() {
+    let s = services();
+    let Stalled {
+        dir,
+        repo,
+        mirror,
+        original,
+        stall,
+    } = stalled_project().await;
+    let recipe = dir.path().join("recipes/hello-web.yaml");
+    let mut child = run_until_tagged(dir.path(), &repo).await;
     child.kill().unwrap(); // SIGKILL, between the manifest PUT and the record
     child.wait().unwrap();
     let records = || {
@@ -165,7 +198,11 @@ async fn a_run_killed_after_tagging_is_recorded_by_the_next_run() {
     assert!(records().is_empty(), "the killed run wrote no record");
 
     // The next run (the stalling target gone) records the killed run first.
-    std::fs::write(&recipe, with_targets(text, &oci_target(&s.registry, &repo))).unwrap();
+    std::fs::write(
+        &recipe,
+        with_targets(original, &oci_target(&s.registry, &repo)),
+    )
+    .unwrap();
     let out = tokio::task::spawn_blocking({
         let dir = dir.path().to_path_buf();
         move || finish(spawn(&dir, &["run", "hello-web"]))
@@ -197,4 +234,33 @@ async fn a_run_killed_after_tagging_is_recorded_by_the_next_run() {
     let mut tags = support::example::registry_tags(&repo).await;
     tags.sort();
     assert_eq!(tags, ["1.0.0-1", "1.0.0-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_tagging_records_the_tags_that_may_exist() {
+    let s = services();
+    // `_stall` keeps the proxy alive for the whole test.
+    let Stalled {
+        dir,
+        repo,
+        stall: _stall,
+        ..
+    } = stalled_project().await;
+    let child = run_until_tagged(dir.path(), &repo).await;
+    signal(child.id(), "TERM");
+    let (code, shown) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{shown}");
+    let records = Store::open(db_path(dir.path()))
+        .unwrap()
+        .list(Some("hello-web"), None)
+        .unwrap();
+    assert_eq!(records.len(), 1, "{shown}");
+    assert_eq!(records[0].record.status, Status::Cancelled);
+    let message = &records[0].record.failure.as_ref().unwrap().message;
+    assert!(
+        message.contains(&format!("{}/{repo}:1.0.0-1", s.registry)),
+        "{message}"
+    );
 }

@@ -35,6 +35,11 @@ pub struct DaemonConfig {
     /// Registry lookups shared by the runs of a slot.
     #[serde(default)]
     pub registries: RegistryLookups,
+    /// On start, queue one run of each scheduled pipeline that missed a
+    /// cron slot since its last run (daemon down at the slot). One, never a
+    /// burst, however many slots were missed.
+    #[serde(default = "default_catch_up")]
+    pub catch_up_missed_slots: bool,
 }
 
 /// `registries:` — how scheduled runs share registry lookups.
@@ -110,6 +115,10 @@ fn default_grace() -> u64 {
     30
 }
 
+fn default_catch_up() -> bool {
+    true
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
@@ -118,6 +127,7 @@ impl Default for DaemonConfig {
             grace_seconds: default_grace(),
             tokens: Vec::new(),
             registries: RegistryLookups::default(),
+            catch_up_missed_slots: default_catch_up(),
         }
     }
 }

@@ -53,7 +53,7 @@ pub async fn serve(
     let stop = state.shutdown_token();
     worker::recover(&state).await?;
     let dispatcher = tokio::spawn(worker::dispatch(state.clone()));
-    scheduler::restart(&state);
+    scheduler::restart(&state, state.config().catch_up_missed_slots);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "kiln daemon listening on {addr}");
     }

@@ -52,6 +52,15 @@ pub enum Enqueued {
     Joined(RunRow),
 }
 
+impl Enqueued {
+    /// The run, new or joined.
+    pub fn run(&self) -> &RunRow {
+        match self {
+            Enqueued::Created(r) | Enqueued::Joined(r) => r,
+        }
+    }
+}
+
 /// The run queue: one SQLite connection, used from the blocking pool.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -316,6 +325,24 @@ impl Queue {
             ))?
             .query_map(params![pipeline, limit], run_from_sql)?
             .collect()
+        })
+        .await
+    }
+
+    /// When the newest run of `pipeline` was queued (any trigger).
+    pub async fn last_queued_at(
+        &self,
+        pipeline: &str,
+    ) -> Result<Option<DateTime<Utc>>, QueueError> {
+        let pipeline = pipeline.to_string();
+        self.call("reading the last run", move |conn| {
+            conn.query_row(
+                "SELECT queued_at FROM runs WHERE pipeline = ?1 ORDER BY seq DESC LIMIT 1",
+                [pipeline],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(parse_ts)
         })
         .await
     }

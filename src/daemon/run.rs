@@ -85,6 +85,9 @@ pub enum TriggerKind {
     Schedule,
     /// Re-queued after the daemon died during an earlier run.
     Retry,
+    /// Queued on start because the schedule's slot passed while the daemon
+    /// was down.
+    CatchUp,
 }
 
 impl TriggerKind {
@@ -94,6 +97,7 @@ impl TriggerKind {
             TriggerKind::Manual => "manual",
             TriggerKind::Schedule => "schedule",
             TriggerKind::Retry => "retry",
+            TriggerKind::CatchUp => "catch_up",
         }
     }
 
@@ -103,6 +107,7 @@ impl TriggerKind {
             TriggerKind::Manual,
             TriggerKind::Schedule,
             TriggerKind::Retry,
+            TriggerKind::CatchUp,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

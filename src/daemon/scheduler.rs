@@ -5,7 +5,13 @@
 //!
 //! Each intended local slot fires once: a DST gap moves the slot (croner),
 //! and in a repeated hour the second occurrence of the same wall-clock time
-//! is skipped here. Slots missed while the daemon was down are not caught up.
+//! is skipped here.
+//!
+//! **Catch-up:** on daemon start (not on reload), a pipeline whose first slot
+//! after its newest run has already passed — the daemon was down at the slot
+//! — gets one run queued at once (`catch_up`), however many slots were
+//! missed; a pipeline with no run yet has missed nothing. `catchUpMissedSlots:
+//! false` in the daemon config turns it off.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -17,8 +23,9 @@ use super::run::TriggerKind;
 use super::state::DaemonState;
 
 /// Stops the running schedule tasks and starts one per scheduled pipeline of
-/// the current catalog.
-pub fn restart(state: &DaemonState) {
+/// the current catalog; `catch_up` (daemon start) first queues the runs of
+/// missed slots.
+pub fn restart(state: &DaemonState, catch_up: bool) {
     let stop = state.shared.shutdown.child_token();
     if let Ok(mut current) = state.shared.scheduler.lock()
         && let Some(old) = current.replace(stop.clone())
@@ -32,6 +39,7 @@ pub fn restart(state: &DaemonState) {
                 p.name.clone(),
                 schedule.clone(),
                 stop.clone(),
+                catch_up,
             ));
         }
     }
@@ -56,7 +64,11 @@ async fn run_schedule(
     pipeline: String,
     schedule: ScheduleInfo,
     stop: CancellationToken,
+    catch_up: bool,
 ) {
+    if catch_up {
+        catch_up_missed(&state, &pipeline, &schedule).await;
+    }
     let clock = state.clock();
     let mut after = clock.now();
     let mut last_local = None;
@@ -84,6 +96,29 @@ async fn run_schedule(
             }
             Err(e) => tracing::error!(%pipeline, error = %e, "cannot queue scheduled run"),
         }
+    }
+}
+
+/// Queues one run when the first slot after the pipeline's newest run has
+/// passed.
+async fn catch_up_missed(state: &DaemonState, pipeline: &str, schedule: &ScheduleInfo) {
+    let last = match state.queue().last_queued_at(pipeline).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(%pipeline, error = %e, "cannot read the last run; no catch-up");
+            return;
+        }
+    };
+    let now = state.clock().now();
+    let Some(missed) = next_slot(schedule, last, None).filter(|slot| *slot <= now) else {
+        return;
+    };
+    let check = schedule.only_when_dependencies_change;
+    match state.trigger(pipeline, TriggerKind::CatchUp, check).await {
+        Ok(e) => tracing::info!(%pipeline, run = %e.run().id, %missed, %last,
+            "slot missed while the daemon was down; one catch-up run queued"),
+        Err(e) => tracing::error!(%pipeline, error = %e, "cannot queue the catch-up run"),
     }
 }
 

@@ -308,7 +308,7 @@ impl DaemonState {
             .catalog
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
-        super::scheduler::restart(self);
+        super::scheduler::restart(self, false);
         tracing::info!("configuration and recipes reloaded");
         Ok(())
     }

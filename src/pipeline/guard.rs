@@ -20,7 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::error::{PipelineError, chain};
+use super::events::{PipelineEvent, Stage};
 use super::record_of::{self, Outputs};
+use super::run::RunOptions;
 use crate::distribute::{self, PushRequest};
 use crate::file_lock::{self, Attempt, HeldLock};
 use crate::load::{LoadedRecipe, Target};
@@ -62,9 +65,43 @@ fn pending_path(root: &Path, recipe: &str) -> PathBuf {
         .join(format!("{recipe}.json"))
 }
 
+/// Takes the pipeline's lock (waiting for another run), then records what a
+/// killed run left in its push journal: what [`super::Pipeline::run`] does
+/// first, holding the returned lock until it returns.
+pub(super) async fn enter(
+    root: &Path,
+    recipe: &str,
+    opts: &RunOptions,
+) -> Result<HeldLock, PipelineError> {
+    let notice = |line| (opts.events)(PipelineEvent::Notice(line));
+    let stage_error = |stage, message| PipelineError::Stage {
+        stage,
+        message,
+        record: None,
+    };
+    let lock = match lock_recipe(root, recipe, &opts.cancel, notice).await {
+        Ok(l) => l,
+        Err(GuardError::Cancelled { .. }) => {
+            return Err(PipelineError::Cancelled { stage: Stage::Load });
+        }
+        Err(e) => return Err(stage_error(Stage::Load, chain(&e))),
+    };
+    let (root, name) = (root.to_path_buf(), recipe.to_string());
+    match tokio::task::spawn_blocking(move || reconcile(&root, &name)).await {
+        Ok(Ok(Some(note))) => notice(note),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => return Err(stage_error(Stage::Record, chain(&e))),
+        Err(e) => {
+            let message = format!("reconciling the push journal failed: {e}");
+            return Err(stage_error(Stage::Record, message));
+        }
+    }
+    Ok(lock)
+}
+
 /// Takes the pipeline's lock, waiting (and saying once whom for) while
 /// another run holds it.
-pub(super) async fn lock_recipe(
+async fn lock_recipe(
     root: &Path,
     recipe: &str,
     cancel: &CancellationToken,
@@ -111,15 +148,10 @@ fn target_name(t: &Target) -> String {
     }
 }
 
-/// Writes the record a killed push must leave behind (see the module docs).
-pub(super) fn journal(
-    root: &Path,
-    recipe: &LoadedRecipe,
-    allocation: &Allocation,
-    outputs: &Outputs,
-    req: &PushRequest,
-    started_at: DateTime<Utc>,
-) -> std::io::Result<()> {
+/// `these tags may exist and are not approved: host/repo:tag, …` — every
+/// tag `req` creates, for the record of a push that stopped before it could
+/// tell which exist.
+pub(super) fn tags_may_exist(req: &PushRequest) -> String {
     let tags = distribute::render_tags(req).unwrap_or_default();
     let refs: Vec<String> = req
         .distribute
@@ -130,12 +162,26 @@ pub(super) fn journal(
                 .map(move |tag| format!("{}:{tag}", target_name(t)))
         })
         .collect();
+    format!(
+        "these tags may exist and are not approved: {}",
+        refs.join(", ")
+    )
+}
+
+/// Writes the record a killed push must leave behind (see the module docs).
+pub(super) fn journal(
+    root: &Path,
+    recipe: &LoadedRecipe,
+    allocation: &Allocation,
+    outputs: &Outputs,
+    req: &PushRequest,
+    started_at: DateTime<Utc>,
+) -> std::io::Result<()> {
     let failure = Failure {
         stage: "distribute".into(),
         message: format!(
-            "the run stopped during the push (process killed) before its record was written; \
-             these tags may exist and are not approved: {}",
-            refs.join(", ")
+            "the run stopped during the push (process killed) before its record was written; {}",
+            tags_may_exist(req)
         ),
     };
     let rec = record_of::record(
@@ -167,7 +213,7 @@ pub(super) fn clear(root: &Path, recipe: &str) {
 /// Appends the record a killed run of `recipe` left in its journal, if any
 /// (blocking; call under the pipeline lock). Returns the appended record's
 /// build and message for the user, `None` when there was nothing to do.
-pub(super) fn reconcile(root: &Path, recipe: &str) -> Result<Option<String>, ReconcileError> {
+fn reconcile(root: &Path, recipe: &str) -> Result<Option<String>, ReconcileError> {
     let path = pending_path(root, recipe);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,

@@ -134,7 +134,7 @@ impl Pipeline {
             ),
         });
         // One run of a pipeline at a time; held until `go` returns.
-        let _lock = self.lock_and_reconcile(&loaded.name, opts).await?;
+        let _lock = guard::enter(self.project.root(), &loaded.name, opts).await?;
         let run = Run {
             pipeline: self,
             opts,
@@ -145,51 +145,6 @@ impl Pipeline {
             stage_start: Instant::now(),
         };
         run.go().await
-    }
-
-    /// Takes the pipeline's lock (waiting for another run), then records
-    /// what a killed run left in its push journal ([`guard`]).
-    async fn lock_and_reconcile(
-        &self,
-        recipe: &str,
-        opts: &RunOptions,
-    ) -> Result<crate::file_lock::HeldLock, PipelineError> {
-        let root = self.project.root().to_path_buf();
-        let notice = |line| (opts.events)(PipelineEvent::Notice(line));
-        let lock = match guard::lock_recipe(&root, recipe, &opts.cancel, notice).await {
-            Ok(l) => l,
-            Err(guard::GuardError::Cancelled { .. }) => {
-                return Err(PipelineError::Cancelled { stage: Stage::Load });
-            }
-            Err(e) => {
-                return Err(PipelineError::Stage {
-                    stage: Stage::Load,
-                    message: chain(&e),
-                    record: None,
-                });
-            }
-        };
-        let name = recipe.to_string();
-        let reconciled = tokio::task::spawn_blocking(move || guard::reconcile(&root, &name)).await;
-        match reconciled {
-            Ok(Ok(Some(note))) => notice(note),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                return Err(PipelineError::Stage {
-                    stage: Stage::Record,
-                    message: chain(&e),
-                    record: None,
-                });
-            }
-            Err(e) => {
-                return Err(PipelineError::Stage {
-                    stage: Stage::Record,
-                    message: format!("reconciling the push journal failed: {e}"),
-                    record: None,
-                });
-            }
-        }
-        Ok(lock)
     }
 }
 
@@ -450,7 +405,8 @@ impl Run<'_> {
             let pushed = tokio::select! {
                 r = distribute::distribute(&self.pipeline.docker, &self.pipeline.registry, &req, &on_event) => r,
                 _ = self.opts.cancel.cancelled() => {
-                    return Err(self.fail_allocated(Stage::Distribute, "cancelled".into(), allocation).await);
+                    let msg = format!("cancelled during the push; {}", guard::tags_may_exist(&req));
+                    return Err(self.fail_allocated(Stage::Distribute, msg, allocation).await);
                 }
             };
             match pushed {

@@ -350,7 +350,10 @@ impl RegistryClient {
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::METHOD_NOT_ALLOWED => Ok(false),
-            _ => match self.status_error("manifest", reference.to_string(), resp).await {
+            _ => match self
+                .status_error("manifest", reference.to_string(), resp)
+                .await
+            {
                 RegistryError::Status {
                     status: 400,
                     code: Some(ErrorCode::DigestInvalid | ErrorCode::Unsupported),

@@ -160,6 +160,7 @@ pub fn config(grace_seconds: u64) -> DaemonConfig {
             token("a", Role::Admin, ADMIN),
         ],
         registries: Default::default(),
+        catch_up_missed_slots: true,
     }
 }
 
@@ -174,8 +175,17 @@ pub struct Daemon {
 
 /// Starts the daemon over `dir`.
 pub async fn start(dir: tempfile::TempDir, clock: Arc<dyn Clock>, grace: u64) -> Daemon {
+    start_with(dir, clock, config(grace)).await
+}
+
+/// Starts the daemon over `dir` with `config`.
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    clock: Arc<dyn Clock>,
+    config: DaemonConfig,
+) -> Daemon {
     let runner = FakeRunner::new(clock.clone());
-    let (state, url, task) = serve_with(dir.path(), clock, runner.clone(), config(grace)).await;
+    let (state, url, task) = serve_with(dir.path(), clock, runner.clone(), config).await;
     Daemon {
         url,
         state,

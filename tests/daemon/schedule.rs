@@ -122,3 +122,75 @@ async fn up_to_date_pipeline_is_skipped_and_a_moved_parent_builds() {
     assert_eq!(clock.now(), at("2026-05-02T03:00:01Z"));
     d.stop().await;
 }
+
+const NIGHTLY_UTC: &str =
+    "schedule:\n  cron: \"0 3 * * *\"\n  timezone: UTC\n  onlyWhenDependenciesChange: false\n";
+
+/// A project whose `nightly` pipeline last ran at `last` (a row as a
+/// previous daemon left it).
+async fn project_last_run_at(last: &str) -> tempfile::TempDir {
+    let dir = project(&[("nightly", Some(NIGHTLY_UTC))]);
+    let db = kiln::record::db_path(&dir.path().canonicalize().unwrap());
+    let queue = kiln::daemon::queue::Queue::open(&db).unwrap();
+    let last = last.to_string();
+    queue
+        .with_connection(move |c| {
+            c.execute(
+                "INSERT INTO runs (id, pipeline, trigger, check_first, status, queued_at, \
+                 started_at, finished_at) VALUES ('rold', 'nightly', 'schedule', 0, 'passed', \
+                 ?1, ?1, ?1)",
+                [last],
+            )
+        })
+        .await
+        .unwrap();
+    dir
+}
+
+/// The triggers of the runs queued since start, oldest first, after
+/// `hours` of virtual time.
+async fn new_runs(d: &crate::harness::Daemon, t0: DateTime<Utc>, hours: i64) -> Vec<String> {
+    sleep_until(d.state.clock().as_ref(), t0 + Duration::hours(hours)).await;
+    let mut runs = d.state.queue().list(None, 100).await.unwrap();
+    runs.reverse();
+    runs.iter()
+        .filter(|r| r.id != "rold")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.trigger.as_str(),
+                r.queued_at.format("%m-%dT%H:%MZ")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn missed_slots_are_caught_up_once_on_start_never_as_a_burst() {
+    // Last run 05-01 03:00; the daemon was down for the 02, 03 and 04 slots.
+    let dir = project_last_run_at("2026-05-01T03:00:00.000Z").await;
+    let t0 = at("2026-05-04T12:00:00Z");
+    let d = start(dir, Arc::new(FakeClock::starting_at(t0)), 30).await;
+    let got = new_runs(&d, t0, 16).await;
+    assert_eq!(got, ["catch_up 05-04T12:00Z", "schedule 05-05T03:00Z"]);
+    assert_eq!(d.runner.run_count(), 2);
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_catch_up_without_a_missed_slot_or_when_turned_off() {
+    // The last run is after the last slot: nothing was missed.
+    let dir = project_last_run_at("2026-05-04T03:00:00.000Z").await;
+    let t0 = at("2026-05-04T12:00:00Z");
+    let d = start(dir, Arc::new(FakeClock::starting_at(t0)), 30).await;
+    assert_eq!(new_runs(&d, t0, 16).await, ["schedule 05-05T03:00Z"]);
+    d.stop().await;
+
+    // Missed slots, but `catchUpMissedSlots: false`.
+    let dir = project_last_run_at("2026-05-01T03:00:00.000Z").await;
+    let mut config = crate::harness::config(30);
+    config.catch_up_missed_slots = false;
+    let d = crate::harness::start_with(dir, Arc::new(FakeClock::starting_at(t0)), config).await;
+    assert_eq!(new_runs(&d, t0, 16).await, ["schedule 05-05T03:00Z"]);
+    d.stop().await;
+}

@@ -3,8 +3,8 @@
 //! processes. Tests fail, never skip, when the services are missing.
 #![allow(dead_code)]
 
-pub mod example;
 pub mod count_relay;
+pub mod example;
 pub mod fault_proxy;
 pub mod push;
 pub mod push_proxy;
