@@ -11,6 +11,8 @@ pub mod diagnostic;
 pub mod digest;
 pub mod distribute;
 pub mod docker;
+pub mod export;
+pub mod import;
 pub mod load;
 pub mod pipeline;
 pub mod project;

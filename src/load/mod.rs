@@ -9,6 +9,7 @@ mod env;
 pub mod model;
 pub mod recipe;
 mod recipe_check;
+mod schedule_check;
 pub mod template;
 mod template_check;
 
