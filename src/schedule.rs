@@ -238,7 +238,7 @@ fn check_years(field: &str) -> Result<(), CronError> {
         .filter_map(|p| p.parse::<u32>().ok())
         .enumerate()
         // After a `/` the number is a step, not a year.
-        .any(|(i, y)| !(1970..=2199).contains(&y) && !(field.contains('/') && i > 0));
+        .any(|(i, y)| !((1970..=2199).contains(&y) || field.contains('/') && i > 0));
     if out_of_range {
         return Err(CronError::Year {
             value: field.into(),

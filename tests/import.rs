@@ -127,6 +127,10 @@ fn cloudformation_json_pipeline() {
     );
     assert!(recipe.contains("cron: \"cron(0 10 * * ? *)\""), "{recipe}");
     assert!(
+        out.contains("targetRepository `team/web-json` → ECR target in us-east-1 (--region)"),
+        "{out}"
+    );
+    assert!(
         recipe.contains("startCondition: EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE"),
         "{recipe}"
     );

@@ -19,6 +19,7 @@ pub mod cli_json;
 pub mod components;
 pub mod mapping;
 pub mod node;
+pub mod pipeline;
 pub mod ssm;
 pub mod terraform;
 pub mod versions;

@@ -231,15 +231,14 @@ fn context(body: &Body) -> Context<'static> {
                 }
             }
             ("variable", [name]) => {
-                if let Some(Structure::Attribute(a)) = b
+                let default = b
                     .body
                     .iter()
-                    .find(|s| matches!(s, Structure::Attribute(a) if a.key.as_str() == "default"))
+                    .find(|s| matches!(s, Structure::Attribute(a) if a.key.as_str() == "default"));
+                if let Some(Structure::Attribute(a)) = default
+                    && let Ok(v) = hcl::Expression::from(a.value.clone()).evaluate(&Context::new())
                 {
-                    if let Ok(v) = hcl::Expression::from(a.value.clone()).evaluate(&Context::new())
-                    {
-                        vars.insert(name.to_string(), v);
-                    }
+                    vars.insert(name.to_string(), v);
                 }
             }
             ("locals", []) => {
