@@ -419,3 +419,41 @@ async fn ssm_parents_are_read_from_ssm() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_component_kiln_cannot_load_is_refused_and_nothing_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("component.json");
+    let data = "name: bad\\nschemaVersion: 1.0\\nphases:\\n  - name: build\\n    steps:\\n      - name: Boot\\n        action: Reboot\\n";
+    let json = format!(
+        r#"{{"name": "bad", "semanticVersion": "1.0.0", "platform": "Linux", "data": "{data}"}}"#
+    );
+    std::fs::write(&file, json).unwrap();
+    let (code, out, err) = kiln_on(dir.path(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the imported component `bad` does not validate"),
+        "{err}"
+    );
+    assert!(err.contains("components/bad.yaml:7:"), "{err}");
+    assert!(!dir.path().join("components/bad.yaml").exists());
+}
+
+#[test]
+fn a_pipeline_without_its_recipe_is_one_note() {
+    let files = [
+        "cli/create-component.json",
+        "cli/create-image-pipeline.json",
+    ]
+    .map(fixture);
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (dir, code, out, err) = import(&refs, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("create-image-pipeline.json:1: shell-box-pipeline: builds no container recipe of this import: its schedule is not written"), "{out}");
+    assert!(!out.contains("create-image-pipeline.json:8:"), "{out}");
+    assert!(
+        out.contains("imported 0 recipes and 1 component (motd)"),
+        "{out}"
+    );
+    assert!(dir.path().join("components/motd.yaml").is_file());
+}

@@ -71,10 +71,17 @@ fn print_report(project: &Project, r: &ImportReport) {
     for w in &r.written {
         println!("wrote       {}", project.root().join(w).display());
     }
+    let list = |names: &[String]| match names {
+        [] => String::new(),
+        n => format!(" ({})", n.join(", ")),
+    };
     println!(
-        "imported {} recipe{} ({}); each passes `kiln validate`",
+        "imported {} recipe{}{} and {} component{}{}; each passes `kiln validate`",
         r.recipes.len(),
         if r.recipes.len() == 1 { "" } else { "s" },
-        r.recipes.join(", ")
+        list(&r.recipes),
+        r.components.len(),
+        if r.components.len() == 1 { "" } else { "s" },
+        list(&r.components),
     );
 }

@@ -103,6 +103,7 @@ impl Mapper<'_> {
             return false;
         };
         self.file(format!("components/{stem}.yaml"), data);
+        self.plan.components.push(stem.to_string());
         self.mapped(format!(
             "component `{}` → components/{stem}.yaml (data unchanged)",
             r.id
@@ -164,6 +165,9 @@ impl Mapper<'_> {
             return None;
         }
         self.file("components/update-linux.yaml".into(), UPDATE_LINUX.into());
+        if !self.plan.components.iter().any(|c| c == "update-linux") {
+            self.plan.components.push("update-linux".into());
+        }
         self.mapped("AWS-managed `update-linux` → components/update-linux.yaml (UpdateOS)".into());
         Some("update-linux".into())
     }

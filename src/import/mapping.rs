@@ -25,6 +25,8 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// Recipe names written.
     pub recipes: Vec<String>,
+    /// Component file stems written.
+    pub components: Vec<String>,
 }
 
 /// Why known fields are not mapped.
@@ -148,6 +150,7 @@ pub fn plan(
             );
         }
     }
+    m.orphans();
     m.leftovers();
     if !m.refused.is_empty() {
         return Err(ImportError::Refused(m.refused));
@@ -211,6 +214,28 @@ impl<'a> Mapper<'a> {
     /// Adds a note on a field of `r`.
     pub fn note(&mut self, r: &Resource, field: &str, line: usize, why: &str) {
         self.plan.notes.push(note(r, field, line, why));
+    }
+
+    /// Pipelines and distribution configurations no imported recipe uses
+    /// are one note each, not one per field.
+    fn orphans(&mut self) {
+        for kind in [Kind::ImagePipeline, Kind::DistributionConfiguration] {
+            for r in self.of(kind) {
+                let key = (r.file.clone(), r.id.clone());
+                if self.consumed.get(&key).is_some_and(|used| !used.is_empty()) {
+                    continue;
+                }
+                let why = match kind {
+                    Kind::ImagePipeline => {
+                        "builds no container recipe of this import: its schedule is not written"
+                    }
+                    _ => "used by no imported pipeline: its targets are not written",
+                };
+                self.note(r, "", r.props.line, why);
+                let all: Vec<String> = r.props.entries().iter().map(|(k, _)| k.clone()).collect();
+                self.consumed.entry(key).or_default().extend(all);
+            }
+        }
     }
 
     /// Every field nobody consumed becomes a note.

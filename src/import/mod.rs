@@ -64,9 +64,16 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// The message path of a field under `props`.
+    /// The message path of a field under `props` (of `props` itself for
+    /// an empty key).
     pub fn field(&self, key: &str) -> String {
-        if self.path.is_empty() {
+        if key.is_empty() {
+            if self.path.is_empty() {
+                self.id.clone()
+            } else {
+                self.path.clone()
+            }
+        } else if self.path.is_empty() {
             key.to_string()
         } else {
             format!("{}.{key}", self.path)
@@ -108,6 +115,8 @@ pub struct ImportReport {
     pub written: Vec<PathBuf>,
     /// Recipes written.
     pub recipes: Vec<String>,
+    /// Components written (file stems).
+    pub components: Vec<String>,
 }
 
 /// Why an import wrote nothing.
@@ -155,11 +164,12 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
-    /// The written recipe does not validate; the files were removed again.
-    #[error("the imported recipe `{recipe}` does not validate (nothing was kept):\n{diagnostics}")]
+    /// A written recipe or component does not validate; the files were
+    /// removed again.
+    #[error("the imported {what} does not validate (nothing was kept):\n{diagnostics}")]
     Invalid {
-        /// The recipe.
-        recipe: String,
+        /// `recipe `NAME`` or `component `NAME``.
+        what: String,
         /// `kiln validate`'s report.
         diagnostics: String,
     },
@@ -242,6 +252,7 @@ pub async fn import_resources(
     report.notes.extend(plan.notes.iter().cloned());
     report.mapped.extend(plan.mapped.iter().cloned());
     report.recipes = plan.recipes.clone();
+    report.components = plan.components.clone();
     report.written = write::write_plan(project, &plan)?;
     Ok(report)
 }

@@ -1,7 +1,7 @@
 //! Writes a [`Plan`] into the project, all or nothing: no existing file is
 //! overwritten (an identical one is left alone), and when an imported
-//! recipe does not pass the loader (`kiln validate`), every file written is
-//! removed again and the loader's diagnostics are the error.
+//! component or recipe does not pass the loader (`kiln validate`), every
+//! file written is removed again and the loader's diagnostics are the error.
 
 use std::path::PathBuf;
 
@@ -34,11 +34,26 @@ pub fn write_plan(project: &Project, plan: &Plan) -> Result<Vec<PathBuf>, Import
         }
         written.push(rel.clone());
     }
-    for recipe in &plan.recipes {
-        if let Err(d) = crate::load::load_recipe(project, recipe) {
+    let checks = plan
+        .components
+        .iter()
+        .map(|c| {
+            (
+                format!("component `{c}`"),
+                crate::load::load_component(project, c).err(),
+            )
+        })
+        .chain(plan.recipes.iter().map(|r| {
+            (
+                format!("recipe `{r}`"),
+                crate::load::load_recipe(project, r).err(),
+            )
+        }));
+    for (what, err) in checks {
+        if let Some(d) = err {
             undo(project, &written);
             return Err(ImportError::Invalid {
-                recipe: recipe.clone(),
+                what,
                 diagnostics: d.to_string(),
             });
         }
