@@ -205,7 +205,7 @@ pub fn read_file(path: &Path) -> Result<(Vec<Resource>, Vec<Note>), ImportError>
         source,
     })?;
     if path.extension().is_some_and(|e| e == "tf") {
-        return terraform::read(&file, &text);
+        return terraform::read_path(path, &file, &text);
     }
     let root = node::parse_yaml(&text).map_err(|e| ImportError::Parse {
         file: file.clone(),

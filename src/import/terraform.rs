@@ -6,10 +6,16 @@
 //! else (functions, data sources, modules) is [`Value::Unresolved`] with
 //! hcl-rs's reason. Nested blocks become lists of maps, so the mapping sees
 //! `component { … }` like CloudFormation's `Components: [ … ]`.
+//! `file(PATH)` reads a file beside the `.tf` file (`path.module` is that
+//! folder; absolute paths and `..` are refused), as modules keep component
+//! documents in their own files.
+
+use std::cell::RefCell;
+use std::path::{Component, Path, PathBuf};
 
 use hcl::edit::Span as _;
 use hcl::edit::structure::{Block, Body, Structure};
-use hcl::eval::{Context, Evaluate};
+use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 
 use super::node::{Node, Value};
 use super::{ImportError, Kind, Note, Resource};
@@ -27,7 +33,55 @@ const META: &[&str] = &[
     "timeouts",
 ];
 
-/// Reads a Terraform file.
+/// The largest file `file()` reads.
+const FILE_LIMIT: u64 = 1024 * 1024;
+
+thread_local! {
+    /// The folder `file()` reads from while one `.tf` file is evaluated
+    /// (hcl-rs functions are plain `fn`s and cannot capture it).
+    static MODULE_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// Terraform's `file(PATH)`, confined to the `.tf` file's folder.
+fn file_func(args: FuncArgs) -> Result<hcl::Value, String> {
+    let rel = args[0].as_str().unwrap_or_default().to_string();
+    let escapes = Path::new(&rel)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes {
+        return Err(format!(
+            "file(\"{rel}\"): only files beside the .tf file are read"
+        ));
+    }
+    let Some(dir) = MODULE_DIR.with(|d| d.borrow().clone()) else {
+        return Err(format!("file(\"{rel}\"): no folder to read from"));
+    };
+    let path = dir.join(&rel);
+    let len = std::fs::metadata(&path)
+        .map_err(|e| format!("file(\"{rel}\"): {e}"))?
+        .len();
+    if len > FILE_LIMIT {
+        return Err(format!("file(\"{rel}\"): larger than 1 MiB"));
+    }
+    std::fs::read_to_string(&path)
+        .map(hcl::Value::String)
+        .map_err(|e| format!("file(\"{rel}\"): {e}"))
+}
+
+/// Reads a Terraform file; `file()` reads beside `path` (the file's own path).
+pub fn read_path(
+    path: &Path,
+    file: &str,
+    text: &str,
+) -> Result<(Vec<Resource>, Vec<Note>), ImportError> {
+    let dir = path.parent().map(Path::to_path_buf);
+    MODULE_DIR.with(|d| *d.borrow_mut() = dir);
+    let result = read(file, text);
+    MODULE_DIR.with(|d| *d.borrow_mut() = None);
+    result
+}
+
+/// Reads a Terraform file (`file()` refuses everything without a folder).
 pub fn read(file: &str, text: &str) -> Result<(Vec<Resource>, Vec<Note>), ImportError> {
     let body = hcl::edit::parser::parse_body(text).map_err(|e| ImportError::Parse {
         file: file.into(),
@@ -252,6 +306,12 @@ fn context(body: &Body) -> Context<'static> {
         }
     }
     let mut ctx = Context::new();
+    ctx.declare_func("file", FuncDef::new(file_func, [ParamType::String]));
+    let here: hcl::Map<String, hcl::Value> = ["module", "root", "cwd"]
+        .into_iter()
+        .map(|k| (k.to_string(), hcl::Value::String(".".into())))
+        .collect();
+    ctx.declare_var("path", hcl::Value::Object(here));
     for (ty, v) in refs {
         ctx.declare_var(ty, v);
     }
@@ -369,5 +429,28 @@ provider "aws" {}
                 "33:provider"
             ]
         );
+    }
+
+    #[test]
+    fn file_reads_beside_the_tf_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("comp.yaml"), "name: c\n").unwrap();
+        let tf = "resource \"aws_imagebuilder_component\" \"c\" {\n  data = file(\"${path.module}/comp.yaml\")\n  uri = file(\"../secret\")\n}\n";
+        let path = dir.path().join("main.tf");
+        let (res, _) = read_path(&path, "main.tf", tf).unwrap();
+        assert_eq!(
+            res[0].props.get(&["data"]).unwrap().as_text().unwrap(),
+            "name: c\n"
+        );
+        let uri = &res[0].props.get(&["uri"]).unwrap().value;
+        assert!(
+            matches!(uri, Value::Unresolved(m) if m.contains("only files beside the .tf file")),
+            "{uri:?}"
+        );
+        let (res, _) = read("main.tf", tf).unwrap();
+        assert!(matches!(
+            &res[0].props.get(&["data"]).unwrap().value,
+            Value::Unresolved(_)
+        ));
     }
 }
