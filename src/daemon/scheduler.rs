@@ -1,6 +1,7 @@
 //! The scheduler: one task per scheduled pipeline sleeps until the next cron
 //! slot (computed in UTC from the recipe's time zone by croner) and queues a
-//! run. Pipelines with `onlyWhenDependenciesChange` are queued "check first",
+//! run. Pipelines whose start condition checks dependencies
+//! (`EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE`) are queued "check first",
 //! so the worker asks the runner whether anything moved before building.
 //!
 //! Each intended local slot fires once: a DST gap moves the slot (croner),
