@@ -64,8 +64,13 @@ pub fn read(file: &str, root: &Node) -> Result<(Vec<Resource>, Vec<Note>), Impor
         };
         for (key, n) in res.entries() {
             if key != "Type" && key != "Properties" {
-                let why = "resource attribute of the stack, not of the pipeline";
-                notes.push(note(file, n.line, &format!("{path}.{key}"), why));
+                let why = match (key.as_str(), n.as_text()) {
+                    ("Condition", Some(c)) => format!(
+                        "the stack creates this resource only when condition `{c}` holds; kiln imports it unconditionally"
+                    ),
+                    _ => "resource attribute of the stack, not of the pipeline".into(),
+                };
+                notes.push(note(file, n.line, &format!("{path}.{key}"), &why));
             }
         }
         let props = res
@@ -247,6 +252,7 @@ Parameters:
 Resources:
   Comp:
     Type: AWS::ImageBuilder::Component
+    Condition: IsProd
     Properties:
       Name: c
   Recipe:
@@ -284,8 +290,14 @@ Outputs: {}
         let fields: Vec<&str> = notes.iter().map(|n| n.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["Outputs", "Resources.Recipe.DependsOn", "Resources.Role"]
+            [
+                "Outputs",
+                "Resources.Comp.Condition",
+                "Resources.Recipe.DependsOn",
+                "Resources.Role"
+            ]
         );
-        assert_eq!(notes[1].line, 13);
+        assert!(notes[1].why.contains("only when condition `IsProd` holds"));
+        assert_eq!(notes[2].line, 14);
     }
 }
