@@ -219,6 +219,10 @@ async fn a_pipeline_is_imported_through_the_sdk() {
     }
     assert!(out.contains("tags: AWS resource tags"), "{out}");
     assert!(
+        out.contains("timeoutMinutes: Image Builder's distribution timeout"),
+        "{out}"
+    );
+    assert!(
         out.contains("infrastructureConfigurationArn: kiln builds on the Docker engine"),
         "{out}"
     );

@@ -333,6 +333,10 @@ fn component(c: &aws_sdk_imagebuilder::types::Component) -> Node {
         ("data", s(c.data())),
         ("description", s(c.description())),
         ("changeDescription", s(c.change_description())),
+        (
+            "supportedOsVersions",
+            set((!c.supported_os_versions().is_empty()).then_some(())),
+        ),
         ("kmsKeyId", s(c.kms_key_id())),
         ("tags", set(c.tags().filter(|t| !t.is_empty()))),
     ])
@@ -378,6 +382,9 @@ fn pipeline(p: &aws_sdk_imagebuilder::types::ImagePipeline) -> Node {
             set(p.image_scanning_configuration()),
         ),
         ("executionRole", s(p.execution_role())),
+        ("imageTags", set(p.image_tags().filter(|t| !t.is_empty()))),
+        ("workflows", set((!p.workflows().is_empty()).then_some(()))),
+        ("loggingConfiguration", set(p.logging_configuration())),
         ("tags", set(p.tags().filter(|t| !t.is_empty()))),
     ])
 }
@@ -416,6 +423,10 @@ fn distribution(d: &aws_sdk_imagebuilder::types::DistributionConfiguration) -> N
         ("name", s(d.name())),
         ("description", s(d.description())),
         ("distributions", list(entries.collect())),
+        (
+            "timeoutMinutes",
+            (d.timeout_minutes() != 0).then(|| Value::Number(d.timeout_minutes().to_string())),
+        ),
         ("tags", set(d.tags().filter(|t| !t.is_empty()))),
     ])
 }

@@ -74,6 +74,14 @@ const REASONS: &[(&str, &str)] = &[
     ),
     ("executionRole", "kiln uses the default credential chain"),
     ("loggingConfiguration", "kiln logs to its own record"),
+    (
+        "imageTags",
+        "tags of Image Builder's image resources; kiln has no resource tags",
+    ),
+    (
+        "timeoutMinutes",
+        "Image Builder's distribution timeout; kiln's pushes have their own retry limits",
+    ),
 ];
 
 /// Read-only fields of API responses, not written by a user.
