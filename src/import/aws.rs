@@ -351,6 +351,7 @@ fn pipeline(p: &aws_sdk_imagebuilder::types::ImagePipeline) -> Node {
                 "pipelineExecutionStartCondition",
                 s(sc.pipeline_execution_start_condition().map(|c| c.as_str())),
             ),
+            ("autoDisablePolicy", set(sc.auto_disable_policy())),
         ])
         .value
     });
@@ -417,6 +418,11 @@ fn distribution(d: &aws_sdk_imagebuilder::types::DistributionConfiguration) -> N
                 "amiDistributionConfiguration",
                 set(e.ami_distribution_configuration()),
             ),
+            (
+                "launchTemplateConfigurations",
+                set((!e.launch_template_configurations().is_empty()).then_some(())),
+            ),
+            ("s3ExportConfiguration", set(e.s3_export_configuration())),
         ])
     });
     obj(vec![

@@ -5,7 +5,7 @@
 
 use super::arn::Arn;
 use super::mapping::{Mapper, RecipeYaml, q};
-use super::node::{Node, Value};
+use super::node::{Node, Value, same_key};
 use super::{Kind, Note, Resource};
 use crate::schedule::{StartCondition, parse_cron};
 
@@ -63,7 +63,7 @@ impl<'a> Mapper<'a> {
                 "pipelineExecutionStartCondition",
             ]
             .iter()
-            .any(|w| super::node::same_key(k, w))
+            .any(|w| same_key(k, w))
             {
                 self.note(&sched, k, n.line, "kiln has no equivalent");
             }
@@ -157,7 +157,7 @@ impl<'a> Mapper<'a> {
             for (k, n) in entry.entries() {
                 let known = ["region", "containerDistributionConfiguration"]
                     .iter()
-                    .any(|w| super::node::same_key(k, w));
+                    .any(|w| same_key(k, w));
                 if !known {
                     self.plan.notes.push(Note {
                         file: d.file.clone(),
@@ -173,6 +173,19 @@ impl<'a> Mapper<'a> {
             else {
                 continue;
             };
+            for (k, n) in c.entries() {
+                if !["targetRepository", "containerTags"]
+                    .iter()
+                    .any(|w| same_key(k, w))
+                {
+                    self.plan.notes.push(Note {
+                        file: d.file.clone(),
+                        line: n.line,
+                        field: format!("{field}.containerDistributionConfiguration.{k}"),
+                        why: "kiln has no equivalent".into(),
+                    });
+                }
+            }
             let repo = c.get(&["targetRepository"]).and_then(Node::object);
             let service = repo
                 .and_then(|t| t.get(&["service"]))
