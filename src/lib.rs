@@ -13,6 +13,8 @@ pub mod digest;
 pub mod distribute;
 pub mod docker;
 pub mod file_lock;
+pub mod export;
+pub mod import;
 pub mod load;
 pub mod pipeline;
 pub mod project;

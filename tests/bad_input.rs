@@ -232,6 +232,52 @@ fn bad_cron() {
 }
 
 #[test]
+fn six_bare_cron_fields_are_refused_as_ambiguous() {
+    let dir = recipe_with("cron: \"0 3 * * *\"", "cron: \"30 2 * * 5 *\"");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:20:",
+        &["six fields are ambiguous", "cron(30 2 ? * FRI *)"],
+    );
+}
+
+#[test]
+fn numeric_weekday_in_image_builder_cron() {
+    let dir = recipe_with("cron: \"0 3 * * *\"", "cron: \"cron(0 10 ? * 1-5 *)\"");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:20:",
+        &["weekday numbers", "MON-FRI"],
+    );
+}
+
+#[test]
+fn start_condition_and_its_alias_disagree() {
+    let dir = recipe_with(
+        "timezone: UTC\n",
+        "timezone: UTC\n  startCondition: EXPRESSION_MATCH_ONLY\n  onlyWhenDependenciesChange: true\n",
+    );
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:23:",
+        &["contradicts startCondition"],
+    );
+}
+
+#[test]
+fn unknown_start_condition() {
+    let dir = recipe_with(
+        "timezone: UTC\n",
+        "timezone: UTC\n  startCondition: ALWAYS\n",
+    );
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:22:",
+        &["unknown startCondition", "EXPRESSION_MATCH_ONLY"],
+    );
+}
+
+#[test]
 fn bad_timezone() {
     let dir = recipe_with("timezone: UTC", "timezone: Mars/Olympus");
     assert_error(dir.path(), "recipes/r.yaml:21:", &["unknown time zone"]);

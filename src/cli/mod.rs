@@ -4,6 +4,8 @@
 mod approved;
 mod build;
 mod client;
+mod export;
+mod import;
 mod logs;
 mod push;
 mod records;
@@ -11,6 +13,7 @@ mod render;
 mod resolve;
 mod run;
 mod runs;
+mod schedule;
 mod serve;
 mod test;
 mod token;
@@ -67,6 +70,12 @@ pub enum Command {
     Runs(runs::Args),
     /// Print (or follow) a run's log from a kiln daemon.
     Logs(logs::Args),
+    /// Import EC2 Image Builder recipes, components and pipelines (CloudFormation, Terraform, CLI JSON, or the service).
+    Import(import::Args),
+    /// Print the CloudFormation (or Terraform) template that recreates a recipe's pipeline in Image Builder.
+    Export(export::Args),
+    /// Print a recipe's schedule and its next fire times.
+    Schedule(schedule::Args),
     /// API token helpers.
     #[command(subcommand)]
     Token(token::Args),
@@ -143,6 +152,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Logs(a) => return logs::run(a).await,
         Command::Token(a) => return token::run(a),
         Command::Approved(a) if a.server.is_some() => return approved::remote(a).await,
+        Command::Import(a) => return import::run(&cli.project, a).await,
         _ => {}
     }
     let project = match open_project(&cli.project) {
@@ -160,7 +170,13 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Test(a) => test::run(&project, a).await,
         Command::Push(a) => push::run(&project, a).await,
         Command::Serve(a) => serve::run(&project, a).await,
-        Command::Trigger(_) | Command::Runs(_) | Command::Logs(_) | Command::Token(_) => {
+        Command::Schedule(a) => schedule::run(&project, a),
+        Command::Export(a) => export::run(&project, a),
+        Command::Trigger(_)
+        | Command::Runs(_)
+        | Command::Logs(_)
+        | Command::Token(_)
+        | Command::Import(_) => {
             unreachable!("handled before the project is opened")
         }
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::load::{self, Schedule};
 use crate::project::Project;
+use crate::schedule::{StartCondition, next_slot};
 use crate::schedule::{next_after, parse_cron};
 
 /// One pipeline as the daemon sees it.
@@ -34,6 +35,13 @@ pub struct ScheduleInfo {
     pub timezone: chrono_tz::Tz,
     /// Ask the runner whether anything changed before building.
     pub only_when_dependencies_change: bool,
+    /// The same, in Image Builder's spelling.
+    #[serde(serialize_with = "condition_name")]
+    pub start_condition: StartCondition,
+}
+
+fn condition_name<S: serde::Serializer>(c: &StartCondition, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.as_str())
 }
 
 fn tz_name<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
@@ -45,7 +53,8 @@ impl From<&Schedule> for ScheduleInfo {
         ScheduleInfo {
             cron: s.cron.clone(),
             timezone: s.timezone,
-            only_when_dependencies_change: s.only_when_dependencies_change,
+            only_when_dependencies_change: s.start_condition.checks_dependencies(),
+            start_condition: s.start_condition,
         }
     }
 }
@@ -58,6 +67,17 @@ impl ScheduleInfo {
         let cron = parse_cron(&self.cron).ok()?;
         let after = after.with_nanosecond(0).unwrap_or(after);
         next_after(&cron, self.timezone, after)
+    }
+
+    /// The next slot after `after`, skipping a repeat of `last_local`
+    /// ([`crate::schedule::next_slot`]).
+    pub fn next_slot(
+        &self,
+        after: DateTime<Utc>,
+        last_local: Option<chrono::NaiveDateTime>,
+    ) -> Option<DateTime<Utc>> {
+        let cron = parse_cron(&self.cron).ok()?;
+        next_slot(&cron, self.timezone, after, last_local)
     }
 }
 
@@ -107,6 +127,7 @@ mod tests {
             cron: "0 3 * * *".into(),
             timezone: chrono_tz::Europe::Berlin,
             only_when_dependencies_change: true,
+            start_condition: StartCondition::ExpressionMatchAndDependencyUpdatesAvailable,
         };
         let after = "2026-11-27T19:50:01.116535588Z".parse().unwrap();
         let next = s.next_after(after).unwrap();

@@ -1,6 +1,7 @@
 //! The scheduler: one task per scheduled pipeline sleeps until the next cron
 //! slot (computed in UTC from the recipe's time zone by croner) and queues a
-//! run. Pipelines with `onlyWhenDependenciesChange` are queued "check first",
+//! run. Pipelines whose start condition checks dependencies
+//! (`EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE`) are queued "check first",
 //! so the worker asks the runner whether anything moved before building.
 //!
 //! Each intended local slot fires once: a DST gap moves the slot (croner),
@@ -52,11 +53,7 @@ pub fn next_slot(
     after: DateTime<Utc>,
     last_local: Option<NaiveDateTime>,
 ) -> Option<DateTime<Utc>> {
-    let mut next = schedule.next_after(after)?;
-    while Some(next.with_timezone(&schedule.timezone).naive_local()) == last_local {
-        next = schedule.next_after(next)?;
-    }
-    Some(next)
+    schedule.next_slot(after, last_local)
 }
 
 async fn run_schedule(
@@ -131,6 +128,7 @@ mod tests {
             cron: cron.into(),
             timezone: tz,
             only_when_dependencies_change: false,
+            start_condition: crate::schedule::StartCondition::ExpressionMatchOnly,
         };
         let mut after = from.parse::<DateTime<Utc>>().unwrap();
         let mut last = None;
@@ -185,8 +183,14 @@ mod tests {
     }
 
     #[test]
-    fn seconds_field_is_honoured() {
-        let got = slots("15 */10 * * * *", chrono_tz::UTC, "2026-01-01T00:00:00Z", 2);
-        assert_eq!(got, ["01-01T00:00Z", "01-01T00:10Z"]);
+    fn image_builder_form_fires_in_the_zone() {
+        // Second Tuesday 22:30 Berlin (CET, UTC+1 in December).
+        let got = slots(
+            "cron(30 22 ? * TUE#2 *)",
+            chrono_tz::Europe::Berlin,
+            "2026-12-01T00:00:00Z",
+            2,
+        );
+        assert_eq!(got, ["12-08T21:30Z", "01-12T21:30Z"]);
     }
 }

@@ -12,6 +12,7 @@ pub mod recipe;
 mod recipe_check;
 pub mod structure_check;
 pub mod structure_test;
+mod schedule_check;
 pub mod template;
 mod template_check;
 

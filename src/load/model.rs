@@ -156,6 +156,6 @@ pub struct Schedule {
     pub cron: String,
     /// Time zone.
     pub timezone: chrono_tz::Tz,
-    /// Only rebuild when a dependency changed.
-    pub only_when_dependencies_change: bool,
+    /// Whether a due run first checks that a dependency changed.
+    pub start_condition: crate::schedule::StartCondition,
 }

@@ -187,12 +187,17 @@ pub enum TargetSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScheduleSpec {
-    /// Cron expression, 5 or 6 fields (seconds optional).
+    /// Cron expression: 5 fields, or Image Builder's `cron(…)` (6 with a year).
     pub cron: Spanned<String>,
     /// IANA time zone (default UTC).
     #[serde(default)]
     pub timezone: Option<Spanned<String>>,
-    /// Build only when a parent digest or an input changed (default true).
+    /// Image Builder's `pipelineExecutionStartCondition`
+    /// (default `EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE`).
     #[serde(default)]
-    pub only_when_dependencies_change: Option<bool>,
+    pub start_condition: Option<Spanned<String>>,
+    /// Alias of `startCondition`: `true` = build only when a parent digest or
+    /// an input changed.
+    #[serde(default)]
+    pub only_when_dependencies_change: Option<Spanned<bool>>,
 }

@@ -294,37 +294,7 @@ pub(super) fn check(
     }
     let test = check_test(project, &mut cx, f.test.as_ref());
     let distribute = check_distribute(&mut cx, f.distribute.as_ref(), &f.name.value, &version);
-    let schedule = f.schedule.as_ref().and_then(|s| {
-        if let Err(e) = crate::schedule::parse_cron(&s.cron.value) {
-            cx.at(
-                &s.cron,
-                format!("invalid cron `{}`: {e}", s.cron.value.escape_debug()),
-            )
-            .hint = Some("5 fields (minute hour day month weekday) or 6 with seconds first".into());
-            return None;
-        }
-        let tz = match &s.timezone {
-            None => chrono_tz::UTC,
-            Some(t) => match t.value.parse::<chrono_tz::Tz>() {
-                Ok(tz) => tz,
-                Err(_) => {
-                    cx.at(
-                        t,
-                        format!(
-                            "unknown time zone `{}` (IANA names such as `Europe/Berlin`)",
-                            t.value.escape_debug()
-                        ),
-                    );
-                    return None;
-                }
-            },
-        };
-        Some(Schedule {
-            cron: s.cron.value.clone(),
-            timezone: tz,
-            only_when_dependencies_change: s.only_when_dependencies_change.unwrap_or(true),
-        })
-    });
+    let schedule = super::schedule_check::check(&mut cx, f.schedule.as_ref());
     // Template.
     let template = template_check::load(project, &mut cx, f.dockerfile.as_ref());
     if let Some(t) = &template {

@@ -20,8 +20,12 @@ const BERLIN: &str = "schedule:\n  cron: \"30 2 * * *\"\n  timezone: Europe/Berl
 /// Lets the daemon run for `days` of virtual time from `t0`, then returns
 /// the queue times of its scheduled runs, oldest first.
 async fn fired(t0: &str, days: i64) -> Vec<String> {
+    fired_with(BERLIN, t0, days).await
+}
+
+async fn fired_with(schedule: &str, t0: &str, days: i64) -> Vec<String> {
     let clock = Arc::new(FakeClock::starting_at(at(t0)));
-    let d = start(project(&[("nightly", Some(BERLIN))]), clock.clone(), 30).await;
+    let d = start(project(&[("nightly", Some(schedule))]), clock.clone(), 30).await;
     sleep_until(clock.as_ref(), at(t0) + Duration::days(days)).await;
     let mut runs = d.state.queue().list(None, 100).await.unwrap();
     runs.reverse();
@@ -64,6 +68,19 @@ async fn berlin_schedule_fires_once_per_night_when_clocks_go_back() {
             "10-26T01:30:00Z",
             "10-27T01:30:00Z"
         ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn image_builder_cron_fires_at_the_documented_instants() {
+    // The Image Builder guide's "second Tuesday of every month at 10:30 PM
+    // (UTC)" example, with Image Builder's start condition spelling.
+    let schedule =
+        "schedule:\n  cron: \"cron(30 22 ? * tue#2 *)\"\n  startCondition: EXPRESSION_MATCH_ONLY\n";
+    let got = fired_with(schedule, "2026-12-01T00:00:00Z", 71).await;
+    assert_eq!(
+        got,
+        ["12-08T22:30:00Z", "01-12T22:30:00Z", "02-09T22:30:00Z"]
     );
 }
 
