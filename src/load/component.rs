@@ -8,6 +8,8 @@ use serde_saphyr::Spanned;
 
 use super::actions::{self, Action};
 use super::component_doc::{ComponentDoc, ForEach, StepDoc};
+use super::condition::{self, StepIf};
+use super::nested::{self, NestedError, Resolver};
 use crate::diagnostic::{Diagnostic, Diagnostics, closest};
 use crate::digest::Digest;
 
@@ -16,8 +18,8 @@ use crate::digest::Digest;
 pub struct Component {
     /// Name used by recipes (the file stem).
     pub name: String,
-    /// `name` inside the document.
-    pub document_name: String,
+    /// `name` inside the document (optional in AWSTOE).
+    pub document_name: Option<String>,
     /// The file, relative to the project root.
     pub file: std::path::PathBuf,
     /// sha256 of the document bytes.
@@ -28,6 +30,13 @@ pub struct Component {
     pub constants: BTreeMap<String, String>,
     /// Phases present, in document order.
     pub phases: Vec<Phase>,
+}
+
+impl PartialEq for Component {
+    /// Same file, same bytes.
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.digest == other.digest
+    }
 }
 
 /// Which phase.
@@ -77,8 +86,24 @@ pub enum OnFailure {
 pub struct Loop {
     /// Optional name for `{{ name.value }}`.
     pub name: Option<String>,
-    /// The iteration values, in order.
-    pub values: Vec<String>,
+    /// Where the iteration values come from.
+    pub values: LoopValues,
+}
+
+/// A loop's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoopValues {
+    /// A `for` range or a `forEach` list; items may hold placeholders,
+    /// substituted when the step starts.
+    Fixed(Vec<String>),
+    /// `forEach: {list, delimiter}`: substituted, then split, when the step
+    /// starts (the text may be a parameter or a chained output).
+    Split {
+        /// The text.
+        list: String,
+        /// The separator.
+        delimiter: char,
+    },
 }
 
 /// A validated step.
@@ -96,6 +121,24 @@ pub struct Step {
     pub max_attempts: u32,
     /// Optional loop.
     pub loop_: Option<Loop>,
+    /// Optional `if`.
+    pub if_: Option<StepIf>,
+}
+
+impl Step {
+    /// Every user-written string of the step (inputs, loop, `if`).
+    pub fn strings(&self) -> Vec<&str> {
+        let mut out = actions::strings(&self.action);
+        match self.loop_.as_ref().map(|l| &l.values) {
+            Some(LoopValues::Fixed(v)) => out.extend(v.iter().map(String::as_str)),
+            Some(LoopValues::Split { list, .. }) => out.push(list),
+            None => {}
+        }
+        if let Some(i) = &self.if_ {
+            out.extend(i.condition.strings());
+        }
+        out
+    }
 }
 
 /// Most loop iterations a step may have.
@@ -161,6 +204,7 @@ pub fn validate(
     path: &Path,
     source: &str,
     doc: ComponentDoc,
+    resolver: &mut Resolver<'_>,
 ) -> Result<Component, Diagnostics> {
     let mut cx = Ctx {
         path,
@@ -281,14 +325,14 @@ pub fn validate(
             } else {
                 &outputs_build
             };
-            if let Some(step) = validate_step(&mut cx, s, &parameters, &constants, visible) {
-                if step.action.has_stdout() {
-                    let key = format!("{}.{}", kind.as_str(), step.name);
-                    if kind == PhaseKind::Test {
-                        test_outputs.insert(key);
-                    } else {
-                        outputs_build.insert(key);
-                    }
+            if let Some(step) =
+                validate_step(&mut cx, s, &parameters, &constants, visible, resolver)
+            {
+                let chainable = chainable_names(kind, &step);
+                if kind == PhaseKind::Test {
+                    test_outputs.extend(chainable);
+                } else {
+                    outputs_build.extend(chainable);
                 }
                 steps.push(step);
             }
@@ -297,7 +341,7 @@ pub fn validate(
     }
     let component = Component {
         name: name.to_string(),
-        document_name: doc.name.value.clone(),
+        document_name: doc.name.as_ref().map(|n| n.value.clone()),
         file: path.to_path_buf(),
         digest: Digest::of(source.as_bytes()),
         parameters,
@@ -313,8 +357,8 @@ fn validate_step(
     parameters: &BTreeMap<String, Option<String>>,
     constants: &BTreeMap<String, String>,
     outputs: &BTreeSet<String>,
+    resolver: &mut Resolver<'_>,
 ) -> Option<Step> {
-    let step_line = s.name.referenced.line();
     let action_name = s.action.value.as_str();
     let action = if let Some(reason) = actions::unsupported_reason(action_name) {
         cx.at(
@@ -346,10 +390,16 @@ fn validate_step(
         match actions::parse_inputs(action_name, s.inputs.as_ref().map(|i| &i.value)) {
             Ok(a) => Some(a),
             Err(msg) => {
+                // Point at the field the message names first (`name` or `name: value`).
+                let field = msg
+                    .split_once('`')
+                    .and_then(|(_, r)| r.split_once('`'))
+                    .map(|(f, _)| format!("{}:", f.split(':').next().unwrap_or(f).trim()));
                 let msg = format!("step `{}` ({action_name}): {msg}", s.name.value);
-                match &s.inputs {
-                    Some(i) => cx.at(i, msg),
-                    None => cx.at(&s.action, msg),
+                match (&s.inputs, field) {
+                    (Some(i), Some(f)) => cx.near(i.referenced.line(), &f, msg),
+                    (Some(i), None) => cx.at(i, msg),
+                    (None, _) => cx.at(&s.action, msg),
                 };
                 None
             }
@@ -388,73 +438,209 @@ fn validate_step(
             1
         }
     };
-    let loop_ = s.loop_.as_ref().and_then(|l| {
-        let values: Vec<String> = match (&l.value.for_, &l.value.for_each) {
-            (Some(r), None) => {
-                if r.update_by == 0 || (r.end - r.start).signum() * r.update_by.signum() < 0 {
-                    cx.at(l, "loop `for` never reaches `end` with this `updateBy`");
-                    return None;
-                }
-                let count = ((r.end - r.start) / r.update_by + 1) as usize;
-                if count > MAX_LOOP_ITERATIONS {
-                    cx.at(
-                        l,
-                        format!("loop has {count} iterations; the limit is {MAX_LOOP_ITERATIONS}"),
-                    );
-                    return None;
-                }
-                (0..count as i64)
-                    .map(|i| (r.start + i * r.update_by).to_string())
-                    .collect()
-            }
-            (None, Some(fe)) => fe.values(),
-            _ => {
-                cx.at(l, "a loop needs exactly one of `for` or `forEach`");
-                return None;
-            }
-        };
-        if matches!(&l.value.for_each, Some(ForEach::List(v)) if v.is_empty()) {
-            cx.at(l, "loop `forEach` is empty");
+    let action = match action {
+        Some(Action::ExecuteDocument(d)) => {
+            nested_document(cx, s, d, parameters, constants, resolver).map(Action::ExecuteDocument)
         }
-        if values.len() > MAX_LOOP_ITERATIONS {
-            cx.at(
-                l,
+        other => other,
+    };
+    let loop_ = s.loop_.as_ref().and_then(|l| validate_loop(cx, l));
+    let if_ = s
+        .if_
+        .as_ref()
+        .and_then(|i| match condition::parse_if(&i.value) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                cx.at(i, format!("step `{}`: invalid `if`: {msg}", s.name.value));
+                None
+            }
+        });
+    let step = Step {
+        name: s.name.value.clone(),
+        action: action?,
+        on_failure,
+        timeout_seconds,
+        max_attempts,
+        loop_,
+        if_,
+    };
+    check_placeholders(cx, s, &step, parameters, constants, outputs);
+    Some(step)
+}
+
+fn nested_document(
+    cx: &mut Ctx<'_>,
+    s: &StepDoc,
+    mut d: Box<actions::NestedDocument>,
+    parameters: &BTreeMap<String, Option<String>>,
+    constants: &BTreeMap<String, String>,
+    resolver: &mut Resolver<'_>,
+) -> Option<Box<actions::NestedDocument>> {
+    let at = s
+        .inputs
+        .as_ref()
+        .map(|i| i.referenced.line())
+        .unwrap_or(s.action.referenced.line());
+    if s.loop_.is_some() {
+        cx.near(at, "document", format!("step `{}` (ExecuteDocument): a loop cannot run a nested document; write one step per document", s.name.value));
+        return None;
+    }
+    let known: BTreeMap<String, ()> = parameters
+        .keys()
+        .chain(constants.keys())
+        .map(|k| (k.clone(), ()))
+        .collect();
+    match nested::check(&mut d, &known, resolver) {
+        Ok(()) => Some(d),
+        Err(NestedError::Message(m)) => {
+            cx.near(
+                at,
+                "document",
+                format!("step `{}` (ExecuteDocument): {m}", s.name.value),
+            );
+            None
+        }
+        Err(NestedError::Child(diags)) => {
+            cx.diags.0.extend(diags.0);
+            cx.near(
+                at,
+                "document",
                 format!(
-                    "loop has {} iterations; the limit is {MAX_LOOP_ITERATIONS}",
-                    values.len()
+                    "step `{}` (ExecuteDocument): the nested document `{}` has errors (above)",
+                    s.name.value, d.input.document
                 ),
             );
+            None
+        }
+    }
+}
+
+/// The names later steps may chain from `step`: its outputs and the
+/// string fields of its inputs.
+fn chainable_names(kind: PhaseKind, step: &Step) -> Vec<String> {
+    let base = format!("{}.{}", kind.as_str(), step.name);
+    let mut out: Vec<String> = step
+        .action
+        .outputs()
+        .iter()
+        .map(|o| format!("{base}.outputs.{o}"))
+        .collect();
+    for (i, field, _) in step.action.input_fields() {
+        out.push(match i {
+            Some(i) => format!("{base}.inputs[{i}].{field}"),
+            None => format!("{base}.inputs.{field}"),
+        });
+    }
+    out
+}
+
+fn validate_loop(cx: &mut Ctx<'_>, l: &Spanned<super::component_doc::LoopDoc>) -> Option<Loop> {
+    let values = match (&l.value.for_, &l.value.for_each) {
+        (Some(r), None) => {
+            if r.update_by == 0 || (r.end - r.start).signum() * r.update_by.signum() < 0 {
+                cx.at(l, "loop `for` never reaches `end` with this `updateBy`");
+                return None;
+            }
+            let count = ((r.end - r.start) / r.update_by + 1) as usize;
+            if count > MAX_LOOP_ITERATIONS {
+                cx.at(
+                    l,
+                    format!("loop has {count} iterations; the limit is {MAX_LOOP_ITERATIONS}"),
+                );
+                return None;
+            }
+            LoopValues::Fixed(
+                (0..count as i64)
+                    .map(|i| (r.start + i * r.update_by).to_string())
+                    .collect(),
+            )
+        }
+        (None, Some(ForEach::List(v))) => {
+            if v.is_empty() {
+                cx.at(l, "loop `forEach` is empty");
+            }
+            if v.len() > MAX_LOOP_ITERATIONS {
+                cx.at(
+                    l,
+                    format!(
+                        "loop has {} iterations; the limit is {MAX_LOOP_ITERATIONS}",
+                        v.len()
+                    ),
+                );
+                return None;
+            }
+            LoopValues::Fixed(v.iter().map(|s| s.as_text()).collect())
+        }
+        (None, Some(ForEach::Delimited(d))) => {
+            let delimiter = match d.delimiter.as_deref() {
+                None => ',',
+                Some(text) => {
+                    let mut chars = text.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) => c,
+                        _ => {
+                            cx.at(
+                                l,
+                                format!(
+                                    "loop `delimiter` must be one character, not {text:?} (AWSTOE splits on a single character such as `,` or \"\\n\")"
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+            };
+            LoopValues::Split {
+                list: d.list.as_text(),
+                delimiter,
+            }
+        }
+        _ => {
+            cx.at(l, "a loop needs exactly one of `for` or `forEach`");
             return None;
         }
-        if let Some(n) = &l.value.name
-            && (!valid_identifier(n) || n == "loop")
-        {
-            cx.at(l, format!("invalid loop name `{n}`"));
-        }
-        Some(Loop {
-            name: l.value.name.clone(),
-            values,
-        })
-    });
-    let action = action?;
-    // Every placeholder must name something known.
-    for text in actions::strings(&action) {
+    };
+    if let Some(n) = &l.value.name
+        && (!valid_identifier(n) || n == "loop")
+    {
+        cx.at(l, format!("invalid loop name `{n}`"));
+    }
+    Some(Loop {
+        name: l.value.name.clone(),
+        values,
+    })
+}
+
+/// Every placeholder must name a parameter, a constant, the step's own loop
+/// (inputs only) or something an earlier step of this run can chain.
+fn check_placeholders(
+    cx: &mut Ctx<'_>,
+    s: &StepDoc,
+    step: &Step,
+    parameters: &BTreeMap<String, Option<String>>,
+    constants: &BTreeMap<String, String>,
+    outputs: &BTreeSet<String>,
+) {
+    let step_line = s.name.referenced.line();
+    let inputs = actions::strings(&step.action);
+    for text in step.strings() {
+        let in_inputs = inputs.iter().any(|i| std::ptr::eq(*i, text));
         for ph in placeholders(text) {
             let known = parameters.contains_key(ph)
                 || constants.contains_key(ph)
-                || loop_reference_ok(ph, loop_.as_ref())
-                || outputs.contains(ph.strip_suffix(".outputs.stdout").unwrap_or("\u{0}"));
+                || (in_inputs && loop_reference_ok(ph, step.loop_.as_ref()))
+                || outputs.contains(ph);
             if known {
                 continue;
             }
-            let what = if ph.ends_with(".outputs.stdout") || ph.matches('.').count() >= 2 {
+            let what = if ph.contains(".outputs.") || ph.contains(".inputs") {
                 format!(
-                    "step `{}` references `{{{{ {ph} }}}}`, which is not an earlier step's output in this run (chaining reads `phase.step.outputs.stdout` of an earlier ExecuteBash/ExecuteBinary step)",
+                    "step `{}` references `{{{{ {ph} }}}}`, which is not an output or input of an earlier step in this run (chaining reads `phase.step.outputs.NAME` or `phase.step.inputs[N].FIELD` of an earlier step)",
                     s.name.value
                 )
             } else if ph.starts_with("loop.") || ph.ends_with(".value") || ph.ends_with(".index") {
                 format!(
-                    "step `{}` references `{{{{ {ph} }}}}` outside a matching loop",
+                    "step `{}` references `{{{{ {ph} }}}}` outside a matching loop (loop variables work in the step's inputs)",
                     s.name.value
                 )
             } else {
@@ -468,6 +654,7 @@ fn validate_step(
                 parameters
                     .keys()
                     .chain(constants.keys())
+                    .chain(outputs.iter())
                     .map(String::as_str),
             );
             let needle = format!("{{{{ {ph}");
@@ -477,14 +664,6 @@ fn validate_step(
             }
         }
     }
-    Some(Step {
-        name: s.name.value.clone(),
-        action,
-        on_failure,
-        timeout_seconds,
-        max_attempts,
-        loop_,
-    })
 }
 
 fn loop_reference_ok(ph: &str, l: Option<&Loop>) -> bool {

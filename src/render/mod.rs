@@ -2,6 +2,7 @@
 //! final Dockerfile and the generated build-context files (component
 //! scripts). Pure: no IO, no Docker.
 
+mod toe_actions;
 pub mod toe_script;
 mod write_dir;
 

@@ -266,6 +266,9 @@ pub(crate) async fn run_component_tests(
             if step.status == "ignored" {
                 detail.push_str("; failure ignored (onFailure: Ignore)");
             }
+            if step.status == "skipped" {
+                detail = "skipped by its `if` (counts as a success, as in AWSTOE)".into();
+            }
             if !passed {
                 detail.push('\n');
                 detail.push_str(&tail(&out.stderr, 15));
@@ -275,7 +278,7 @@ pub(crate) async fn run_component_tests(
                 name: format!("{}/{}", s.component, step.step),
                 kind: CheckKind::ComponentStep,
                 passed,
-                skipped: false,
+                skipped: step.status == "skipped",
                 duration: Duration::from_millis(step.ms),
                 detail,
             });

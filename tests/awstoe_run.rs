@@ -1,0 +1,201 @@
+//! AWSTOE documents (`tests/fixtures/awstoe/`, written in the documented
+//! shapes) run by kiln's runtime: built on the base image through the real
+//! Docker daemon, with the observed effects asserted (file modes, link
+//! targets, encoded bytes, iterations, exit codes, skipped steps), and the
+//! build-time errors (UpdateOS without a package manager, AWSTOE's reboot
+//! exit code) checked on real builds.
+
+mod support;
+
+use std::path::Path;
+
+use kiln::build::{self, BuildError, BuildEvent, BuildRequest, KilnStep};
+use kiln::project::Project;
+use kiln::render;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/awstoe");
+
+/// A project whose `components/` holds every fixture and whose recipe
+/// applies `components` (with the base image from the services).
+fn project(s: &support::Services, components: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["recipes", "components", "dockerfiles"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    for e in std::fs::read_dir(FIXTURES).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join("components").join(e.file_name())).unwrap();
+    }
+    let mut recipe = format!(
+        "name: awstoe\nversion: 1.0.0\nparentImage: {}\ncomponents:\n",
+        s.base_image
+    );
+    for c in components {
+        recipe.push_str(&format!("  - name: {c}\n"));
+    }
+    std::fs::write(dir.path().join("recipes/awstoe.yaml"), recipe).unwrap();
+    dir
+}
+
+struct Built {
+    result: Result<build::BuiltImage, BuildError>,
+    steps: Vec<KilnStep>,
+    log: String,
+}
+
+/// Builds the recipe of `project` with a fresh label (so it really builds).
+async fn build(project: &Path) -> Built {
+    support::services();
+    let docker = kiln::docker::connect().await.unwrap();
+    let project = Project::open(project).unwrap();
+    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
+    let pins = support::pin(&loaded.parent_image).await;
+    let rendered = render::render(&loaded, &pins);
+    let mut request = BuildRequest::for_recipe(&loaded);
+    let run = format!("{}-{}", std::process::id(), rand_suffix());
+    request.labels.insert("dev.kiln.test-run".into(), run);
+    // The daemon's layer cache would replay the component steps silently.
+    request.no_cache = true;
+    let mut steps = Vec::new();
+    let mut log = String::new();
+    let mut on_event = |e: BuildEvent| match e {
+        BuildEvent::KilnStep(k) => steps.push(k),
+        BuildEvent::Output { line } => {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        _ => {}
+    };
+    let result = build::build(&docker, &rendered, &request, &mut on_event).await;
+    Built { result, steps, log }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Runs `script` with bash inside `image` and returns its stdout.
+fn in_image(image: &str, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["run", "--rm", image, "/bin/bash", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn status_of<'a>(steps: &'a [KilnStep], step: &str) -> &'a KilnStep {
+    steps
+        .iter()
+        .find(|k| k.step == step)
+        .unwrap_or_else(|| panic!("no ::kiln-step for {step}: {steps:?}"))
+}
+
+/// Every runnable fixture in one image: the validate phases assert their
+/// own effects (a failed check fails the build), and the image is inspected.
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_shapes_build_on_the_base_image() {
+    let s = support::services();
+    let dir = project(
+        &s,
+        &[
+            "hello-world",
+            "parameters",
+            "constants-loop",
+            "chaining",
+            "execute-bash",
+            "file-system",
+            "folders",
+            "encodings",
+            "conditionals",
+            "execute-document-main",
+            "loops",
+        ],
+    );
+    let built = build(dir.path()).await;
+    let image = match &built.result {
+        Ok(b) => b.image_id.clone(),
+        Err(e) => panic!("{e}\n{}", built.log),
+    };
+    let k = &built.steps;
+    assert_eq!(status_of(k, "SkippedByDefault").status, "skipped");
+    assert_eq!(status_of(k, "ElseExecute").status, "passed");
+    assert_eq!(status_of(k, "AbortButIgnored").status, "ignored");
+    assert_eq!(status_of(k, "KeepsGoing").status, "passed");
+    let last = status_of(k, "LastCommandDecides");
+    assert_eq!((last.status.as_str(), last.exit), ("ignored", 7));
+    assert_eq!(status_of(k, "RunChild/Greet").phase, "build");
+    assert_eq!(status_of(k, "RunChild/Check").phase, "validate");
+    assert!(!k.iter().any(|s| s.step == "RunChild/NotRun"), "{k:?}");
+    assert_eq!(status_of(k, "Check").status, "passed");
+    let facts = in_image(
+        &image,
+        r#"cd /tmp/kiln-awstoe
+echo "hosts=$(tr '\n' ' ' < hosts.txt)"
+echo "colours=$(ls colours | tr '\n' ' ')"
+echo "count=$(tr '\n' ' ' < colours/count.txt)"
+echo "reached=$(cat reached.txt)"
+echo "retval=$(cut -d' ' -f1,2 retval.txt)"
+echo "wide=$(stat -c %a files/wide.txt) link=$(readlink files/link-to-keep)"
+echo "utf16=$(od -An -v -tx1 enc/utf16.txt | tr -d ' \n')"
+echo "docs=$(tr '\n' '|' < docs/order.txt)"
+"#,
+    );
+    for want in [
+        "hosts=0:alpha 1:beta 2:gamma ",
+        "colours=blue count.txt green red ",
+        "count=10 5 0 ",
+        "reached=reached",
+        "retval=Failed with",
+        "wide=777 link=/tmp/kiln-awstoe/files/wide.txt",
+        "utf16=4800e900ac203dd800de2100",
+        "docs=main-before|child-build main|child-validate|main-after|",
+    ] {
+        assert!(facts.contains(want), "missing {want:?} in:\n{facts}");
+    }
+}
+
+/// Builds one failing fixture; returns the error text and the log.
+async fn failing_build(component: &str) -> (String, String, Vec<KilnStep>) {
+    let s = support::services();
+    let dir = project(&s, &[component]);
+    let built = build(dir.path()).await;
+    let err = match built.result {
+        Ok(b) => panic!("{component} built {}; expected a failure", b.image_id),
+        Err(e) => e.to_string(),
+    };
+    (err, built.log, built.steps)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_os_without_a_package_manager_fails_the_build_clearly() {
+    let (err, log, steps) = failing_build("update-os").await;
+    let all = format!("{err}\n{log}");
+    assert!(
+        all.contains("UpdateOS: this image has no supported package manager (looked for apt-get, dnf, yum, zypper and apk"),
+        "{all}"
+    );
+    assert_eq!(status_of(&steps, "UpdateMyLinux").status, "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reboot_exit_code_names_the_awstoe_convention() {
+    let (err, log, steps) = failing_build("reboot-exit-code").await;
+    let all = format!("{err}\n{log}");
+    assert!(
+        all.contains("the step exited 194, AWSTOE's reboot convention"),
+        "{all}"
+    );
+    assert!(
+        all.contains("a container image build cannot reboot"),
+        "{all}"
+    );
+    assert_eq!(status_of(&steps, "WantsReboot").exit, 194);
+}
