@@ -19,6 +19,7 @@ pub mod reference;
 pub mod registry;
 pub mod render;
 pub mod resolve;
+pub mod s3;
 pub mod schedule;
 pub mod test_phase;
 pub mod yaml;

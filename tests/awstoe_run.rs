@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 
-use kiln::build::{self, BuildError, BuildEvent, BuildRequest, KilnStep};
+use kiln::build::{self, BuildEvent, BuildRequest, KilnStep};
 use kiln::project::Project;
 use kiln::render;
 
@@ -18,6 +18,11 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/awst
 /// A project whose `components/` holds every fixture and whose recipe
 /// applies `components` (with the base image from the services).
 fn project(s: &support::Services, components: &[&str]) -> tempfile::TempDir {
+    project_with(s, components, "")
+}
+
+/// Like [`project`]; `params` is YAML added under the last component.
+fn project_with(s: &support::Services, components: &[&str], params: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["recipes", "components", "dockerfiles"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -33,12 +38,14 @@ fn project(s: &support::Services, components: &[&str]) -> tempfile::TempDir {
     for c in components {
         recipe.push_str(&format!("  - name: {c}\n"));
     }
+    recipe.push_str(params);
     std::fs::write(dir.path().join("recipes/awstoe.yaml"), recipe).unwrap();
     dir
 }
 
 struct Built {
-    result: Result<build::BuiltImage, BuildError>,
+    /// The build, or why it (or the S3 fetch before it) failed.
+    result: Result<build::BuiltImage, String>,
     steps: Vec<KilnStep>,
     log: String,
 }
@@ -50,7 +57,14 @@ async fn build(project: &Path) -> Built {
     let project = Project::open(project).unwrap();
     let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
     let pins = support::pin(&loaded.parent_image).await;
-    let rendered = render::render(&loaded, &pins);
+    let mut rendered = render::render(&loaded, &pins);
+    if let Err(e) = kiln::s3::fetch_objects(&mut rendered).await {
+        return Built {
+            result: Err(e.to_string()),
+            steps: Vec::new(),
+            log: e.to_string(),
+        };
+    }
     let mut request = BuildRequest::for_recipe(&loaded);
     let run = format!("{}-{}", std::process::id(), rand_suffix());
     request.labels.insert("dev.kiln.test-run".into(), run);
@@ -66,7 +80,9 @@ async fn build(project: &Path) -> Built {
         }
         _ => {}
     };
-    let result = build::build(&docker, &rendered, &request, &mut on_event).await;
+    let result = build::build(&docker, &rendered, &request, &mut on_event)
+        .await
+        .map_err(|e| e.to_string());
     Built { result, steps, log }
 }
 
@@ -198,4 +214,135 @@ async fn reboot_exit_code_names_the_awstoe_convention() {
         "{all}"
     );
     assert_eq!(status_of(&steps, "WantsReboot").exit, 194);
+}
+
+/// An S3 client on moto (`AWS_ENDPOINT_URL_S3` set from the services).
+async fn moto_s3() -> aws_sdk_s3::Client {
+    let s = support::services();
+    // SAFETY: set before any client reads it; every S3 test sets the same value.
+    unsafe { std::env::set_var("AWS_ENDPOINT_URL_S3", &s.moto) };
+    kiln::s3::client().await
+}
+
+async fn bucket_with_objects(client: &aws_sdk_s3::Client) -> String {
+    let bucket = format!("kiln-awstoe-{}", rand_suffix());
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    for (key, body) in [
+        (
+            "tools/tool.sh",
+            "echo tool-ran > /tmp/kiln-awstoe/s3/ran.txt\n",
+        ),
+        ("conf/a.txt", "alpha"),
+        ("conf/sub/b.txt", "beta"),
+    ] {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    bucket
+}
+
+/// A project applying the s3-download fixture to `bucket`.
+fn s3_project(bucket: &str) -> tempfile::TempDir {
+    let s = support::services();
+    let params = format!("    parameters:\n      Bucket: {bucket}\n");
+    project_with(&s, &["s3-download"], &params)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_download_fetches_on_the_host_and_places_in_the_image() {
+    let client = moto_s3().await;
+    let bucket = bucket_with_objects(&client).await;
+    let dir = s3_project(&bucket);
+    let built = build(dir.path()).await;
+    let image = match &built.result {
+        Ok(b) => b.image_id.clone(),
+        Err(e) => panic!("{e}\n{}", built.log),
+    };
+    assert_eq!(status_of(&built.steps, "Placed").status, "passed");
+    let facts = in_image(
+        &image,
+        "cd /tmp/kiln-awstoe/s3 && stat -c '%n %a' tool.sh conf/a.txt conf/sub/b.txt && cat ran.txt && test ! -e /tmp/.kiln/01-s3-download && echo gone",
+    );
+    assert!(
+        facts.contains("tool.sh 644\nconf/a.txt 644\nconf/sub/b.txt 644\ntool-ran\n"),
+        "{facts}"
+    );
+    assert!(
+        facts.ends_with("gone\n"),
+        "the fetched copies leave no trace: {facts}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_download_missing_object_names_the_step() {
+    let client = moto_s3().await;
+    let bucket = bucket_with_objects(&client).await;
+    client
+        .delete_object()
+        .bucket(&bucket)
+        .key("tools/tool.sh")
+        .send()
+        .await
+        .unwrap();
+    let dir = s3_project(&bucket);
+    let built = build(dir.path()).await;
+    assert!(built.result.is_err());
+    assert!(
+        built.log.contains("step build.Download: S3Download s3://"),
+        "{}",
+        built.log
+    );
+    assert!(built.log.contains("GetObject failed"), "{}", built.log);
+}
+
+/// A proxy in front of moto flips one byte of the first object's body: the
+/// SHA-256 S3 stores with the object no longer matches and the fetch is
+/// refused, naming the step.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_download_checksum_mismatch_is_refused_with_the_step_named() {
+    let client = moto_s3().await;
+    let bucket = bucket_with_objects(&client).await;
+    let upstream = support::services()
+        .moto
+        .trim_start_matches("http://")
+        .to_string();
+    let proxy = support::fault_proxy::FaultProxy::start(
+        &upstream,
+        vec![support::fault_proxy::Fault::CorruptBody],
+    )
+    .await;
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://{}", proxy.host()))
+        .load()
+        .await;
+    let damaged = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let dir = s3_project(&bucket);
+    let project = Project::open(dir.path()).unwrap();
+    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
+    let mut rendered = render::render(&loaded, &render::Pins::default());
+    let err = kiln::s3::fetch_objects_with(&damaged, &mut rendered)
+        .await
+        .expect_err("a corrupted body must be refused")
+        .to_string();
+    assert!(
+        err.starts_with("step build.Download: S3Download s3://"),
+        "{err}"
+    );
+    assert!(err.contains("checksum mismatch for s3://"), "{err}");
+    assert!(
+        !rendered.files.iter().any(|f| f.path.contains("/s3/")),
+        "nothing fetched is kept: {:?}",
+        rendered.files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
 }

@@ -732,3 +732,39 @@ fn errors_in_a_nested_document_are_positioned_in_it() {
         ],
     );
 }
+
+#[test]
+fn s3_download_source_must_be_an_s3_url() {
+    let dir = step_in(
+        "      - name: Get\n        action: S3Download\n        inputs:\n          - source: https://example.com/a\n            destination: /a\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["`source: https://example.com/a` is not `s3://bucket/key`"],
+    );
+}
+
+#[test]
+fn s3_download_source_cannot_use_run_time_values() {
+    let dir = step_in(
+        "      - name: Get\n        action: S3Download\n        loop:\n          forEach: [a, b]\n        inputs:\n          - source: 's3://bucket/{{ loop.value }}'\n            destination: /a\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &["(S3Download): S3Download cannot loop"],
+    );
+}
+
+#[test]
+fn s3_upload_is_refused_with_the_reason() {
+    let dir = step_in(
+        "      - name: Put\n        action: S3Upload\n        inputs:\n          - source: /a\n            destination: s3://bucket/a\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &["unsupported action `S3Upload`", "not run S3Upload yet"],
+    );
+}

@@ -337,6 +337,7 @@ fn rendered_with_context(ctx: PathBuf) -> render::RenderedBuild {
         target: None,
         test_scripts: Vec::new(),
         base_images: Vec::new(),
+        s3_objects: Vec::new(),
     }
 }
 

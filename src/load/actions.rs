@@ -31,6 +31,7 @@ pub const SUPPORTED_ACTIONS: &[&str] = &[
     "CreateSymlink",
     "WebDownload",
     "UpdateOS",
+    "S3Download",
 ];
 
 /// Why a known AWSTOE action is refused.
@@ -42,8 +43,8 @@ pub fn unsupported_reason(action: &str) -> Option<&'static str> {
         "ExecutePowerShell" | "InstallMSI" | "UninstallMSI" | "SetRegistry" => {
             "it is a Windows-only AWSTOE action module and kiln builds Linux container images"
         }
-        "S3Download" | "S3Upload" => {
-            "kiln does not yet run the S3 action modules; fetch the object with WebDownload and a checksum"
+        "S3Upload" => {
+            "kiln does not run S3Upload yet (S3Download is supported); upload from outside the image build"
         }
         _ => return None,
     })
@@ -101,6 +102,9 @@ pub enum Action {
     WebDownload(Vec<WebDownloadInput>),
     /// Upgrades packages with the image's package manager.
     UpdateOS(UpdateOsInput),
+    /// Objects kiln fetches on the host into the build context; the step
+    /// places them.
+    S3Download(Vec<S3DownloadInput>),
 }
 
 /// An ExecuteDocument step: the inputs and, once loaded, the document.
@@ -167,6 +171,9 @@ impl Action {
             Action::WebDownload(v) => each(v, |x| {
                 vec![("source", &x.source), ("destination", &x.destination)]
             }),
+            Action::S3Download(v) => each(v, |x| {
+                vec![("source", &x.source), ("destination", &x.destination)]
+            }),
         }
     }
 }
@@ -231,12 +238,41 @@ pub fn parse_inputs(action: &str, inputs: Option<&serde_json::Value>) -> Result<
         "SetFolderOwner" => Action::SetFolderOwner(list(inputs)?),
         "CreateSymlink" => Action::CreateSymlink(list(inputs)?),
         "WebDownload" => Action::WebDownload(web_download(list(inputs)?)?),
+        "S3Download" => Action::S3Download(s3_download(list(inputs)?)?),
         "UpdateOS" => Action::UpdateOS(match inputs {
             None => UpdateOsInput::default(),
             some => one(some)?,
         }),
         other => return Err(format!("unsupported action `{other}`")),
     })
+}
+
+/// `s3://bucket/key` or `s3://bucket/prefix/*` → (bucket, key or prefix, is prefix).
+pub fn parse_s3_url(url: &str) -> Option<(&str, &str, bool)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/')?;
+    if bucket.is_empty() || key.is_empty() {
+        return None;
+    }
+    match key.strip_suffix('*') {
+        Some(prefix) if prefix.is_empty() || prefix.ends_with('/') => Some((bucket, prefix, true)),
+        Some(_) => None,
+        None if key.contains('*') => None,
+        None => Some((bucket, key, false)),
+    }
+}
+
+fn s3_download(items: Vec<S3DownloadInput>) -> Result<Vec<S3DownloadInput>, String> {
+    for i in &items {
+        let literal = !i.source.contains("{{");
+        if literal && parse_s3_url(&i.source).is_none() {
+            return Err(format!(
+                "`source: {}` is not `s3://bucket/key` or `s3://bucket/prefix/*`",
+                i.source
+            ));
+        }
+    }
+    Ok(items)
 }
 
 fn web_download(items: Vec<WebDownloadInput>) -> Result<Vec<WebDownloadInput>, String> {
@@ -314,6 +350,9 @@ pub fn strings(action: &Action) -> Vec<&str> {
             out.push(&i.owner);
             out.extend(i.group.as_deref());
         }),
+        Action::S3Download(v) => {
+            out.extend(v.iter().filter_map(|i| i.expected_bucket_owner.as_deref()))
+        }
         Action::WebDownload(v) => v.iter().for_each(|i| {
             out.extend(i.checksum.as_deref());
             out.extend(i.algorithm.as_deref());

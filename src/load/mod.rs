@@ -6,6 +6,7 @@ pub mod action_inputs;
 pub mod actions;
 pub mod component;
 pub mod component_doc;
+mod component_steps;
 pub mod condition;
 mod env;
 pub mod model;

@@ -3,6 +3,7 @@
 //! scripts). Pure: no IO, no Docker.
 
 mod toe_actions;
+pub use toe_actions::S3Request;
 pub mod toe_script;
 mod write_dir;
 
@@ -70,6 +71,9 @@ pub struct RenderedBuild {
     pub test_scripts: Vec<TestScript>,
     /// Base images as written and as used (pinned or not).
     pub base_images: Vec<(ImageReference, ImageReference)>,
+    /// S3Download objects to fetch into the context before building
+    /// (`crate::s3::fetch_objects`); folders are context paths.
+    pub s3_objects: Vec<S3Request>,
 }
 
 fn component_dir(index: usize, name: &str) -> String {
@@ -81,16 +85,21 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
     let mut files = Vec::new();
     let mut component_lines = String::new();
     let mut test_scripts = Vec::new();
+    let mut s3_objects = Vec::new();
     for (i, applied) in recipe.components.iter().enumerate() {
         let c = &applied.component;
         let dir = component_dir(i, &c.name);
-        let build = toe_script::phase_script(
+        let build = toe_script::phase_script_with_s3(
             c,
             &applied.parameters,
             &[PhaseKind::Build, PhaseKind::Validate],
             &recipe.working_directory,
         );
-        if let Some(mut script) = build {
+        if let Some((mut script, s3)) = build {
+            s3_objects.extend(s3.into_iter().map(|mut o| {
+                o.folder = format!("{GENERATED_DIR}/{dir}/{}", o.folder);
+                o
+            }));
             // The scripts leave nothing behind in the final filesystem.
             script = script.replace(
                 "\ntoe_finish\n",
@@ -148,6 +157,7 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
             .iter()
             .map(|r| (r.clone(), pins.get(r).clone()))
             .collect(),
+        s3_objects,
     }
 }
 

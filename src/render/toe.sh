@@ -12,6 +12,7 @@ TOE_FAILED=0 TOE_SEQ=0 TOE_PREFIX="" TOE_T=0
 TOE_LNAME="" TOE_LVALUE="" TOE_LINDEX=""
 TOE_NEXT_LMODE="" TOE_NEXT_LNAME="" TOE_NEXT_LDELIM=""
 TOE_NEXT_LVALUES=() TOE_NEXT_IF=()
+TOE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TOE_TMP="$(mktemp -d 2>/dev/null || echo /tmp/kiln-toe.$$)"
 mkdir -p "$TOE_TMP"
 TOE_MAX_ITERATIONS=1000
@@ -306,6 +307,29 @@ toe_a_WebDownload() {
     fi
   fi
   toe_out destination "$dst"
+}
+
+# toe_a_S3Download FETCHED SOURCE DESTINATION OVERWRITE: places what kiln
+# fetched from SOURCE (into the build context folder FETCHED) at DESTINATION.
+# As in AWSTOE, the destination's folders must exist; a prefix source
+# (`s3://bucket/prefix/*`) fills the destination folder.
+toe_a_S3Download() {
+  local from=$1 src=$2 dst=$3 f t rel
+  if [[ $src == *'*' ]]; then
+    [ -d "$dst" ] || { toe_log "S3Download: the destination folder $dst does not exist"; return 1; }
+    while IFS= read -r -d '' f; do
+      rel=${f#"$from"/}; t=${dst%/}/$rel
+      if [ -e "$t" ] && [ "$4" = false ]; then toe_log "S3Download: File already exists and \"overwrite\" property for \"destination\" file is set to false. Cannot download. ($t)"; return 1; fi
+      mkdir -p "$(dirname "$t")" && cp "$f" "$t" && chmod 644 "$t" || return 1
+    done < <(find "$from" -type f -print0)
+    return 0
+  fi
+  f=$(find "$from" -type f | head -n 1)
+  [ -n "$f" ] || { toe_log "S3Download: kiln fetched nothing for $src"; return 1; }
+  if [[ $dst == */ ]] || [ -d "$dst" ]; then t=${dst%/}/${f##*/}; else t=$dst; fi
+  [ -d "$(dirname "$t")" ] || { toe_log "S3Download: the folder of $t does not exist (AWSTOE requires the destination folders to exist)"; return 1; }
+  if [ -e "$t" ] && [ "$4" = false ]; then toe_log "S3Download: File already exists and \"overwrite\" property for \"destination\" file is set to false. Cannot download. ($t)"; return 1; fi
+  cp "$f" "$t" && chmod 644 "$t"
 }
 
 # --- system -----------------------------------------------------------------------

@@ -21,6 +21,24 @@ pub(crate) struct Body<'a> {
     referenced: &'a BTreeSet<String>,
     /// `phase.step` of this step.
     key: String,
+    /// The step's number in the script (names its S3 folder).
+    pub step_no: usize,
+    /// S3 objects the step places, fetched into the context before the build.
+    pub s3: Vec<S3Request>,
+}
+
+/// An S3Download input: kiln fetches `source` into `folder` (under the
+/// component's generated folder) before the build; the step places it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Request {
+    /// The step, for messages.
+    pub step: String,
+    /// `s3://bucket/key` or `s3://bucket/prefix/*`, parameters substituted.
+    pub source: String,
+    /// Account id the bucket must belong to.
+    pub expected_bucket_owner: Option<String>,
+    /// `s3/<step>-<input>`, relative to the component's generated folder.
+    pub folder: String,
 }
 
 impl<'a> Body<'a> {
@@ -35,6 +53,8 @@ impl<'a> Body<'a> {
             values,
             referenced,
             key,
+            step_no: 0,
+            s3: Vec::new(),
         }
     }
 
@@ -284,6 +304,25 @@ pub(crate) fn step_body(b: &mut Body<'_>, action: &Action, nested: Option<&str>)
                 flag(i.ignore_certificate_errors, false),
             ];
             b.call("WebDownload", &args);
+        }),
+        Action::S3Download(v) => v.iter().enumerate().for_each(|(n, i)| {
+            let folder = format!("s3/{}-{n}", b.step_no);
+            b.s3.push(S3Request {
+                step: b.key.clone(),
+                source: substitute(&i.source, b.values),
+                expected_bucket_owner: i
+                    .expected_bucket_owner
+                    .as_ref()
+                    .map(|o| substitute(o, b.values)),
+                folder: folder.clone(),
+            });
+            let args = [
+                format!("\"$TOE_DIR\"/{folder}"),
+                b.field(Some(n), "source", &i.source),
+                b.field(Some(n), "destination", &i.destination),
+                flag(i.overwrite, true),
+            ];
+            b.call("S3Download", &args);
         }),
         Action::UpdateOS(u) => {
             let mut args = vec![u.include.len().to_string()];

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::toe_actions::{Body, step_body};
+use super::toe_actions::{Body, S3Request, step_body};
 use crate::load::actions::{Action, NestedDocument};
 use crate::load::component::{
     Component, Loop, LoopValues, OnFailure, Phase, PhaseKind, Step, placeholders,
@@ -87,6 +87,7 @@ struct Writer {
     calls: String,
     functions: String,
     counter: usize,
+    s3: Vec<S3Request>,
 }
 
 impl Writer {
@@ -124,7 +125,9 @@ impl Writer {
             referenced,
             format!("{}.{}", kind.as_str(), step.name),
         );
+        body.step_no = n;
         step_body(&mut body, &step.action, nested.as_deref());
+        self.s3.append(&mut body.s3);
         let _ = writeln!(self.functions, "\nkiln_step_{n}() {{\n{}}}", body.text);
         if let Some(l) = &step.loop_ {
             self.loop_line(l, values, indent);
@@ -214,6 +217,7 @@ impl Writer {
         inner.document(child, &values, &phases, "  ");
         self.counter = inner.counter;
         self.functions.push_str(&inner.functions);
+        self.s3.append(&mut inner.s3);
         let name = format!("kiln_document_{n}");
         let _ = writeln!(
             self.functions,
@@ -245,6 +249,16 @@ pub fn phase_script(
     kinds: &[PhaseKind],
     working_directory: &str,
 ) -> Option<String> {
+    phase_script_with_s3(component, parameters, kinds, working_directory).map(|(s, _)| s)
+}
+
+/// [`phase_script`] and the S3 objects its S3Download steps place.
+pub fn phase_script_with_s3(
+    component: &Component,
+    parameters: &BTreeMap<String, String>,
+    kinds: &[PhaseKind],
+    working_directory: &str,
+) -> Option<(String, Vec<S3Request>)> {
     let phases: Vec<&Phase> = component
         .phases
         .iter()
@@ -273,7 +287,7 @@ pub fn phase_script(
     s.push('\n');
     s.push_str(&w.calls);
     let _ = writeln!(s, "\ntoe_finish");
-    Some(s)
+    Some((s, w.s3))
 }
 
 #[cfg(test)]
