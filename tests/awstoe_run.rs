@@ -157,7 +157,7 @@ async fn documented_shapes_build_on_the_base_image() {
 echo "hosts=$(tr '\n' ' ' < hosts.txt)"
 echo "colours=$(ls colours | tr '\n' ' ')"
 echo "count=$(tr '\n' ' ' < colours/count.txt)"
-echo "reached=$(cat reached.txt)"
+echo "reached=$(cat reached.txt) binary=$(cat binary.txt)"
 echo "retval=$(cut -d' ' -f1,2 retval.txt)"
 echo "wide=$(stat -c %a files/wide.txt) link=$(readlink files/link-to-keep)"
 echo "utf16=$(od -An -v -tx1 enc/utf16.txt | tr -d ' \n')"
@@ -168,7 +168,7 @@ echo "docs=$(tr '\n' '|' < docs/order.txt)"
         "hosts=0:alpha 1:beta 2:gamma ",
         "colours=blue count.txt green red ",
         "count=10 5 0 ",
-        "reached=reached",
+        "reached=reached binary=binary ran",
         "retval=Failed with",
         "wide=777 link=/tmp/kiln-awstoe/files/wide.txt",
         "utf16=4800e900ac203dd800de2100",
