@@ -276,3 +276,73 @@ mod tests {
         assert_eq!(super::sdk_mismatch("timed out"), None);
     }
 }
+
+/// One staged S3Upload call: the destination URL (substituted when the step
+/// ran) and the files, by path relative to the staged folder.
+#[derive(Debug, Clone, Default)]
+pub struct StagedUpload {
+    /// `s3://bucket/key` or `s3://bucket/prefix/`.
+    pub destination: String,
+    /// `(relative path, bytes)`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Uploads what an S3Upload step staged; returns the number of objects.
+/// A destination ending in `/` is a key prefix (relative paths kept);
+/// otherwise it names the one object.
+pub async fn put_staged(
+    client: &aws_sdk_s3::Client,
+    upload: &crate::render::S3Upload,
+    staged: &[StagedUpload],
+) -> Result<usize, S3Error> {
+    let req = S3Request {
+        step: upload.step.clone(),
+        source: String::new(),
+        expected_bucket_owner: upload.expected_bucket_owner.clone(),
+        folder: upload.folder.clone(),
+    };
+    let mut count = 0;
+    for batch in staged {
+        let req = S3Request {
+            source: batch.destination.clone(),
+            ..req.clone()
+        };
+        let Some((bucket, key, false)) = parse_s3_url(&batch.destination) else {
+            return Err(S3Error::BadUrl {
+                step: req.step.clone(),
+                source_url: batch.destination.clone(),
+            });
+        };
+        let folder = key.ends_with('/');
+        if !folder && batch.files.len() != 1 {
+            return Err(objects(
+                &req,
+                format!(
+                    "{} files to upload; end the destination with / to upload them under a key prefix",
+                    batch.files.len()
+                ),
+            ));
+        }
+        for (rel, bytes) in &batch.files {
+            let object = if folder {
+                format!("{key}{rel}")
+            } else {
+                key.to_string()
+            };
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&object)
+                .set_expected_bucket_owner(req.expected_bucket_owner.clone())
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .body(bytes.clone().into())
+                .send()
+                .await
+                .map_err(|e| {
+                    request_error(&req, "PutObject", DisplayErrorContext(e).to_string())
+                })?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}

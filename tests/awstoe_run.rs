@@ -5,6 +5,8 @@
 //! build-time errors (UpdateOS without a package manager, AWSTOE's reboot
 //! exit code) checked on real builds.
 
+#[path = "support/images.rs"]
+mod images;
 mod support;
 
 use std::path::Path;
@@ -344,5 +346,94 @@ async fn s3_download_checksum_mismatch_is_refused_with_the_step_named() {
         !rendered.files.iter().any(|f| f.path.contains("/s3/")),
         "nothing fetched is kept: {:?}",
         rendered.files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
+}
+
+/// S3Upload in the test phase: the staged files are copied out of the test
+/// container and are visible in moto afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_upload_in_the_test_phase_lands_in_moto() {
+    let client = moto_s3().await;
+    let bucket = format!("kiln-awstoe-up-{}", rand_suffix());
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    let s = support::services();
+    let docker = kiln::docker::connect().await.unwrap();
+    images::build(
+        &docker,
+        "kiln-it/sleeper:1",
+        "CMD [\"/bin/sleep\", \"300\"]",
+    )
+    .await;
+    let params = format!("    parameters:\n      Bucket: {bucket}\n");
+    let dir = project_with(&s, &["s3-upload"], &params);
+    let project = Project::open(dir.path()).unwrap();
+    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
+    let rendered = render::render(&loaded, &render::Pins::default());
+    let input = kiln::test_phase::TestInput::from_recipe(&loaded, &rendered, "kiln-it/sleeper:1")
+        .unwrap_or_else(|d| panic!("{d}"));
+    let report = kiln::test_phase::test_image(&docker, &input).await.unwrap();
+    let uploads: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.name.ends_with("(S3Upload)"))
+        .map(|c| (c.name.as_str(), c.passed, c.detail.as_str()))
+        .collect();
+    assert_eq!(
+        uploads,
+        vec![
+            (
+                "s3-upload/UploadAll (S3Upload)",
+                true,
+                "uploaded 2 object(s)"
+            ),
+            (
+                "s3-upload/UploadAll (S3Upload)",
+                true,
+                "uploaded 1 object(s)"
+            ),
+            (
+                "s3-upload/UploadEach (S3Upload)",
+                true,
+                "uploaded 2 object(s)"
+            ),
+            (
+                "s3-upload/UploadTree (S3Upload)",
+                true,
+                "uploaded 3 object(s)"
+            ),
+        ],
+        "{:#?}",
+        report.checks
+    );
+    let listed = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "each/a.txt",
+            "each/b.txt",
+            "results/a.txt",
+            "results/b.txt",
+            "single/renamed.txt",
+            "tree/a.txt",
+            "tree/b.txt",
+            "tree/deep/c.txt",
+        ]
+    );
+    let body = client
+        .get_object()
+        .bucket(&bucket)
+        .key("single/renamed.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"first"
     );
 }

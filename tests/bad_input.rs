@@ -758,13 +758,13 @@ fn s3_download_source_cannot_use_run_time_values() {
 }
 
 #[test]
-fn s3_upload_is_refused_with_the_reason() {
+fn s3_upload_outside_the_test_phase_is_refused() {
     let dir = step_in(
         "      - name: Put\n        action: S3Upload\n        inputs:\n          - source: /a\n            destination: s3://bucket/a\n",
     );
     assert_error(
         dir.path(),
         "components/c.yaml:11:",
-        &["unsupported action `S3Upload`", "not run S3Upload yet"],
+        &["step `Put` (S3Upload): S3Upload runs in the test phase"],
     );
 }

@@ -32,6 +32,7 @@ pub const SUPPORTED_ACTIONS: &[&str] = &[
     "WebDownload",
     "UpdateOS",
     "S3Download",
+    "S3Upload",
 ];
 
 /// Why a known AWSTOE action is refused.
@@ -42,9 +43,6 @@ pub fn unsupported_reason(action: &str) -> Option<&'static str> {
         }
         "ExecutePowerShell" | "InstallMSI" | "UninstallMSI" | "SetRegistry" => {
             "it is a Windows-only AWSTOE action module and kiln builds Linux container images"
-        }
-        "S3Upload" => {
-            "kiln does not run S3Upload yet (S3Download is supported); upload from outside the image build"
         }
         _ => return None,
     })
@@ -105,6 +103,9 @@ pub enum Action {
     /// Objects kiln fetches on the host into the build context; the step
     /// places them.
     S3Download(Vec<S3DownloadInput>),
+    /// Files the test phase stages in the container; kiln copies them out
+    /// and uploads them.
+    S3Upload(Vec<S3UploadInput>),
 }
 
 /// An ExecuteDocument step: the inputs and, once loaded, the document.
@@ -174,6 +175,9 @@ impl Action {
             Action::S3Download(v) => each(v, |x| {
                 vec![("source", &x.source), ("destination", &x.destination)]
             }),
+            Action::S3Upload(v) => each(v, |x| {
+                vec![("source", &x.source), ("destination", &x.destination)]
+            }),
         }
     }
 }
@@ -239,6 +243,7 @@ pub fn parse_inputs(action: &str, inputs: Option<&serde_json::Value>) -> Result<
         "CreateSymlink" => Action::CreateSymlink(list(inputs)?),
         "WebDownload" => Action::WebDownload(web_download(list(inputs)?)?),
         "S3Download" => Action::S3Download(s3_download(list(inputs)?)?),
+        "S3Upload" => Action::S3Upload(s3_upload(list(inputs)?)?),
         "UpdateOS" => Action::UpdateOS(match inputs {
             None => UpdateOsInput::default(),
             some => one(some)?,
@@ -269,6 +274,19 @@ fn s3_download(items: Vec<S3DownloadInput>) -> Result<Vec<S3DownloadInput>, Stri
             return Err(format!(
                 "`source: {}` is not `s3://bucket/key` or `s3://bucket/prefix/*`",
                 i.source
+            ));
+        }
+    }
+    Ok(items)
+}
+
+fn s3_upload(items: Vec<S3UploadInput>) -> Result<Vec<S3UploadInput>, String> {
+    for i in &items {
+        let literal = !i.destination.contains("{{");
+        if literal && !matches!(parse_s3_url(&i.destination), Some((_, _, false))) {
+            return Err(format!(
+                "`destination: {}` is not `s3://bucket/key` or `s3://bucket/prefix/`",
+                i.destination
             ));
         }
     }

@@ -191,10 +191,31 @@ pub(super) fn s3_download_ok(
     parameters: &BTreeMap<String, Option<String>>,
     constants: &BTreeMap<String, String>,
 ) -> bool {
+    let line = s.action.referenced.line();
+    if let Action::S3Upload(items) = &step.action {
+        let problem = if kind != PhaseKind::Test {
+            Some("S3Upload runs in the test phase (kiln copies the files out of the test container and uploads them)".to_string())
+        } else {
+            items
+                .iter()
+                .filter_map(|i| i.expected_bucket_owner.as_ref())
+                .flat_map(|t| placeholders(t))
+                .find(|p| !parameters.contains_key(*p) && !constants.contains_key(*p))
+                .map(|p| format!("`expectedBucketOwner` uses `{{{{ {p} }}}}`; it takes literals, parameters and constants"))
+        };
+        if let Some(m) = problem {
+            cx.near(
+                line,
+                "action",
+                format!("step `{}` (S3Upload): {m}", s.name.value),
+            );
+            return false;
+        }
+        return true;
+    }
     let Action::S3Download(items) = &step.action else {
         return true;
     };
-    let line = s.action.referenced.line();
     let problem = if kind == PhaseKind::Test {
         Some("S3Download runs in the build and validate phases (kiln fetches the objects into the build context)".to_string())
     } else if step.loop_.is_some() {

@@ -3,7 +3,7 @@
 //! scripts). Pure: no IO, no Docker.
 
 mod toe_actions;
-pub use toe_actions::S3Request;
+pub use toe_actions::{S3Request, S3Upload};
 pub mod toe_script;
 mod write_dir;
 
@@ -52,6 +52,8 @@ pub struct TestScript {
     pub component: String,
     /// The script (source `toe.sh` beside it).
     pub script: String,
+    /// Files its S3Upload steps stage; folders relative to the script's.
+    pub uploads: Vec<S3Upload>,
 }
 
 /// Output of [`render`]: everything the builder needs.
@@ -95,7 +97,12 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
             &[PhaseKind::Build, PhaseKind::Validate],
             &recipe.working_directory,
         );
-        if let Some((mut script, s3)) = build {
+        if let Some(toe_script::PhaseScript {
+            mut script,
+            downloads: s3,
+            ..
+        }) = build
+        {
             s3_objects.extend(s3.into_iter().map(|mut o| {
                 o.folder = format!("{GENERATED_DIR}/{dir}/{}", o.folder);
                 o
@@ -123,7 +130,7 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
                 c.digest
             );
         }
-        if let Some(script) = toe_script::phase_script(
+        if let Some(p) = toe_script::phase_script_with_s3(
             c,
             &applied.parameters,
             &[PhaseKind::Test],
@@ -131,7 +138,8 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
         ) {
             test_scripts.push(TestScript {
                 component: c.name.clone(),
-                script,
+                script: p.script,
+                uploads: p.uploads,
             });
         }
     }

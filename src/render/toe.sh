@@ -8,7 +8,7 @@ set -o pipefail
 # Replacement text is literal (bash 5.2 would otherwise expand `&`).
 shopt -u patsub_replacement 2>/dev/null || true
 declare -A TOE_OUT=() TOE_STEP_OUT=()
-TOE_FAILED=0 TOE_SEQ=0 TOE_PREFIX="" TOE_T=0
+TOE_FAILED=0 TOE_SEQ=0 TOE_UPLOADS=0 TOE_PREFIX="" TOE_T=0
 TOE_LNAME="" TOE_LVALUE="" TOE_LINDEX=""
 TOE_NEXT_LMODE="" TOE_NEXT_LNAME="" TOE_NEXT_LDELIM=""
 TOE_NEXT_LVALUES=() TOE_NEXT_IF=()
@@ -330,6 +330,31 @@ toe_a_S3Download() {
   [ -d "$(dirname "$t")" ] || { toe_log "S3Download: the folder of $t does not exist (AWSTOE requires the destination folders to exist)"; return 1; }
   if [ -e "$t" ] && [ "$4" = false ]; then toe_log "S3Download: File already exists and \"overwrite\" property for \"destination\" file is set to false. Cannot download. ($t)"; return 1; fi
   cp "$f" "$t" && chmod 644 "$t"
+}
+
+# toe_a_S3Upload STAGE SOURCE DESTINATION RECURSE: stages the files SOURCE
+# names (a `*` in the last segment; folders only with RECURSE) and the
+# destination URL in STAGE/N; kiln uploads them after the test phase.
+toe_a_S3Upload() {
+  local stage=$2 d p
+  stage="$1/$(( TOE_UPLOADS++ ))"
+  toe_matches file "$2" || return 1
+  local -a found=()
+  if [[ ${2##*/} == *'*'* ]]; then
+    local dir=${2%/*}
+    for p in "$dir"/${2##*/}; do
+      if [ -f "$p" ] || { [ -d "$p" ] && [ "$4" = true ]; }; then found+=("$p"); fi
+    done
+    [ ${#found[@]} -gt 0 ] || { toe_log "S3Upload: nothing matches $2"; return 1; }
+  elif [ -f "$2" ]; then found=("$2")
+  elif [ -d "$2" ]; then
+    [ "$4" = true ] || { toe_log "S3Upload: $2 is a folder; set recurse: true to upload it"; return 1; }
+    found=("$2")
+  else toe_log "S3Upload: $2 does not exist"; return 1
+  fi
+  mkdir -p "$stage/files" || return 1
+  printf '%s' "$3" >"$stage/destination"
+  for p in "${found[@]}"; do cp -R "$p" "$stage/files/" || return 1; done
 }
 
 # --- system -----------------------------------------------------------------------

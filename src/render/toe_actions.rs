@@ -25,6 +25,23 @@ pub(crate) struct Body<'a> {
     pub step_no: usize,
     /// S3 objects the step places, fetched into the context before the build.
     pub s3: Vec<S3Request>,
+    /// Files the step stages for upload (test phase).
+    pub uploads: Vec<S3Upload>,
+}
+
+/// An S3Upload input: the step stages the files (and the destination URL,
+/// substituted at run time) in `folder`; the test phase copies that folder
+/// out of the container and uploads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Upload {
+    /// `phase.step`, for messages.
+    pub step: String,
+    /// Step name as the `::kiln-step` line shows it.
+    pub shown: String,
+    /// Account id the bucket must belong to.
+    pub expected_bucket_owner: Option<String>,
+    /// `upload/<step>-<input>`, relative to the script's folder.
+    pub folder: String,
 }
 
 /// An S3Download input: kiln fetches `source` into `folder` (under the
@@ -55,6 +72,7 @@ impl<'a> Body<'a> {
             key,
             step_no: 0,
             s3: Vec::new(),
+            uploads: Vec::new(),
         }
     }
 
@@ -138,6 +156,24 @@ fn owner_call(
         recursive.to_string(),
     ];
     b.call("SetOwner", &args);
+}
+
+/// `toe_a_S3Download`/`toe_a_S3Upload FOLDER SOURCE DESTINATION FLAG`.
+fn s3_call(
+    b: &mut Body<'_>,
+    func: &str,
+    folder: &str,
+    n: usize,
+    (source, destination): (&str, &str),
+    last: String,
+) {
+    let args = [
+        format!("\"$TOE_DIR\"/{folder}"),
+        b.field(Some(n), "source", source),
+        b.field(Some(n), "destination", destination),
+        last,
+    ];
+    b.call(func, &args);
 }
 
 fn flag(b: Option<bool>, default: bool) -> String {
@@ -316,13 +352,40 @@ pub(crate) fn step_body(b: &mut Body<'_>, action: &Action, nested: Option<&str>)
                     .map(|o| substitute(o, b.values)),
                 folder: folder.clone(),
             });
-            let args = [
-                format!("\"$TOE_DIR\"/{folder}"),
-                b.field(Some(n), "source", &i.source),
-                b.field(Some(n), "destination", &i.destination),
-                flag(i.overwrite, true),
-            ];
-            b.call("S3Download", &args);
+            let overwrite = flag(i.overwrite, true);
+            s3_call(
+                b,
+                "S3Download",
+                &folder,
+                n,
+                (&i.source, &i.destination),
+                overwrite,
+            );
+        }),
+        Action::S3Upload(v) => v.iter().enumerate().for_each(|(n, i)| {
+            let folder = format!("upload/{}-{n}", b.step_no);
+            b.uploads.push(S3Upload {
+                step: b.key.clone(),
+                shown: b
+                    .key
+                    .split_once('.')
+                    .map(|(_, s)| s.to_string())
+                    .unwrap_or_default(),
+                expected_bucket_owner: i
+                    .expected_bucket_owner
+                    .as_ref()
+                    .map(|o| substitute(o, b.values)),
+                folder: folder.clone(),
+            });
+            let recurse = flag(i.recurse, false);
+            s3_call(
+                b,
+                "S3Upload",
+                &folder,
+                n,
+                (&i.source, &i.destination),
+                recurse,
+            );
         }),
         Action::UpdateOS(u) => {
             let mut args = vec![u.include.len().to_string()];

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::toe_actions::{Body, S3Request, step_body};
+use super::toe_actions::{Body, S3Request, S3Upload, step_body};
 use crate::load::actions::{Action, NestedDocument};
 use crate::load::component::{
     Component, Loop, LoopValues, OnFailure, Phase, PhaseKind, Step, placeholders,
@@ -88,6 +88,7 @@ struct Writer {
     functions: String,
     counter: usize,
     s3: Vec<S3Request>,
+    uploads: Vec<S3Upload>,
 }
 
 impl Writer {
@@ -128,6 +129,7 @@ impl Writer {
         body.step_no = n;
         step_body(&mut body, &step.action, nested.as_deref());
         self.s3.append(&mut body.s3);
+        self.uploads.append(&mut body.uploads);
         let _ = writeln!(self.functions, "\nkiln_step_{n}() {{\n{}}}", body.text);
         if let Some(l) = &step.loop_ {
             self.loop_line(l, values, indent);
@@ -218,6 +220,7 @@ impl Writer {
         self.counter = inner.counter;
         self.functions.push_str(&inner.functions);
         self.s3.append(&mut inner.s3);
+        self.uploads.append(&mut inner.uploads);
         let name = format!("kiln_document_{n}");
         let _ = writeln!(
             self.functions,
@@ -249,16 +252,27 @@ pub fn phase_script(
     kinds: &[PhaseKind],
     working_directory: &str,
 ) -> Option<String> {
-    phase_script_with_s3(component, parameters, kinds, working_directory).map(|(s, _)| s)
+    phase_script_with_s3(component, parameters, kinds, working_directory).map(|p| p.script)
 }
 
-/// [`phase_script`] and the S3 objects its S3Download steps place.
+/// A generated phase script and the S3 transfers around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseScript {
+    /// The bash script.
+    pub script: String,
+    /// Objects its S3Download steps place (fetched before the build).
+    pub downloads: Vec<S3Request>,
+    /// Files its S3Upload steps stage (uploaded after the test phase).
+    pub uploads: Vec<S3Upload>,
+}
+
+/// [`phase_script`] with its S3 transfers.
 pub fn phase_script_with_s3(
     component: &Component,
     parameters: &BTreeMap<String, String>,
     kinds: &[PhaseKind],
     working_directory: &str,
-) -> Option<(String, Vec<S3Request>)> {
+) -> Option<PhaseScript> {
     let phases: Vec<&Phase> = component
         .phases
         .iter()
@@ -287,7 +301,11 @@ pub fn phase_script_with_s3(
     s.push('\n');
     s.push_str(&w.calls);
     let _ = writeln!(s, "\ntoe_finish");
-    Some((s, w.s3))
+    Some(PhaseScript {
+        script: s,
+        downloads: w.s3,
+        uploads: w.uploads,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod metadata;
 mod readiness;
 pub mod report;
 mod run;
+mod s3_upload;
 pub mod structure;
 
 pub use checks::go_mode_string;
