@@ -437,3 +437,107 @@ async fn s3_upload_in_the_test_phase_lands_in_moto() {
         b"first"
     );
 }
+
+/// Renders `component` with `params` and runs its build script with the
+/// host's bash (for actions that need a server only the host can reach).
+fn run_on_host(component: &str, params: &[(&str, &str)]) -> std::process::Output {
+    let s = support::services();
+    let mut yaml = String::from("    parameters:\n");
+    for (k, v) in params {
+        yaml.push_str(&format!("      {k}: '{v}'\n"));
+    }
+    let dir = project_with(&s, &[component], &yaml);
+    let project = Project::open(dir.path()).unwrap();
+    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
+    let rendered = render::render(&loaded, &render::Pins::default());
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    for f in &rendered.files {
+        std::fs::write(
+            scripts.join(f.path.rsplit('/').next().unwrap()),
+            &f.contents,
+        )
+        .unwrap();
+    }
+    std::process::Command::new("bash")
+        .arg(scripts.join("build.sh"))
+        .output()
+        .unwrap()
+}
+
+/// WebDownload against a local server: a destination ending in `/` keeps
+/// the URL's file name, the checksum is checked, outputs and inputs chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_download_keeps_the_file_name_and_checks_the_checksum() {
+    let app = axum::Router::new().route(
+        "/path/to/tool.tar.gz",
+        axum::routing::get(|| async { "tool-bytes" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/path/to/tool.tar.gz?version=2",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().join("ok");
+    let real = std::process::Command::new("sh")
+        .args(["-c", "printf tool-bytes | md5sum | cut -d' ' -f1"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let url2 = url.clone();
+    let (d, r) = (dir.display().to_string(), real.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        run_on_host(
+            "web-download",
+            &[("Source", &url2), ("Md5", &r), ("Dir", &d)],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("tool.tar.gz")).unwrap(),
+        b"tool-bytes"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("renamed.tar.gz")).unwrap(),
+        b"tool-bytes"
+    );
+    let chained = std::fs::read_to_string(dir.join("destinations.txt")).unwrap();
+    let d = dir.display();
+    assert_eq!(
+        chained,
+        format!("{d}/tool.tar.gz\n{d}/renamed.tar.gz\n{d}/renamed.tar.gz\n")
+    );
+
+    let bad_dir = out_dir.path().join("bad");
+    let d = bad_dir.display().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        run_on_host(
+            "web-download",
+            &[
+                ("Source", &url),
+                ("Md5", "00000000000000000000000000000000"),
+                ("Dir", &d),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("WebDownload: checksum mismatch for http://"),
+        "{stderr}"
+    );
+    assert!(
+        !bad_dir.join("renamed.tar.gz").exists(),
+        "a mismatching download is removed"
+    );
+}
