@@ -36,7 +36,8 @@ pub(crate) struct Body<'a> {
 pub struct S3Upload {
     /// `phase.step`, for messages.
     pub step: String,
-    /// Step name as the `::kiln-step` line shows it.
+    /// Step name as the `::kiln-step` line shows it (`Parent/Step` in a
+    /// nested document).
     pub shown: String,
     /// Account id the bucket must belong to.
     pub expected_bucket_owner: Option<String>,
@@ -366,11 +367,7 @@ pub(crate) fn step_body(b: &mut Body<'_>, action: &Action, nested: Option<&str>)
             let folder = format!("upload/{}-{n}", b.step_no);
             b.uploads.push(S3Upload {
                 step: b.key.clone(),
-                shown: b
-                    .key
-                    .split_once('.')
-                    .map(|(_, s)| s.to_string())
-                    .unwrap_or_default(),
+                shown: String::new(), // set by the script writer
                 expected_bucket_owner: i
                     .expected_bucket_owner
                     .as_ref()

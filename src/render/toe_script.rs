@@ -89,6 +89,9 @@ struct Writer {
     counter: usize,
     s3: Vec<S3Request>,
     uploads: Vec<S3Upload>,
+    /// How step names appear in `::kiln-step` lines (`Parent/` in a
+    /// nested document).
+    prefix: String,
 }
 
 impl Writer {
@@ -129,7 +132,10 @@ impl Writer {
         body.step_no = n;
         step_body(&mut body, &step.action, nested.as_deref());
         self.s3.append(&mut body.s3);
-        self.uploads.append(&mut body.uploads);
+        for mut u in body.uploads.drain(..) {
+            u.shown = format!("{}{}", self.prefix, step.name);
+            self.uploads.push(u);
+        }
         let _ = writeln!(self.functions, "\nkiln_step_{n}() {{\n{}}}", body.text);
         if let Some(l) = &step.loop_ {
             self.loop_line(l, values, indent);
@@ -214,6 +220,7 @@ impl Writer {
             .collect();
         let mut inner = Writer {
             counter: self.counter,
+            prefix: format!("{}{}/", self.prefix, step.name),
             ..Writer::default()
         };
         inner.document(child, &values, &phases, "  ");
