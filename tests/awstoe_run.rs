@@ -541,3 +541,41 @@ async fn web_download_keeps_the_file_name_and_checks_the_checksum() {
         "a mismatching download is removed"
     );
 }
+
+/// UpdateOS picks the image's package manager and passes include minus
+/// exclude. No image here has a real one, so this image's `apk` is a stub
+/// that records its arguments (exit 1 for the exclude-only step, which apk
+/// cannot do, is ignored by onFailure); the no-manager error is tested on a
+/// real build.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_os_passes_include_minus_exclude_to_the_package_manager() {
+    let s = support::services();
+    let docker = kiln::docker::connect().await.unwrap();
+    images::build(
+        &docker,
+        "kiln-it/apk-stub:1",
+        "RUN printf '#!/bin/sh\\necho \"apk $*\" >> /tmp/apk.log\\n' > /bin/apk && chmod 755 /bin/apk\nCMD [\"/bin/sleep\", \"300\"]",
+    )
+    .await;
+    let dir = project(&s, &["update-os-include"]);
+    let project = Project::open(dir.path()).unwrap();
+    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
+    let rendered = render::render(&loaded, &render::Pins::default());
+    let input = kiln::test_phase::TestInput::from_recipe(&loaded, &rendered, "kiln-it/apk-stub:1")
+        .unwrap_or_else(|d| panic!("{d}"));
+    let report = kiln::test_phase::test_image(&docker, &input).await.unwrap();
+    let check = |name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == format!("update-os-include/{name}"))
+            .unwrap_or_else(|| panic!("no {name}: {:#?}", report.checks))
+    };
+    assert!(check("UpdateSome").passed, "{:#?}", report.checks);
+    assert!(check("Check").passed, "{:#?}", report.checks);
+    let ignored = check("ExcludeOnly");
+    assert!(
+        ignored.passed && ignored.detail.contains("failure ignored"),
+        "{ignored:?}"
+    );
+}
