@@ -349,6 +349,26 @@ async fn s3_download_checksum_mismatch_is_refused_with_the_step_named() {
     );
 }
 
+/// Builds image `tag` (base image + `body`), then runs the test phase of a
+/// recipe applying `component` (with `params`) in it.
+async fn test_phase_in(
+    tag: &str,
+    body: &str,
+    component: &str,
+    params: &str,
+) -> kiln::test_phase::TestReport {
+    let s = support::services();
+    let docker = kiln::docker::connect().await.unwrap();
+    images::build(&docker, tag, body).await;
+    let dir = project_with(&s, &[component], params);
+    let project = Project::open(dir.path()).unwrap();
+    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
+    let rendered = render::render(&loaded, &render::Pins::default());
+    let input = kiln::test_phase::TestInput::from_recipe(&loaded, &rendered, tag)
+        .unwrap_or_else(|d| panic!("{d}"));
+    kiln::test_phase::test_image(&docker, &input).await.unwrap()
+}
+
 /// S3Upload in the test phase: the staged files are copied out of the test
 /// container and are visible in moto afterwards.
 #[tokio::test(flavor = "multi_thread")]
@@ -356,22 +376,9 @@ async fn s3_upload_in_the_test_phase_lands_in_moto() {
     let client = moto_s3().await;
     let bucket = format!("kiln-awstoe-up-{}", rand_suffix());
     client.create_bucket().bucket(&bucket).send().await.unwrap();
-    let s = support::services();
-    let docker = kiln::docker::connect().await.unwrap();
-    images::build(
-        &docker,
-        "kiln-it/sleeper:1",
-        "CMD [\"/bin/sleep\", \"300\"]",
-    )
-    .await;
     let params = format!("    parameters:\n      Bucket: {bucket}\n");
-    let dir = project_with(&s, &["s3-upload"], &params);
-    let project = Project::open(dir.path()).unwrap();
-    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
-    let rendered = render::render(&loaded, &render::Pins::default());
-    let input = kiln::test_phase::TestInput::from_recipe(&loaded, &rendered, "kiln-it/sleeper:1")
-        .unwrap_or_else(|d| panic!("{d}"));
-    let report = kiln::test_phase::test_image(&docker, &input).await.unwrap();
+    let body = "CMD [\"/bin/sleep\", \"300\"]";
+    let report = test_phase_in("kiln-it/sleeper:1", body, "s3-upload", &params).await;
     let uploads: Vec<_> = report
         .checks
         .iter()
@@ -549,21 +556,8 @@ async fn web_download_keeps_the_file_name_and_checks_the_checksum() {
 /// real build.
 #[tokio::test(flavor = "multi_thread")]
 async fn update_os_passes_include_minus_exclude_to_the_package_manager() {
-    let s = support::services();
-    let docker = kiln::docker::connect().await.unwrap();
-    images::build(
-        &docker,
-        "kiln-it/apk-stub:1",
-        "RUN printf '#!/bin/sh\\necho \"apk $*\" >> /tmp/apk.log\\n' > /bin/apk && chmod 755 /bin/apk\nCMD [\"/bin/sleep\", \"300\"]",
-    )
-    .await;
-    let dir = project(&s, &["update-os-include"]);
-    let project = Project::open(dir.path()).unwrap();
-    let loaded = kiln::load::load_recipe(&project, "awstoe").unwrap_or_else(|d| panic!("{d}"));
-    let rendered = render::render(&loaded, &render::Pins::default());
-    let input = kiln::test_phase::TestInput::from_recipe(&loaded, &rendered, "kiln-it/apk-stub:1")
-        .unwrap_or_else(|d| panic!("{d}"));
-    let report = kiln::test_phase::test_image(&docker, &input).await.unwrap();
+    let body = "RUN printf '#!/bin/sh\\necho \"apk $*\" >> /tmp/apk.log\\n' > /bin/apk && chmod 755 /bin/apk\nCMD [\"/bin/sleep\", \"300\"]";
+    let report = test_phase_in("kiln-it/apk-stub:1", body, "update-os-include", "").await;
     let check = |name: &str| {
         report
             .checks
