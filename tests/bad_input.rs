@@ -215,7 +215,7 @@ fn bad_chaining_reference() {
     assert_error(
         dir.path(),
         "components/c.yaml:19:",
-        &["not an earlier step's output"],
+        &["not an output or input of an earlier step"],
     );
 }
 
@@ -618,6 +618,33 @@ fn illegal_character_in_repository_is_an_error_not_a_hang() {
     );
 }
 
+// --- AWSTOE documents: every refused action or input names file, line and field.
+
+/// The fixture with the `Say` step (lines 10-14) replaced by `step`, whose
+/// first line becomes line 10; `Use` chains from another step, so it is dropped.
+fn step_in(step: &str) -> tempfile::TempDir {
+    let start = COMPONENT.find("      - name: Say").unwrap();
+    let text = format!("{}{step}", &COMPONENT[..start]);
+    let dir = project();
+    write(dir.path(), "components/c.yaml", &text);
+    dir
+}
+
+#[test]
+fn reboot_is_refused_with_the_reason() {
+    let dir = step_in(
+        "      - name: Restart\n        action: Reboot\n        inputs:\n          delaySeconds: 60\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &[
+            "unsupported action `Reboot`",
+            "a container build cannot reboot",
+        ],
+    );
+}
+
 #[test]
 fn secret_looking_build_arg_names_are_refused() {
     for name in ["DB_PASS", "ADMIN_PWD", "AWS_CREDENTIALS", "GITHUB_TOKEN"] {
@@ -628,4 +655,217 @@ fn secret_looking_build_arg_names_are_refused() {
             &[name, "looks like a secret"],
         );
     }
+}
+
+#[test]
+fn windows_only_actions_are_refused_as_windows_only() {
+    let dir = step_in(
+        "      - name: Ps\n        action: ExecutePowerShell\n        inputs:\n          commands: [Write-Host hi]\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &["unsupported action `ExecutePowerShell`", "Windows-only"],
+    );
+}
+
+#[test]
+fn old_symlink_field_names_are_named() {
+    let dir = step_in(
+        "      - name: Link\n        action: CreateSymlink\n        inputs:\n          - source: /a\n            destination: /b\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:14:",
+        &["unknown field `destination`", "`path`, `target`, `force`"],
+    );
+}
+
+#[test]
+fn unsupported_encoding_is_refused_not_ignored() {
+    let dir = step_in(
+        "      - name: Write\n        action: CreateFile\n        inputs:\n          - path: /a\n            content: x\n            encoding: ascii\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:15:",
+        &["`encoding: ascii` is not supported", "utf-16-LE"],
+    );
+}
+
+#[test]
+fn permissions_must_be_octal() {
+    let dir = step_in(
+        "      - name: Mode\n        action: SetFilePermissions\n        inputs:\n          - path: /a\n            permissions: 999\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:14:",
+        &["`permissions: 999` is not an octal mode"],
+    );
+}
+
+#[test]
+fn checksum_without_algorithm_is_refused() {
+    let dir = step_in(
+        "      - name: Get\n        action: WebDownload\n        inputs:\n          - source: https://example.com/a\n            destination: /a\n            checksum: abc123\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:15:",
+        &["`checksum` needs `algorithm`"],
+    );
+}
+
+#[test]
+fn loop_delimiter_is_one_character() {
+    let dir = step_in(
+        "      - name: Each\n        action: ExecuteBash\n        loop:\n          forEach:\n            list: a::b\n            delimiter: '::'\n        inputs:\n          commands: [echo]\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["`delimiter` must be one character"],
+    );
+}
+
+#[test]
+fn if_nested_deeper_than_four_levels_is_refused() {
+    let dir = step_in(
+        "      - name: Deep\n        action: ExecuteBash\n        if:\n          not:\n            not:\n              not:\n                not:\n                  not:\n                    fileExists: /a\n        inputs:\n          commands: [echo]\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["invalid `if`", "more than 4 levels"],
+    );
+}
+
+#[test]
+fn if_with_unknown_operator_has_a_hint() {
+    let dir = step_in(
+        "      - name: Cond\n        action: ExecuteBash\n        if:\n          stringEqual: a\n          value: b\n        inputs:\n          commands: [echo]\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["unknown operator `stringEqual`", "stringEquals"],
+    );
+}
+
+#[test]
+fn assert_needs_a_value_for_binary_operators() {
+    let dir = step_in(
+        "      - name: Check\n        action: Assert\n        inputs:\n          numberEquals: 1\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["`numberEquals` needs a `value`"],
+    );
+}
+
+#[test]
+fn execute_document_from_s3_is_refused() {
+    let dir = step_in(
+        "      - name: Nested\n        action: ExecuteDocument\n        inputs:\n          document: s3://bucket/doc.yaml\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["not from S3 or Image Builder ARNs"],
+    );
+}
+
+#[test]
+fn execute_document_missing_file_and_unknown_parameter() {
+    let dir = step_in(
+        "      - name: Nested\n        action: ExecuteDocument\n        inputs:\n          document: nope.yaml\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["`document: nope.yaml`", "does not exist"],
+    );
+    let dir = step_in(
+        "      - name: Nested\n        action: ExecuteDocument\n        inputs:\n          document: child.yaml\n          parameters:\n            - name: Colour\n              value: red\n",
+    );
+    write(
+        dir.path(),
+        "components/child.yaml",
+        "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: ExecuteBash\n        inputs:\n          commands: [echo]\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["parameter `Colour` is not declared by `child.yaml`"],
+    );
+}
+
+#[test]
+fn execute_document_cycle_is_refused() {
+    let dir = step_in(
+        "      - name: Nested\n        action: ExecuteDocument\n        inputs:\n          document: c.yaml\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["runs itself", "components/c.yaml → components/c.yaml"],
+    );
+}
+
+#[test]
+fn errors_in_a_nested_document_are_positioned_in_it() {
+    let dir = step_in(
+        "      - name: Nested\n        action: ExecuteDocument\n        inputs:\n          document: child.yaml\n",
+    );
+    write(
+        dir.path(),
+        "components/child.yaml",
+        "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: Reboot\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/child.yaml:6:",
+        &[
+            "unsupported action `Reboot`",
+            "nested document `child.yaml` has errors",
+        ],
+    );
+}
+
+#[test]
+fn s3_download_source_must_be_an_s3_url() {
+    let dir = step_in(
+        "      - name: Get\n        action: S3Download\n        inputs:\n          - source: https://example.com/a\n            destination: /a\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:13:",
+        &["`source: https://example.com/a` is not `s3://bucket/key`"],
+    );
+}
+
+#[test]
+fn s3_download_source_cannot_use_run_time_values() {
+    let dir = step_in(
+        "      - name: Get\n        action: S3Download\n        loop:\n          forEach: [a, b]\n        inputs:\n          - source: 's3://bucket/{{ loop.value }}'\n            destination: /a\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &["(S3Download): S3Download cannot loop"],
+    );
+}
+
+#[test]
+fn s3_upload_outside_the_test_phase_is_refused() {
+    let dir = step_in(
+        "      - name: Put\n        action: S3Upload\n        inputs:\n          - source: /a\n            destination: s3://bucket/a\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:11:",
+        &["step `Put` (S3Upload): S3Upload runs in the test phase"],
+    );
 }

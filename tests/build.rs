@@ -12,8 +12,7 @@ use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
 use kiln::build::{self, BuildError, BuildEvent, BuildRequest, BuiltImage, InputChange};
 use kiln::digest::Digest;
 use kiln::project::Project;
-use kiln::reference::ImageReference;
-use kiln::render::{self, Pins};
+use kiln::render;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -33,33 +32,6 @@ fn example_project(s: &support::Services) -> tempfile::TempDir {
     dir
 }
 
-/// Pins the parent by asking the registry for its manifest digest.
-async fn pin(reference: &ImageReference) -> Pins {
-    let url = format!(
-        "http://{}/v2/{}/manifests/{}",
-        reference.registry,
-        reference.repository,
-        reference.manifest_reference()
-    );
-    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-    let resp = reqwest::Client::new()
-        .head(&url)
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("HEAD {url}: {e}; run scripts/services up"));
-    assert!(resp.status().is_success(), "HEAD {url}: {}", resp.status());
-    let digest: Digest = resp.headers()["Docker-Content-Digest"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Pins(BTreeMap::from([(
-        reference.clone(),
-        reference.pinned(digest),
-    )]))
-}
-
 struct Run {
     result: Result<BuiltImage, BuildError>,
     events: Vec<BuildEvent>,
@@ -74,7 +46,7 @@ async fn build_recipe(
 ) -> Run {
     let project = Project::open(project).unwrap();
     let loaded = kiln::load::load_recipe(&project, recipe).unwrap_or_else(|d| panic!("{d}"));
-    let pins = pin(&loaded.parent_image).await;
+    let pins = support::pin(&loaded.parent_image).await;
     let rendered = render::render(&loaded, &pins);
     let mut request = BuildRequest::for_recipe(&loaded);
     request
@@ -307,7 +279,7 @@ async fn cancelling_a_build_leaves_no_containers() {
     let handle = tokio::spawn(async move {
         let project = Project::open(&project_dir).unwrap();
         let loaded = kiln::load::load_recipe(&project, "t").unwrap();
-        let rendered = render::render(&loaded, &pin(&loaded.parent_image).await);
+        let rendered = render::render(&loaded, &support::pin(&loaded.parent_image).await);
         let mut request = BuildRequest::for_recipe(&loaded);
         request
             .labels
@@ -365,6 +337,7 @@ fn rendered_with_context(ctx: PathBuf) -> render::RenderedBuild {
         target: None,
         test_scripts: Vec::new(),
         base_images: Vec::new(),
+        s3_objects: Vec::new(),
     }
 }
 

@@ -40,11 +40,15 @@ pub struct Args {
 
 /// Renders and builds one recipe.
 pub async fn run(project: &Project, args: Args) -> Outcome {
-    let (recipe, rendered) =
+    let (recipe, mut rendered) =
         match super::load_rendered(project, &args.recipe, super::WhenUnpinned::Refuse) {
             Ok(r) => r,
             Err(o) => return o,
         };
+    if let Err(e) = kiln::s3::fetch_objects(&mut rendered).await {
+        super::report(&e);
+        return Outcome::Failed;
+    }
     let mut request = BuildRequest::for_recipe(&recipe);
     request.tag = Some(
         args.tag

@@ -7,7 +7,10 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use super::actions::{self, Action};
-use super::component_doc::{ComponentDoc, ForEach, StepDoc};
+use super::component_doc::ComponentDoc;
+use super::component_steps;
+use super::condition::StepIf;
+use super::nested::Resolver;
 use crate::diagnostic::{Diagnostic, Diagnostics, closest};
 use crate::digest::Digest;
 
@@ -16,8 +19,8 @@ use crate::digest::Digest;
 pub struct Component {
     /// Name used by recipes (the file stem).
     pub name: String,
-    /// `name` inside the document.
-    pub document_name: String,
+    /// `name` inside the document (optional in AWSTOE).
+    pub document_name: Option<String>,
     /// The file, relative to the project root.
     pub file: std::path::PathBuf,
     /// sha256 of the document bytes.
@@ -28,6 +31,13 @@ pub struct Component {
     pub constants: BTreeMap<String, String>,
     /// Phases present, in document order.
     pub phases: Vec<Phase>,
+}
+
+impl PartialEq for Component {
+    /// Same file, same bytes.
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.digest == other.digest
+    }
 }
 
 /// Which phase.
@@ -77,8 +87,24 @@ pub enum OnFailure {
 pub struct Loop {
     /// Optional name for `{{ name.value }}`.
     pub name: Option<String>,
-    /// The iteration values, in order.
-    pub values: Vec<String>,
+    /// Where the iteration values come from.
+    pub values: LoopValues,
+}
+
+/// A loop's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoopValues {
+    /// A `for` range or a `forEach` list; items may hold placeholders,
+    /// substituted when the step starts.
+    Fixed(Vec<String>),
+    /// `forEach: {list, delimiter}`: substituted, then split, when the step
+    /// starts (the text may be a parameter or a chained output).
+    Split {
+        /// The text.
+        list: String,
+        /// The separator.
+        delimiter: char,
+    },
 }
 
 /// A validated step.
@@ -96,12 +122,30 @@ pub struct Step {
     pub max_attempts: u32,
     /// Optional loop.
     pub loop_: Option<Loop>,
+    /// Optional `if`.
+    pub if_: Option<StepIf>,
+}
+
+impl Step {
+    /// Every user-written string of the step (inputs, loop, `if`).
+    pub fn strings(&self) -> Vec<&str> {
+        let mut out = actions::strings(&self.action);
+        match self.loop_.as_ref().map(|l| &l.values) {
+            Some(LoopValues::Fixed(v)) => out.extend(v.iter().map(String::as_str)),
+            Some(LoopValues::Split { list, .. }) => out.push(list),
+            None => {}
+        }
+        if let Some(i) = &self.if_ {
+            out.extend(i.condition.strings());
+        }
+        out
+    }
 }
 
 /// Most loop iterations a step may have.
 pub const MAX_LOOP_ITERATIONS: usize = 1000;
 
-fn valid_identifier(s: &str) -> bool {
+pub(super) fn valid_identifier(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
         && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -121,14 +165,14 @@ pub fn placeholders(text: &str) -> Vec<&str> {
     out
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     path: &'a Path,
     source: &'a str,
-    diags: Diagnostics,
+    pub(super) diags: Diagnostics,
 }
 
 impl Ctx<'_> {
-    fn at<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) -> &mut Diagnostic {
+    pub(super) fn at<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) -> &mut Diagnostic {
         let l = &s.referenced;
         self.diags.push(Diagnostic::at(
             self.path,
@@ -141,7 +185,12 @@ impl Ctx<'_> {
     }
 
     /// A diagnostic on the first line at or after `from_line` containing `needle`.
-    fn near(&mut self, from_line: u64, needle: &str, msg: impl Into<String>) -> &mut Diagnostic {
+    pub(super) fn near(
+        &mut self,
+        from_line: u64,
+        needle: &str,
+        msg: impl Into<String>,
+    ) -> &mut Diagnostic {
         let (line, col) = self
             .source
             .lines()
@@ -161,6 +210,7 @@ pub fn validate(
     path: &Path,
     source: &str,
     doc: ComponentDoc,
+    resolver: &mut Resolver<'_>,
 ) -> Result<Component, Diagnostics> {
     let mut cx = Ctx {
         path,
@@ -281,14 +331,26 @@ pub fn validate(
             } else {
                 &outputs_build
             };
-            if let Some(step) = validate_step(&mut cx, s, &parameters, &constants, visible) {
-                if step.action.has_stdout() {
-                    let key = format!("{}.{}", kind.as_str(), step.name);
-                    if kind == PhaseKind::Test {
-                        test_outputs.insert(key);
-                    } else {
-                        outputs_build.insert(key);
-                    }
+            if let Some(step) = component_steps::validate_step(
+                &mut cx,
+                s,
+                &parameters,
+                &constants,
+                visible,
+                resolver,
+            ) && component_steps::s3_download_ok(
+                &mut cx,
+                s,
+                &step,
+                kind,
+                &parameters,
+                &constants,
+            ) {
+                let chainable = component_steps::chainable_names(kind, &step);
+                if kind == PhaseKind::Test {
+                    test_outputs.extend(chainable);
+                } else {
+                    outputs_build.extend(chainable);
                 }
                 steps.push(step);
             }
@@ -297,7 +359,7 @@ pub fn validate(
     }
     let component = Component {
         name: name.to_string(),
-        document_name: doc.name.value.clone(),
+        document_name: doc.name.as_ref().map(|n| n.value.clone()),
         file: path.to_path_buf(),
         digest: Digest::of(source.as_bytes()),
         parameters,
@@ -305,192 +367,4 @@ pub fn validate(
         phases,
     };
     cx.diags.into_result(component)
-}
-
-fn validate_step(
-    cx: &mut Ctx<'_>,
-    s: &StepDoc,
-    parameters: &BTreeMap<String, Option<String>>,
-    constants: &BTreeMap<String, String>,
-    outputs: &BTreeSet<String>,
-) -> Option<Step> {
-    let step_line = s.name.referenced.line();
-    let action_name = s.action.value.as_str();
-    let action = if let Some(reason) = actions::unsupported_reason(action_name) {
-        cx.at(
-            &s.action,
-            format!(
-                "unsupported action `{action_name}` in step `{}`: {reason}",
-                s.name.value
-            ),
-        );
-        None
-    } else if !actions::SUPPORTED_ACTIONS.contains(&action_name) {
-        let hint = closest(action_name, actions::SUPPORTED_ACTIONS.iter().copied());
-        let d = cx.at(
-            &s.action,
-            format!(
-                "unsupported action `{action_name}` in step `{}`",
-                s.name.value
-            ),
-        );
-        d.hint = Some(match hint {
-            Some(h) => format!("did you mean `{h}`?"),
-            None => format!(
-                "supported actions: {}",
-                actions::SUPPORTED_ACTIONS.join(", ")
-            ),
-        });
-        None
-    } else {
-        match actions::parse_inputs(action_name, s.inputs.as_ref().map(|i| &i.value)) {
-            Ok(a) => Some(a),
-            Err(msg) => {
-                let msg = format!("step `{}` ({action_name}): {msg}", s.name.value);
-                match &s.inputs {
-                    Some(i) => cx.at(i, msg),
-                    None => cx.at(&s.action, msg),
-                };
-                None
-            }
-        }
-    };
-    let on_failure = match s.on_failure.as_ref().map(|o| o.value.as_str()) {
-        None | Some("Abort") => OnFailure::Abort,
-        Some("Continue") => OnFailure::Continue,
-        Some("Ignore") => OnFailure::Ignore,
-        Some(other) => {
-            let o = s.on_failure.as_ref().expect("matched Some");
-            cx.at(
-                o,
-                format!("invalid onFailure `{other}` (Abort, Continue or Ignore)"),
-            );
-            OnFailure::Abort
-        }
-    };
-    let timeout_seconds = match &s.timeout_seconds {
-        None => None,
-        Some(t) if t.value == -1 => None,
-        Some(t) if (1..=43_200).contains(&t.value) => Some(t.value as u64),
-        Some(t) => {
-            cx.at(
-                t,
-                format!("timeoutSeconds must be 1..=43200 or -1, not {}", t.value),
-            );
-            None
-        }
-    };
-    let max_attempts = match &s.max_attempts {
-        None => 1,
-        Some(m) if (1..=100).contains(&m.value) => m.value as u32,
-        Some(m) => {
-            cx.at(m, format!("maxAttempts must be 1..=100, not {}", m.value));
-            1
-        }
-    };
-    let loop_ = s.loop_.as_ref().and_then(|l| {
-        let values: Vec<String> = match (&l.value.for_, &l.value.for_each) {
-            (Some(r), None) => {
-                if r.update_by == 0 || (r.end - r.start).signum() * r.update_by.signum() < 0 {
-                    cx.at(l, "loop `for` never reaches `end` with this `updateBy`");
-                    return None;
-                }
-                let count = ((r.end - r.start) / r.update_by + 1) as usize;
-                if count > MAX_LOOP_ITERATIONS {
-                    cx.at(
-                        l,
-                        format!("loop has {count} iterations; the limit is {MAX_LOOP_ITERATIONS}"),
-                    );
-                    return None;
-                }
-                (0..count as i64)
-                    .map(|i| (r.start + i * r.update_by).to_string())
-                    .collect()
-            }
-            (None, Some(fe)) => fe.values(),
-            _ => {
-                cx.at(l, "a loop needs exactly one of `for` or `forEach`");
-                return None;
-            }
-        };
-        if matches!(&l.value.for_each, Some(ForEach::List(v)) if v.is_empty()) {
-            cx.at(l, "loop `forEach` is empty");
-        }
-        if values.len() > MAX_LOOP_ITERATIONS {
-            cx.at(
-                l,
-                format!(
-                    "loop has {} iterations; the limit is {MAX_LOOP_ITERATIONS}",
-                    values.len()
-                ),
-            );
-            return None;
-        }
-        if let Some(n) = &l.value.name
-            && (!valid_identifier(n) || n == "loop")
-        {
-            cx.at(l, format!("invalid loop name `{n}`"));
-        }
-        Some(Loop {
-            name: l.value.name.clone(),
-            values,
-        })
-    });
-    let action = action?;
-    // Every placeholder must name something known.
-    for text in actions::strings(&action) {
-        for ph in placeholders(text) {
-            let known = parameters.contains_key(ph)
-                || constants.contains_key(ph)
-                || loop_reference_ok(ph, loop_.as_ref())
-                || outputs.contains(ph.strip_suffix(".outputs.stdout").unwrap_or("\u{0}"));
-            if known {
-                continue;
-            }
-            let what = if ph.ends_with(".outputs.stdout") || ph.matches('.').count() >= 2 {
-                format!(
-                    "step `{}` references `{{{{ {ph} }}}}`, which is not an earlier step's output in this run (chaining reads `phase.step.outputs.stdout` of an earlier ExecuteBash/ExecuteBinary step)",
-                    s.name.value
-                )
-            } else if ph.starts_with("loop.") || ph.ends_with(".value") || ph.ends_with(".index") {
-                format!(
-                    "step `{}` references `{{{{ {ph} }}}}` outside a matching loop",
-                    s.name.value
-                )
-            } else {
-                format!(
-                    "step `{}` references undefined parameter `{{{{ {ph} }}}}`",
-                    s.name.value
-                )
-            };
-            let hint = closest(
-                ph,
-                parameters
-                    .keys()
-                    .chain(constants.keys())
-                    .map(String::as_str),
-            );
-            let needle = format!("{{{{ {ph}");
-            let d = cx.near(step_line, &needle, what);
-            if let Some(h) = hint {
-                d.hint = Some(format!("did you mean `{{{{ {h} }}}}`?"));
-            }
-        }
-    }
-    Some(Step {
-        name: s.name.value.clone(),
-        action,
-        on_failure,
-        timeout_seconds,
-        max_attempts,
-        loop_,
-    })
-}
-
-fn loop_reference_ok(ph: &str, l: Option<&Loop>) -> bool {
-    let Some(l) = l else { return false };
-    let Some((head, field)) = ph.rsplit_once('.') else {
-        return false;
-    };
-    (field == "value" || field == "index") && (head == "loop" || l.name.as_deref() == Some(head))
 }

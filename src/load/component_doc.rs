@@ -11,8 +11,9 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ComponentDoc {
-    /// Document name.
-    pub name: Spanned<String>,
+    /// Document name (optional in AWSTOE).
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
@@ -104,6 +105,9 @@ pub struct StepDoc {
     /// Repeat the step.
     #[serde(default, rename = "loop")]
     pub loop_: Option<Spanned<LoopDoc>>,
+    /// Run, skip or abort the step depending on a conditional expression.
+    #[serde(default, rename = "if")]
+    pub if_: Option<Spanned<serde_json::Value>>,
     /// Action inputs; checked per action.
     #[serde(default)]
     pub inputs: Option<Spanned<serde_json::Value>>,
@@ -142,25 +146,17 @@ pub struct ForRange {
 pub enum ForEach {
     /// A YAML list.
     List(Vec<crate::load::recipe::ScalarValue>),
-    /// A delimited string.
-    Delimited {
-        /// The text.
-        list: String,
-        /// The separator (default `,`).
-        #[serde(default)]
-        delimiter: Option<String>,
-    },
+    /// A delimited string, split at run time after substitution.
+    Delimited(DelimitedList),
 }
 
-impl ForEach {
-    /// The values.
-    pub fn values(&self) -> Vec<String> {
-        match self {
-            ForEach::List(v) => v.iter().map(|s| s.as_text()).collect(),
-            ForEach::Delimited { list, delimiter } => list
-                .split(delimiter.as_deref().unwrap_or(","))
-                .map(|s| s.to_string())
-                .collect(),
-        }
-    }
+/// `forEach: {list, delimiter}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelimitedList {
+    /// The text; may hold parameters, constants and chained outputs.
+    pub list: crate::load::recipe::ScalarValue,
+    /// One separator character (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<String>,
 }

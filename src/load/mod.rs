@@ -2,17 +2,21 @@
 //! template, and validates all of it into a [`LoadedRecipe`]. Every problem
 //! becomes a positioned [`Diagnostic`]; all of them are reported at once.
 
+pub mod action_inputs;
 pub mod actions;
 pub mod component;
 pub mod component_doc;
+mod component_steps;
+pub mod condition;
 mod dotenv;
 mod env;
 pub mod model;
+pub mod nested;
 pub mod recipe;
 mod recipe_check;
+mod schedule_check;
 pub mod structure_check;
 pub mod structure_test;
-mod schedule_check;
 pub mod template;
 mod template_check;
 
@@ -120,12 +124,7 @@ pub fn load_component(project: &Project, name: &str) -> Result<Component, Diagno
             "component file does not exist",
         )
     })?;
-    let shown = project.display(&path);
-    let source = project
-        .read(&path)
-        .map_err(|e| Diagnostic::file(&shown, e.to_string()))?;
-    let doc: component_doc::ComponentDoc = crate::yaml::decode(&shown, &source)?;
-    component::validate(name, &shown, &source, doc)
+    nested::load_document(project, name, &path, &mut Vec::new())
 }
 
 /// The canonical placeholder a whole placeholder line holds, if any.

@@ -66,7 +66,10 @@ impl Pipeline {
                 Drift::Unlocked => moved.push(format!("{written} is not locked yet")),
             }
         }
-        let rendered = render::render(&loaded, &fresh_pins);
+        let mut rendered = render::render(&loaded, &fresh_pins);
+        crate::s3::fetch_objects(&mut rendered)
+            .await
+            .map_err(|e| stage_err(Stage::Render, chain(&e)))?;
         let mut request = BuildRequest::for_recipe(&loaded);
         request.state_dir = Some(record::state_dir(self.project.root()));
         let key = tokio::task::spawn_blocking(move || build::prepare(&rendered, &request))

@@ -240,7 +240,10 @@ impl Run<'_> {
 
         // Render and compute the build key.
         self.start(Stage::Render).await?;
-        let rendered = render::render(&self.recipe, &pins);
+        let mut rendered = render::render(&self.recipe, &pins);
+        if let Err(e) = crate::s3::fetch_objects(&mut rendered).await {
+            return Err(self.fail(Stage::Render, chain(&e)).await);
+        }
         let mut request = BuildRequest::for_recipe(&self.recipe);
         request.state_dir = Some(record::state_dir(self.pipeline.project.root()));
         request.tag = Some(format!("kiln/{}:{}", self.recipe.name, self.recipe.version));

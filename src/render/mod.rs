@@ -2,6 +2,8 @@
 //! final Dockerfile and the generated build-context files (component
 //! scripts). Pure: no IO, no Docker.
 
+mod toe_actions;
+pub use toe_actions::{S3Request, S3Upload};
 pub mod toe_script;
 mod write_dir;
 
@@ -50,6 +52,8 @@ pub struct TestScript {
     pub component: String,
     /// The script (source `toe.sh` beside it).
     pub script: String,
+    /// Files its S3Upload steps stage; folders relative to the script's.
+    pub uploads: Vec<S3Upload>,
 }
 
 /// Output of [`render`]: everything the builder needs.
@@ -69,6 +73,9 @@ pub struct RenderedBuild {
     pub test_scripts: Vec<TestScript>,
     /// Base images as written and as used (pinned or not).
     pub base_images: Vec<(ImageReference, ImageReference)>,
+    /// S3Download objects to fetch into the context before building
+    /// (`crate::s3::fetch_objects`); folders are context paths.
+    pub s3_objects: Vec<S3Request>,
 }
 
 fn component_dir(index: usize, name: &str) -> String {
@@ -80,16 +87,26 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
     let mut files = Vec::new();
     let mut component_lines = String::new();
     let mut test_scripts = Vec::new();
+    let mut s3_objects = Vec::new();
     for (i, applied) in recipe.components.iter().enumerate() {
         let c = &applied.component;
         let dir = component_dir(i, &c.name);
-        let build = toe_script::phase_script(
+        let build = toe_script::phase_script_with_s3(
             c,
             &applied.parameters,
             &[PhaseKind::Build, PhaseKind::Validate],
             &recipe.working_directory,
         );
-        if let Some(mut script) = build {
+        if let Some(toe_script::PhaseScript {
+            mut script,
+            downloads: s3,
+            ..
+        }) = build
+        {
+            s3_objects.extend(s3.into_iter().map(|mut o| {
+                o.folder = format!("{GENERATED_DIR}/{dir}/{}", o.folder);
+                o
+            }));
             // The scripts leave nothing behind in the final filesystem.
             script = script.replace(
                 "\ntoe_finish\n",
@@ -113,7 +130,7 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
                 c.digest
             );
         }
-        if let Some(script) = toe_script::phase_script(
+        if let Some(p) = toe_script::phase_script_with_s3(
             c,
             &applied.parameters,
             &[PhaseKind::Test],
@@ -121,7 +138,8 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
         ) {
             test_scripts.push(TestScript {
                 component: c.name.clone(),
-                script,
+                script: p.script,
+                uploads: p.uploads,
             });
         }
     }
@@ -147,6 +165,7 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
             .iter()
             .map(|r| (r.clone(), pins.get(r).clone()))
             .collect(),
+        s3_objects,
     }
 }
 

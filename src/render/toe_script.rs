@@ -3,11 +3,14 @@
 //! variables and step outputs at run time. Every user value is single-quoted,
 //! so no value can change the script's structure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::load::actions::Action;
-use crate::load::component::{Component, OnFailure, Phase, PhaseKind, placeholders};
+use super::toe_actions::{Body, S3Request, S3Upload, step_body};
+use crate::load::actions::{Action, NestedDocument};
+use crate::load::component::{
+    Component, Loop, LoopValues, OnFailure, Phase, PhaseKind, Step, placeholders,
+};
 
 /// The runtime library, shipped beside every generated script.
 pub const TOE_RUNTIME: &str = include_str!("toe.sh");
@@ -63,181 +66,189 @@ fn on_failure(o: OnFailure) -> &'static str {
     }
 }
 
-fn opt(b: Option<bool>, default: bool) -> &'static str {
-    if b.unwrap_or(default) {
-        "true"
-    } else {
-        "false"
-    }
+/// Chained input names (`phase.step.inputs[i].field`) that some step of
+/// `component` reads; those inputs are recorded when their step runs.
+fn referenced_inputs(component: &Component) -> BTreeSet<String> {
+    component
+        .phases
+        .iter()
+        .flat_map(|p| &p.steps)
+        .flat_map(|s| s.strings())
+        .flat_map(placeholders)
+        .filter(|p| p.contains(".inputs"))
+        .map(str::to_string)
+        .collect()
 }
 
-/// Emits `toe_s 'text'; local aN=$TOE_R` and returns `"$aN"`.
-struct Args<'a> {
-    body: String,
-    n: usize,
-    values: &'a BTreeMap<String, String>,
+/// Accumulates the step functions (`functions`) and the `toe_step` calls
+/// that run them (`calls`); nested documents add their own.
+#[derive(Default)]
+struct Writer {
+    calls: String,
+    functions: String,
+    counter: usize,
+    s3: Vec<S3Request>,
+    uploads: Vec<S3Upload>,
+    /// How step names appear in `::kiln-step` lines (`Parent/` in a
+    /// nested document).
+    prefix: String,
 }
 
-impl Args<'_> {
-    fn arg(&mut self, text: &str) -> String {
-        let text = substitute(text, self.values);
-        if placeholders(&text).is_empty() {
-            return shell_quote(&text);
+impl Writer {
+    fn document(
+        &mut self,
+        component: &Component,
+        values: &BTreeMap<String, String>,
+        phases: &[&Phase],
+        indent: &str,
+    ) {
+        let referenced = referenced_inputs(component);
+        for phase in phases {
+            for step in &phase.steps {
+                self.step(values, &referenced, phase.kind, step, indent);
+            }
         }
-        self.n += 1;
-        let _ = writeln!(
-            self.body,
-            "  toe_s {}; local a{}=$TOE_R",
-            shell_quote(&text),
-            self.n
+    }
+
+    fn step(
+        &mut self,
+        values: &BTreeMap<String, String>,
+        referenced: &BTreeSet<String>,
+        kind: PhaseKind,
+        step: &Step,
+        indent: &str,
+    ) {
+        self.counter += 1;
+        let n = self.counter;
+        let nested = match &step.action {
+            Action::ExecuteDocument(d) => Some(self.nested(d, values, step, n)),
+            _ => None,
+        };
+        let mut body = Body::new(
+            values,
+            referenced,
+            format!("{}.{}", kind.as_str(), step.name),
         );
-        format!("\"$a{}\"", self.n)
+        body.step_no = n;
+        step_body(&mut body, &step.action, nested.as_deref());
+        self.s3.append(&mut body.s3);
+        for mut u in body.uploads.drain(..) {
+            u.shown = format!("{}{}", self.prefix, step.name);
+            self.uploads.push(u);
+        }
+        let _ = writeln!(self.functions, "\nkiln_step_{n}() {{\n{}}}", body.text);
+        if let Some(l) = &step.loop_ {
+            self.loop_line(l, values, indent);
+        }
+        if let Some(i) = &step.if_ {
+            let mut cond = Body::new(values, referenced, String::new());
+            let expr = cond.condition(&i.condition);
+            let _ = writeln!(
+                self.functions,
+                "\nkiln_if_{n}() {{\n{}  {expr}\n}}",
+                cond.text
+            );
+            let _ = writeln!(
+                self.calls,
+                "{indent}toe_if kiln_if_{n} {} {}",
+                i.then.as_str(),
+                i.otherwise.as_str()
+            );
+        }
+        let _ = writeln!(
+            self.calls,
+            "{indent}toe_step {} {} {} {} {} kiln_step_{n}",
+            kind.as_str(),
+            shell_quote(&step.name),
+            on_failure(step.on_failure),
+            step.max_attempts,
+            step.timeout_seconds.unwrap_or(0),
+        );
     }
-    fn call(&mut self, func: &str, args: &[String]) {
-        let _ = writeln!(self.body, "  toe_a_{func} {} || return $?", args.join(" "));
+
+    fn loop_line(&mut self, l: &Loop, values: &BTreeMap<String, String>, indent: &str) {
+        let name = shell_quote(l.name.as_deref().unwrap_or(""));
+        match &l.values {
+            LoopValues::Fixed(v) => {
+                let words: Vec<String> = v
+                    .iter()
+                    .map(|x| shell_quote(&substitute(x, values)))
+                    .collect();
+                let _ = writeln!(self.calls, "{indent}toe_loop {name} {}", words.join(" "));
+            }
+            LoopValues::Split { list, delimiter } => {
+                let _ = writeln!(
+                    self.calls,
+                    "{indent}toe_loop_split {name} {} {}",
+                    shell_quote(&delimiter.to_string()),
+                    shell_quote(&substitute(list, values))
+                );
+            }
+        }
+    }
+
+    /// Renders a nested document's phases as a function the ExecuteDocument
+    /// step runs in a subshell (its own outputs and failures); returns its name.
+    fn nested(
+        &mut self,
+        d: &NestedDocument,
+        parent_values: &BTreeMap<String, String>,
+        step: &Step,
+        n: usize,
+    ) -> String {
+        let child = d
+            .component
+            .as_ref()
+            .expect("nested documents are resolved at load");
+        let mut params: BTreeMap<String, String> = child
+            .parameters
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        params.extend(
+            d.input
+                .parameters
+                .iter()
+                .map(|p| (p.name.clone(), substitute(&p.value, parent_values))),
+        );
+        let values = values(child, &params);
+        let wanted = requested_phases(d);
+        let phases: Vec<&Phase> = child
+            .phases
+            .iter()
+            .filter(|p| wanted.as_ref().is_none_or(|w| w.contains(&p.kind.as_str())))
+            .collect();
+        let mut inner = Writer {
+            counter: self.counter,
+            prefix: format!("{}{}/", self.prefix, step.name),
+            ..Writer::default()
+        };
+        inner.document(child, &values, &phases, "  ");
+        self.counter = inner.counter;
+        self.functions.push_str(&inner.functions);
+        self.s3.append(&mut inner.s3);
+        self.uploads.append(&mut inner.uploads);
+        let name = format!("kiln_document_{n}");
+        let _ = writeln!(
+            self.functions,
+            "\n# {} (ExecuteDocument in step `{}`)\n{name}() {{\n  toe_document_begin {}\n{}  toe_document_end\n}}",
+            child.file.display(),
+            step.name,
+            shell_quote(&format!("{}/", step.name)),
+            inner.calls
+        );
+        name
     }
 }
 
-fn step_body(action: &Action, values: &BTreeMap<String, String>) -> String {
-    let mut a = Args {
-        body: String::new(),
-        n: 0,
-        values,
-    };
-    let q = |s: &str| shell_quote(s);
-    let oq = |s: &Option<String>| shell_quote(s.as_deref().unwrap_or(""));
-    match action {
-        Action::ExecuteBash { commands } => {
-            let script = commands.join("\n");
-            let s = a.arg(&script);
-            a.call("ExecuteBash", &[s]);
-        }
-        Action::ExecuteBinary(i) => {
-            let mut args = vec![a.arg(&i.path)];
-            for x in &i.arguments {
-                args.push(a.arg(x));
-            }
-            a.call("ExecuteBinary", &args);
-        }
-        Action::CreateFile(v) => {
-            for i in v {
-                let args = vec![
-                    a.arg(&i.path),
-                    a.arg(&i.content),
-                    oq(&i.encoding),
-                    oq(&i.permissions),
-                    oq(&i.owner),
-                    oq(&i.group),
-                    q(opt(i.overwrite, true)),
-                ];
-                a.call("CreateFile", &args);
-            }
-        }
-        Action::AppendFile(v) => {
-            for i in v {
-                let args = vec![a.arg(&i.path), a.arg(&i.content), oq(&i.encoding)];
-                a.call("AppendFile", &args);
-            }
-        }
-        Action::CreateFolder(v) => {
-            for i in v {
-                let args = vec![
-                    a.arg(&i.path),
-                    oq(&i.permissions),
-                    oq(&i.owner),
-                    oq(&i.group),
-                    q(opt(i.overwrite, true)),
-                ];
-                a.call("CreateFolder", &args);
-            }
-        }
-        Action::CopyFile(v)
-        | Action::CopyFolder(v)
-        | Action::MoveFile(v)
-        | Action::MoveFolder(v) => {
-            let func = match action {
-                Action::CopyFile(_) => "CopyFile",
-                Action::CopyFolder(_) => "CopyFolder",
-                Action::MoveFile(_) => "MoveFile",
-                _ => "MoveFolder",
-            };
-            for i in v {
-                let args = vec![
-                    a.arg(&i.source),
-                    a.arg(&i.destination),
-                    q(opt(i.overwrite, true)),
-                ];
-                a.call(func, &args);
-            }
-        }
-        Action::DeleteFile(v) => {
-            for i in v {
-                let args = vec![a.arg(&i.path)];
-                a.call("DeleteFile", &args);
-            }
-        }
-        Action::DeleteFolder(v) => {
-            for i in v {
-                let args = vec![a.arg(&i.path), q(opt(i.force, false))];
-                a.call("DeleteFolder", &args);
-            }
-        }
-        Action::SetFilePermissions(v) | Action::SetFolderPermissions(v) => {
-            let func = if matches!(action, Action::SetFilePermissions(_)) {
-                "SetFilePermissions"
-            } else {
-                "SetFolderPermissions"
-            };
-            for i in v {
-                let args = vec![
-                    a.arg(&i.path),
-                    q(&i.permissions),
-                    q(opt(i.recursive, false)),
-                ];
-                a.call(func, &args);
-            }
-        }
-        Action::SetFileOwner(v) | Action::SetFolderOwner(v) => {
-            let func = if matches!(action, Action::SetFileOwner(_)) {
-                "SetFileOwner"
-            } else {
-                "SetFolderOwner"
-            };
-            for i in v {
-                let args = vec![
-                    a.arg(&i.path),
-                    q(&i.owner),
-                    oq(&i.group),
-                    q(opt(i.recursive, false)),
-                ];
-                a.call(func, &args);
-            }
-        }
-        Action::CreateSymlink(v) => {
-            for i in v {
-                let args = vec![
-                    a.arg(&i.source),
-                    a.arg(&i.destination),
-                    q(opt(i.force, false)),
-                ];
-                a.call("CreateSymlink", &args);
-            }
-        }
-        Action::WebDownload(v) => {
-            for i in v {
-                let algo = i.algorithm.as_deref().unwrap_or("SHA256").to_uppercase();
-                let args = vec![
-                    a.arg(&i.source),
-                    a.arg(&i.destination),
-                    q(opt(i.overwrite, true)),
-                    oq(&i.checksum),
-                    q(&algo),
-                ];
-                a.call("WebDownload", &args);
-            }
-        }
-    }
-    a.body
+/// The phases an ExecuteDocument step asks for (`None`: all of them).
+pub fn requested_phases(d: &NestedDocument) -> Option<Vec<&str>> {
+    d.input.phases.as_deref().map(|p| {
+        p.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    })
 }
 
 /// The script for the given phases of a component (in document order), or
@@ -248,6 +259,27 @@ pub fn phase_script(
     kinds: &[PhaseKind],
     working_directory: &str,
 ) -> Option<String> {
+    phase_script_with_s3(component, parameters, kinds, working_directory).map(|p| p.script)
+}
+
+/// A generated phase script and the S3 transfers around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseScript {
+    /// The bash script.
+    pub script: String,
+    /// Objects its S3Download steps place (fetched before the build).
+    pub downloads: Vec<S3Request>,
+    /// Files its S3Upload steps stage (uploaded after the test phase).
+    pub uploads: Vec<S3Upload>,
+}
+
+/// [`phase_script`] with its S3 transfers.
+pub fn phase_script_with_s3(
+    component: &Component,
+    parameters: &BTreeMap<String, String>,
+    kinds: &[PhaseKind],
+    working_directory: &str,
+) -> Option<PhaseScript> {
     let phases: Vec<&Phase> = component
         .phases
         .iter()
@@ -270,38 +302,17 @@ pub fn phase_script(
     );
     let _ = writeln!(s, ". \"$(dirname \"${{BASH_SOURCE[0]}}\")/toe.sh\"");
     let _ = writeln!(s, "cd {} || exit 1", shell_quote(working_directory));
-    let mut n = 0;
-    for phase in phases {
-        for step in &phase.steps {
-            n += 1;
-            let _ = writeln!(s, "\nkiln_step_{n}() {{");
-            s.push_str(&step_body(&step.action, &values));
-            let _ = writeln!(s, "}}");
-            let (lname, lvalues) = match &step.loop_ {
-                Some(l) => (l.name.clone().unwrap_or_default(), l.values.clone()),
-                None => (String::new(), Vec::new()),
-            };
-            let quoted: Vec<String> = lvalues
-                .iter()
-                .map(|v| shell_quote(&substitute(v, &values)))
-                .collect();
-            let _ = writeln!(
-                s,
-                "toe_step {} {} {} {} {} {} {}{}{} -- kiln_step_{n}",
-                phase.kind.as_str(),
-                shell_quote(&step.name),
-                on_failure(step.on_failure),
-                step.max_attempts,
-                step.timeout_seconds.unwrap_or(0),
-                shell_quote(&lname),
-                quoted.len(),
-                if quoted.is_empty() { "" } else { " " },
-                quoted.join(" "),
-            );
-        }
-    }
+    let mut w = Writer::default();
+    w.document(component, &values, &phases, "");
+    s.push_str(&w.functions);
+    s.push('\n');
+    s.push_str(&w.calls);
     let _ = writeln!(s, "\ntoe_finish");
-    Some(s)
+    Some(PhaseScript {
+        script: s,
+        downloads: w.s3,
+        uploads: w.uploads,
+    })
 }
 
 #[cfg(test)]

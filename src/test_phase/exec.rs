@@ -303,6 +303,7 @@ pub(crate) async fn run_component_tests(
         )
         .await?;
         let mut seen = Vec::new();
+        let mut seen_passed = Vec::new();
         for line in out.stdout.lines() {
             let Some(step) = parse_step_line(line) else {
                 continue;
@@ -312,16 +313,22 @@ pub(crate) async fn run_component_tests(
             if step.status == "ignored" {
                 detail.push_str("; failure ignored (onFailure: Ignore)");
             }
+            if step.status == "skipped" {
+                detail = "skipped by its `if` (counts as a success, as in AWSTOE)".into();
+            }
             if !passed {
                 detail.push('\n');
                 detail.push_str(&tail(&out.stderr, 15));
             }
             seen.push(step.step.clone());
+            if step.status == "passed" {
+                seen_passed.push(step.step.clone());
+            }
             results.push(CheckResult {
                 name: format!("{}/{}", s.component, step.step),
                 kind: CheckKind::ComponentStep,
                 passed,
-                skipped: false,
+                skipped: step.status == "skipped",
                 duration: Duration::from_millis(step.ms),
                 detail,
             });
@@ -339,6 +346,12 @@ pub(crate) async fn run_component_tests(
                 detail: "not run: an earlier step failed with onFailure: Abort".into(),
             });
         }
+        let passed: Vec<String> = seen_passed;
+        let dir = format!("{SCRIPT_DIR}/{:02}-{}", i + 1, s.component);
+        results.extend(
+            super::s3_upload::upload_staged(docker, id, &s.component, &dir, &s.uploads, &passed)
+                .await,
+        );
         let script_failed = out.exit_code != Some(0);
         let step_failed = results
             .iter()

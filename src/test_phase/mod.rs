@@ -17,6 +17,7 @@ mod policy;
 mod readiness;
 pub mod report;
 mod run;
+mod s3_upload;
 
 pub use crate::load::structure_test as structure;
 pub use checks::go_mode_string;

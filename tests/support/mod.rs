@@ -214,3 +214,30 @@ pub fn skopeo_copy(from: &str, to: &str, format: Option<&str>) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Pins the parent by asking the registry for its manifest digest.
+pub async fn pin(reference: &kiln::reference::ImageReference) -> kiln::render::Pins {
+    let url = format!(
+        "http://{}/v2/{}/manifests/{}",
+        reference.registry,
+        reference.repository,
+        reference.manifest_reference()
+    );
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+    let resp = reqwest::Client::new()
+        .head(&url)
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("HEAD {url}: {e}; run scripts/services up"));
+    assert!(resp.status().is_success(), "HEAD {url}: {}", resp.status());
+    let digest: kiln::digest::Digest = resp.headers()["Docker-Content-Digest"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    kiln::render::Pins(BTreeMap::from([(
+        reference.clone(),
+        reference.pinned(digest),
+    )]))
+}
