@@ -124,15 +124,10 @@ pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
     })
 }
 
-/// Prints an error with its chain of causes.
+/// Prints an error with its chain of causes, once, on one line (the only
+/// place the CLI renders a library error).
 pub fn report(e: &dyn std::error::Error) {
-    eprint!("error: {e}");
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        eprint!(": {c}");
-        cause = c.source();
-    }
-    eprintln!();
+    eprintln!("error: {}", kiln::pipeline::chain(e));
 }
 
 /// Runs the parsed command.

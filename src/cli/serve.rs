@@ -12,7 +12,7 @@ use kiln::daemon::{DaemonOptions, DaemonState};
 use kiln::project::Project;
 
 use super::Outcome;
-use super::records::report;
+use super::report;
 
 /// Arguments of `kiln serve`.
 #[derive(Debug, clap::Args)]

@@ -13,7 +13,7 @@ use super::runner::{
 };
 use crate::build::BuildEvent;
 use crate::distribute::PushEvent;
-use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions};
+use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions, chain};
 use crate::record::Status;
 use crate::registry::{LookupScope, RegistryStats, ThrottleWait};
 
@@ -147,14 +147,24 @@ impl PipelineRunner for PipelineRunnerImpl {
             }
             Err(PipelineError::Stage {
                 stage,
-                message,
+                source,
                 record,
             }) => {
+                let message = chain(&source);
                 log.stage_finished(stage.as_str(), false, message.clone());
                 RunOutcome {
                     status: RunStatus::Failed,
                     summary: format!("{stage}: {message}"),
                     record_id: record.map(|r| r.record.id.to_string()),
+                }
+            }
+            Err(e @ PipelineError::Unrecorded { stage, .. }) => {
+                let message = chain(&e);
+                log.stage_finished(stage.as_str(), false, message.clone());
+                RunOutcome {
+                    status: RunStatus::Failed,
+                    summary: message,
+                    record_id: None,
                 }
             }
             Err(e) => {

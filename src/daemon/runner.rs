@@ -13,8 +13,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// An error a runner reports for a check it could not make.
-pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
+/// Why a runner could not make the [`PipelineRunner::needs_build`] check.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The pipeline's freshness check failed (load, resolve, render or the
+    /// record store).
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+}
 
 /// How a pipeline run ended, as the runner reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

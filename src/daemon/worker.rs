@@ -17,6 +17,7 @@ use super::runner::{
     BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus,
 };
 use super::state::{DaemonError, DaemonState, LiveEvent, LiveKind};
+use crate::pipeline::chain;
 
 /// After the grace period and cancellation, how long runs get to return.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -197,7 +198,7 @@ async fn drive(
             }
             Ok(BuildNeed::Needed(reason)) => sink.line(format!("build needed: {reason}")),
             Err(e) => {
-                let summary = format!("checking dependencies failed: {e}");
+                let summary = format!("checking dependencies failed: {}", chain(&e));
                 sink.line(summary.clone());
                 return RunOutcome {
                     status: RunStatus::Failed,
