@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::record::Status;
 use crate::registry::RegistryStats;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -23,25 +24,11 @@ pub enum RunnerError {
     Pipeline(#[from] crate::pipeline::PipelineError),
 }
 
-/// How a pipeline run ended, as the runner reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Built, tested, pushed (verified) and recorded.
-    Passed,
-    /// A stage failed.
-    Failed,
-    /// Nothing to build: a passing record with the same inputs exists.
-    UpToDate,
-    /// Stopped through the cancellation token.
-    Cancelled,
-}
-
 /// What [`PipelineRunner::run`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
-    /// How it ended.
-    pub status: RunStatus,
+    /// How it ended: the same [`Status`] a record and `kiln run` report.
+    pub status: Status,
     /// One line for people (`pushed web:1.0.0-3`, `test: probe timed out`).
     pub summary: String,
     /// The record the run appended, if any.
@@ -75,7 +62,7 @@ pub enum BuildNeed {
 pub trait PipelineRunner: Send + Sync + 'static {
     /// Runs one pipeline end to end (load → … → record). Log lines and stage
     /// boundaries go to `log`; stop promptly once `cancel` fires and return
-    /// [`RunStatus::Cancelled`].
+    /// [`Status::Cancelled`].
     async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome;
 
     /// The cheap check before a scheduled refresh: check the parents (HEAD
