@@ -14,6 +14,7 @@ mod error;
 pub mod key;
 pub mod labels;
 pub mod progress;
+mod revision;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::{BuildError, StepFailure};
 pub use key::{BuildKey, ComponentInput, InputChange};
 pub use progress::{BuildEvent, KilnStep};
+pub use revision::git_revision;
 
 use crate::digest::Digest;
 use crate::load::LoadedRecipe;
