@@ -112,32 +112,16 @@ pub async fn distribute(
     for d in &unique {
         if let Some(k) = known.get(d).filter(|_| !need_local.contains(d)) {
             layers.insert(d.clone(), (k.digest.clone(), k.size));
-            for i in 0..sinks.len() {
-                ctx.schedule(
-                    &mut jobs,
-                    &mut tallies,
-                    i,
-                    &k.digest,
-                    k.size,
-                    k.from.clone().map(Source::Remote),
-                );
-            }
+            let src = k.from.clone().map(Source::Remote);
+            ctx.schedule_everywhere(&mut jobs, &mut tallies, &k.digest, k.size, src);
         }
     }
     let mut fatal = None;
     let mut compressed = 0;
     if let Some(bytes) = &config {
         let file = config_file(bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
-        for i in 0..sinks.len() {
-            ctx.schedule(
-                &mut jobs,
-                &mut tallies,
-                i,
-                &image_id,
-                bytes.len() as u64,
-                Some(Source::File(file.clone())),
-            );
-        }
+        let (size, src) = (bytes.len() as u64, Some(Source::File(file)));
+        ctx.schedule_everywhere(&mut jobs, &mut tallies, &image_id, size, src);
     }
     let mut open = exported;
     while open || !jobs.is_empty() {
@@ -151,9 +135,8 @@ pub async fn distribute(
                 Some(Produced::Config(bytes)) => {
                     if config.is_none() {
                         let file = config_file(&bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
-                        for i in 0..sinks.len() {
-                            ctx.schedule(&mut jobs, &mut tallies, i, &image_id, bytes.len() as u64, Some(Source::File(file.clone())));
-                        }
+                        let (size, src) = (bytes.len() as u64, Some(Source::File(file)));
+                        ctx.schedule_everywhere(&mut jobs, &mut tallies, &image_id, size, src);
                         config = Some(bytes);
                     }
                 }
@@ -166,25 +149,12 @@ pub async fn distribute(
                     cache.insert_layer(&key, diff_id.clone(), CachedBlob { digest: digest.clone(), size });
                     layers.insert(diff_id, (digest.clone(), size));
                     let file = Arc::new(file);
-                    for i in 0..sinks.len() {
-                        ctx.schedule(&mut jobs, &mut tallies, i, &digest, size, Some(Source::File(file.clone())));
-                    }
+                    ctx.schedule_everywhere(&mut jobs, &mut tallies, &digest, size, Some(Source::File(file)));
                 }
             },
-            Some((i, digest, result)) = jobs.next(), if !jobs.is_empty() => match result {
-                Ok(Done::Uploaded(bytes)) => {
-                    tallies[i].uploaded += 1;
-                    on_event(&PushEvent::BlobUploaded { repository: sinks[i].name(), digest, bytes });
-                }
-                Ok(Done::Mounted(from)) => {
-                    tallies[i].mounted += 1;
-                    on_event(&PushEvent::BlobMounted { repository: sinks[i].name(), digest, from });
-                }
-                Err(e) => {
-                    tracing::warn!(target = %sinks[i].name(), error = %e, "blob push failed");
-                    tallies[i].failed.get_or_insert(e);
-                }
-            },
+            Some((i, digest, result)) = jobs.next(), if !jobs.is_empty() => {
+                count_blob(&sinks[i], &mut tallies[i], digest, result, on_event);
+            }
         }
     }
     drop(jobs);
@@ -247,6 +217,40 @@ fn pushed_targets(
             blobs_mounted: tally.mounted,
         })
         .collect()
+}
+
+/// Counts one finished blob job of a target (a failure is kept, and fails
+/// the target before any tag).
+fn count_blob(
+    sink: &Sink,
+    tally: &mut Tally,
+    digest: Digest,
+    result: Result<Done, DistributeError>,
+    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
+) {
+    let repository = sink.name();
+    match result {
+        Ok(Done::Uploaded(bytes)) => {
+            tally.uploaded += 1;
+            on_event(&PushEvent::BlobUploaded {
+                repository,
+                digest,
+                bytes,
+            });
+        }
+        Ok(Done::Mounted(from)) => {
+            tally.mounted += 1;
+            on_event(&PushEvent::BlobMounted {
+                repository,
+                digest,
+                from,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(target = %repository, error = %e, "blob push failed");
+            tally.failed.get_or_insert(e);
+        }
+    }
 }
 
 fn bad_image(image: &str, reason: String) -> DistributeError {
