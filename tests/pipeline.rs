@@ -8,7 +8,8 @@ mod support;
 use std::path::Path;
 
 use kiln::digest::Digest;
-use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage};
+use kiln::distribute::DistributeError;
+use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage, StageError, chain};
 use kiln::project::Project;
 use kiln::record::{Status, Store};
 use kiln::registry::{BasicCredentials, CredentialSource, RegistryClient, RegistryConfig};
@@ -88,7 +89,7 @@ async fn example_runs_end_to_end_and_every_digest_agrees() {
     let summary = p
         .run("hello-web", &RunOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
     assert_eq!(summary.status, Status::Passed);
     let rec = summary.record.as_ref().unwrap();
     assert_eq!(rec.record.build.0, 1);
@@ -182,12 +183,13 @@ async fn a_failing_test_records_a_failure_and_tags_nothing() {
     let PipelineError::Stage {
         stage,
         record,
-        message,
+        source: StageError::TestsFailed { passed, total },
     } = err
     else {
-        panic!("{err}")
+        panic!("{}", chain(&err))
     };
-    assert_eq!(stage, Stage::Test, "{message}");
+    assert_eq!(stage, Stage::Test);
+    assert!(passed < total, "{passed} of {total} checks passed");
     let record = record.expect("the failure is recorded");
     assert_eq!(record.record.status, Status::Failed);
     assert_eq!(record.record.failure.as_ref().unwrap().stage, "test");
@@ -228,18 +230,20 @@ async fn a_tag_that_points_elsewhere_is_never_overwritten() {
         .await
         .unwrap_err();
     let PipelineError::Stage {
-        stage,
-        message,
+        stage: Stage::Distribute,
+        source: StageError::Distribute(DistributeError::Targets { failures, .. }),
         record,
     } = &err
     else {
-        panic!("{err}")
+        panic!("{}", chain(&err))
     };
-    assert_eq!(*stage, Stage::Distribute, "{message}");
-    assert!(
-        message.contains(&old.to_string()),
-        "names the existing digest: {message}"
-    );
+    assert_eq!(failures.len(), 2, "both targets refuse: {}", chain(&err));
+    for f in failures {
+        let DistributeError::TagConflict { existing, .. } = f else {
+            panic!("{}", chain(f))
+        };
+        assert_eq!(*existing, old, "names the existing digest");
+    }
     assert_eq!(record.as_ref().unwrap().record.status, Status::Failed);
     assert_eq!(
         registry_digest(&repo, "1.0.0-1").await,
@@ -278,10 +282,14 @@ async fn a_registry_killed_mid_push_tags_nothing_and_the_rerun_passes_once() {
         ..RunOptions::default()
     };
     let err = p.run("hello-web", &opts).await.unwrap_err();
-    let PipelineError::Stage { stage, message, .. } = &err else {
-        panic!("{err}")
+    let PipelineError::Stage {
+        stage: Stage::Distribute,
+        source: StageError::Distribute(_),
+        ..
+    } = &err
+    else {
+        panic!("{}", chain(&err))
     };
-    assert_eq!(*stage, Stage::Distribute, "{message}");
     // Nothing tagged anywhere, not even on the target that stayed up.
     assert_eq!(
         ecr_digest(&repo, "1.0.0-1").await,
@@ -293,7 +301,7 @@ async fn a_registry_killed_mid_push_tags_nothing_and_the_rerun_passes_once() {
     let ok = p
         .run("hello-web", &RunOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
     assert_eq!(ok.status, Status::Passed);
     let rec = ok.record.unwrap().record;
     assert_eq!(rec.build.0, 2, "the failed run kept build 1");
@@ -347,7 +355,7 @@ async fn freshness_is_up_to_date_after_a_run_and_stale_when_the_parent_moves() {
     let ran = p
         .run("hello-web", &RunOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
     let fresh = p.freshness("hello-web").await.unwrap();
     assert_eq!(
         fresh,
@@ -403,7 +411,7 @@ async fn a_parent_in_a_private_registry_is_pulled_with_the_resolver_credentials(
     let summary = p
         .run("hello-web", &RunOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
     assert_eq!(summary.status, Status::Passed);
     let pinned = &summary.record.as_ref().unwrap().record.parents[0].reference;
     assert_eq!(pinned.registry, private.host);

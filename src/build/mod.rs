@@ -14,6 +14,7 @@ mod error;
 pub mod key;
 pub mod labels;
 pub mod progress;
+mod revision;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::{BuildError, StepFailure};
 pub use key::{BuildKey, ComponentInput, InputChange};
 pub use progress::{BuildEvent, KilnStep};
+pub use revision::git_revision;
 
 use crate::digest::Digest;
 use crate::load::LoadedRecipe;
@@ -260,34 +262,19 @@ pub async fn build_prepared(
     events: &mut (dyn FnMut(BuildEvent) + Send),
 ) -> Result<BuiltImage, BuildError> {
     let started = Instant::now();
-    let recipe = request.recipe.clone();
-    let docker_err = |operation| {
-        let recipe = recipe.clone();
-        move |source| BuildError::Docker {
-            recipe,
-            operation,
-            source,
-        }
-    };
     let Prepared {
         build_key,
         labels: all_labels,
         dockerfile: _,
         manifest,
     } = prepared;
-    let key_text = build_key.digest.to_string();
     let last = request
         .state_dir
         .as_deref()
         .and_then(|d| state::read(d, &request.recipe));
-    let last_key = last.as_ref().map(|l| l.build_key.clone());
-    let last_image = last
-        .as_ref()
-        .filter(|l| l.build_key == build_key.digest)
-        .map(|l| l.image_id.clone());
-    let changed_inputs = last.map(|l| build_key.changes_since(&l.inputs));
+    let changed_inputs = last.as_ref().map(|l| build_key.changes_since(&l.inputs));
     let mut out = BuiltImage {
-        recipe: recipe.clone(),
+        recipe: request.recipe.clone(),
         image_id: String::new(),
         build_key,
         skipped: false,
@@ -300,35 +287,8 @@ pub async fn build_prepared(
         log: String::new(),
         elapsed: Duration::ZERO,
     };
-
-    let known = match &last_image {
-        Some(id) if !request.no_cache => engine::check_key(docker, id, &key_text).await,
-        _ => None,
-    };
-    // `no_cache` asks for a fresh build: no existing image is reused.
-    let found = match known {
-        _ if request.no_cache => None,
-        Some(hit) => Some(hit),
-        None => engine::find_by_key(docker, &key_text)
-            .await
-            .map_err(docker_err("list images"))?,
-    };
-    if let Some((id, tags)) = found {
-        events(BuildEvent::Skipped {
-            image_id: id.clone(),
-            build_key: key_text.clone(),
-        });
-        if let Some(t) = request.tag.as_ref().filter(|t| !tags.contains(t)) {
-            engine::tag(docker, &id, t)
-                .await
-                .map_err(docker_err("tag"))?;
-        }
-        out.image_id = id;
-        out.skipped = true;
-        out.changed_inputs = Some(Vec::new());
-        if last_key.as_ref() != Some(&out.build_key.digest) {
-            record(request, &out);
-        }
+    if let Some(found) = existing_image(docker, request, last.as_ref(), &out).await? {
+        reuse(docker, request, found, last.as_ref(), &mut out, events).await?;
         out.elapsed = started.elapsed();
         return Ok(out);
     }
@@ -337,7 +297,86 @@ pub async fn build_prepared(
             changes: changes.iter().map(ToString::to_string).collect(),
         });
     }
+    pull_parents(docker, rendered, request, events).await?;
+    run_build(docker, rendered, request, manifest, &mut out, events).await?;
+    record(request, &out);
+    out.elapsed = started.elapsed();
+    Ok(out)
+}
 
+/// Maps a Docker API error of `operation` to [`BuildError::Docker`].
+fn docker_err(
+    recipe: &str,
+    operation: &'static str,
+) -> impl FnOnce(bollard::errors::Error) -> BuildError {
+    let recipe = recipe.to_string();
+    move |source| BuildError::Docker {
+        recipe,
+        operation,
+        source,
+    }
+}
+
+/// An image labelled with this build key (`id`, its tags): the last build's
+/// image when it still has the key, else any image with it. `no_cache`
+/// asks for a fresh build: no existing image is reused.
+async fn existing_image(
+    docker: &Docker,
+    request: &BuildRequest,
+    last: Option<&state::LastBuild>,
+    out: &BuiltImage,
+) -> Result<Option<(String, Vec<String>)>, BuildError> {
+    if request.no_cache {
+        return Ok(None);
+    }
+    let key_text = out.build_key.digest.to_string();
+    let last_image = last.filter(|l| l.build_key == out.build_key.digest);
+    if let Some(l) = last_image
+        && let Some(hit) = engine::check_key(docker, &l.image_id, &key_text).await
+    {
+        return Ok(Some(hit));
+    }
+    engine::find_by_key(docker, &key_text)
+        .await
+        .map_err(docker_err(&request.recipe, "list images"))
+}
+
+/// Skips the build: tags the existing image and records it as the last
+/// build when it was not already.
+async fn reuse(
+    docker: &Docker,
+    request: &BuildRequest,
+    (id, tags): (String, Vec<String>),
+    last: Option<&state::LastBuild>,
+    out: &mut BuiltImage,
+    events: &mut (dyn FnMut(BuildEvent) + Send),
+) -> Result<(), BuildError> {
+    events(BuildEvent::Skipped {
+        image_id: id.clone(),
+        build_key: out.build_key.digest.to_string(),
+    });
+    if let Some(t) = request.tag.as_ref().filter(|t| !tags.contains(t)) {
+        engine::tag(docker, &id, t)
+            .await
+            .map_err(docker_err(&request.recipe, "tag"))?;
+    }
+    out.image_id = id;
+    out.skipped = true;
+    out.changed_inputs = Some(Vec::new());
+    if last.map(|l| &l.build_key) != Some(&out.build_key.digest) {
+        record(request, out);
+    }
+    Ok(())
+}
+
+/// Pulls the pinned parents the engine lacks, with the request's
+/// credentials for their registries.
+async fn pull_parents(
+    docker: &Docker,
+    rendered: &RenderedBuild,
+    request: &BuildRequest,
+    events: &mut (dyn FnMut(BuildEvent) + Send),
+) -> Result<(), BuildError> {
     for (_, used) in &rendered.base_images {
         let reference = used.to_string();
         if engine::has_image(docker, &reference).await {
@@ -350,15 +389,36 @@ pub async fn build_prepared(
         engine::ensure_image(docker, &reference, request.platform.as_deref(), creds)
             .await
             .map_err(|source| BuildError::Pull {
-                recipe: recipe.clone(),
+                recipe: request.recipe.clone(),
                 image: reference.clone(),
                 source,
             })?;
     }
+    Ok(())
+}
 
+/// How the `/build` stream ended.
+enum StreamEnd {
+    Done,
+    Cancelled,
+    Failed(BuildError),
+}
+
+/// Streams the context into `POST /build` and fills `out` with the image,
+/// the context digest, the component steps and the log. A failed or
+/// cancelled build leaves no container behind.
+async fn run_build(
+    docker: &Docker,
+    rendered: &RenderedBuild,
+    request: &BuildRequest,
+    manifest: context::ContextManifest,
+    out: &mut BuiltImage,
+    events: &mut (dyn FnMut(BuildEvent) + Send),
+) -> Result<(), BuildError> {
+    let recipe = &request.recipe;
     let before = engine::container_ids(docker)
         .await
-        .map_err(docker_err("list containers"))?;
+        .map_err(docker_err(recipe, "list containers"))?;
     let seen: Seen = Arc::default();
     let mut guard = LeftoverGuard {
         docker: docker.clone(),
@@ -382,53 +442,22 @@ pub async fn build_prepared(
     };
     let long = docker.clone().with_timeout(BUILD_REQUEST_TIMEOUT);
     let mut parser = progress::ProgressParser::new();
-    let mut aux_id = None;
-    let mut failure: Option<BuildError> = None;
-    let mut cancelled = false;
-    {
-        let mut stream = long.build_image(options, None, Some(bollard::body_try_stream(body)));
-        loop {
-            let item = tokio::select! {
-                _ = request.cancel.cancelled() => { cancelled = true; break; }
-                item = stream.next() => item,
-            };
-            let Some(item) = item else { break };
-            match item {
-                Ok(info) => {
-                    if let Some(text) = &info.stream {
-                        parser.feed(text).into_iter().for_each(&mut *events);
-                        if let Ok(mut s) = seen.lock() {
-                            *s = (parser.containers.clone(), parser.layers.clone());
-                        }
-                    }
-                    if let Some(img) = &info.aux {
-                        aux_id = img.id.clone();
-                    }
-                }
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    parser.finish().into_iter().for_each(&mut *events);
-                    events(parser.error(&error));
-                    failure = Some(step_failure(&recipe, &parser, error));
-                    break;
-                }
-                Err(source) => {
-                    failure = Some(docker_err("build")(source));
-                    break;
-                }
-            }
-        }
-    }
-    if cancelled || failure.is_some() {
-        guard.armed = false;
+    let stream = long.build_image(options, None, Some(bollard::body_try_stream(body)));
+    let (end, aux_id) = follow(stream, request, &mut parser, &seen, events).await;
+    guard.armed = false;
+    if !matches!(end, StreamEnd::Done) {
         let (reported, layers) = (parser.containers.clone(), parser.layers.clone());
         engine::remove_leftovers(docker, &guard.before, &reported, &layers).await;
         tar_task.abort();
-        if cancelled {
+    }
+    match end {
+        StreamEnd::Done => {}
+        StreamEnd::Cancelled => {
+            let recipe = recipe.clone();
             return Err(BuildError::Cancelled { recipe });
         }
-        return Err(failure.expect("set"));
+        StreamEnd::Failed(e) => return Err(e),
     }
-    guard.armed = false;
     parser.finish().into_iter().for_each(&mut *events);
     let (digest, bytes) = tar_task
         .await
@@ -445,14 +474,58 @@ pub async fn build_prepared(
     let inspect = docker
         .inspect_image(&short)
         .await
-        .map_err(docker_err("inspect image"))?;
+        .map_err(docker_err(recipe, "inspect image"))?;
     out.image_id = inspect.id.unwrap_or(short);
     out.context = Some(ContextInfo { digest, bytes });
     out.kiln_steps = std::mem::take(&mut parser.kiln_steps);
     out.log = parser.into_log();
-    record(request, &out);
-    out.elapsed = started.elapsed();
-    Ok(out)
+    Ok(())
+}
+
+/// Feeds the `/build` stream to `parser` until it ends, fails or the
+/// request is cancelled; also returns the image id the engine reported.
+async fn follow(
+    mut stream: impl futures_util::Stream<
+        Item = Result<bollard::models::BuildInfo, bollard::errors::Error>,
+    > + Unpin,
+    request: &BuildRequest,
+    parser: &mut progress::ProgressParser,
+    seen: &Seen,
+    events: &mut (dyn FnMut(BuildEvent) + Send),
+) -> (StreamEnd, Option<String>) {
+    let mut aux_id = None;
+    loop {
+        let item = tokio::select! {
+            _ = request.cancel.cancelled() => return (StreamEnd::Cancelled, aux_id),
+            item = stream.next() => item,
+        };
+        let Some(item) = item else {
+            return (StreamEnd::Done, aux_id);
+        };
+        match item {
+            Ok(info) => {
+                if let Some(text) = &info.stream {
+                    parser.feed(text).into_iter().for_each(&mut *events);
+                    if let Ok(mut s) = seen.lock() {
+                        *s = (parser.containers.clone(), parser.layers.clone());
+                    }
+                }
+                if let Some(img) = &info.aux {
+                    aux_id = img.id.clone();
+                }
+            }
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                parser.finish().into_iter().for_each(&mut *events);
+                events(parser.error(&error));
+                let failure = step_failure(&request.recipe, parser, error);
+                return (StreamEnd::Failed(failure), aux_id);
+            }
+            Err(source) => {
+                let failure = docker_err(&request.recipe, "build")(source);
+                return (StreamEnd::Failed(failure), aux_id);
+            }
+        }
+    }
 }
 
 fn step_failure(recipe: &str, parser: &progress::ProgressParser, message: String) -> BuildError {

@@ -4,7 +4,8 @@
 use kiln::project::Project;
 
 use super::Outcome;
-use super::records::{open_store, report};
+use super::records::open_store;
+use super::report;
 
 /// Arguments of `kiln approved`.
 #[derive(Debug, clap::Args)]

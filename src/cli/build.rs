@@ -58,7 +58,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     request.no_cache = args.no_cache;
     request.labels.extend(args.labels.iter().cloned());
     request.source = args.source.clone();
-    request.revision = git_revision(project.root());
+    request.revision = build::git_revision(project.root());
     request.state_dir = Some(project.root().join(".kiln/state"));
     if let Some(file) = &args.save_context {
         return save_context(&rendered, &request, file);
@@ -236,32 +236,6 @@ fn summary(b: &BuiltImage) -> serde_json::Value {
         "componentSteps": b.kiln_steps,
         "elapsedMs": b.elapsed.as_millis() as u64,
     })
-}
-
-/// The commit the project folder is at, read from `.git` without running git.
-fn git_revision(root: &Path) -> Option<String> {
-    let dot_git = root.join(".git");
-    let git_dir = if dot_git.is_file() {
-        let text = std::fs::read_to_string(&dot_git).ok()?;
-        root.join(text.trim().strip_prefix("gitdir:")?.trim())
-    } else {
-        dot_git
-    };
-    let common = std::fs::read_to_string(git_dir.join("commondir"))
-        .map(|c| git_dir.join(c.trim()))
-        .unwrap_or_else(|_| git_dir.clone());
-    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
-    let Some(r) = head.trim().strip_prefix("ref:") else {
-        return Some(head.trim().to_string());
-    };
-    let r = r.trim();
-    if let Ok(id) = std::fs::read_to_string(common.join(r)) {
-        return Some(id.trim().to_string());
-    }
-    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|l| l.strip_suffix(r).map(|id| id.trim().to_string()))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

@@ -33,8 +33,8 @@ pub async fn run(project_dir: &std::path::Path, args: Args) -> Outcome {
         .out
         .clone()
         .unwrap_or_else(|| project_dir.to_path_buf());
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create `{}`: {e}", dir.display());
+    if let Err(e) = kiln::import::create_out_dir(&dir) {
+        eprintln!("error: {}", kiln::pipeline::chain(&e));
         return Outcome::Failed;
     }
     let project = match super::open_project(&dir) {

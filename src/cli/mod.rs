@@ -133,15 +133,10 @@ pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
     })
 }
 
-/// Prints an error with its chain of causes.
+/// Prints an error with its chain of causes, once, on one line (the only
+/// place the CLI renders a library error).
 pub fn report(e: &dyn std::error::Error) {
-    eprint!("error: {e}");
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        eprint!(": {c}");
-        cause = c.source();
-    }
-    eprintln!();
+    eprintln!("error: {}", kiln::pipeline::chain(e));
 }
 
 /// Runs the parsed command.
@@ -182,47 +177,33 @@ pub async fn run(cli: Cli) -> Outcome {
     }
 }
 
-/// What `load_rendered` does when kiln.lock lacks a recipe's parents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenUnpinned {
-    /// Fail: a build never uses a moving tag.
-    Refuse,
-    /// Render with the tags as written, saying so.
-    KeepTags,
-}
+pub use kiln::pipeline::pins::WhenUnpinned;
 
-/// Loads a recipe and renders it with the pins from kiln.lock, printing
-/// every problem.
+/// Loads a recipe and renders it with the pins from kiln.lock
+/// ([`kiln::pipeline::pins::render_locked`]), printing every problem.
 pub fn load_rendered(
     project: &Project,
     recipe: &str,
     when: WhenUnpinned,
 ) -> Result<(kiln::load::LoadedRecipe, kiln::render::RenderedBuild), Outcome> {
-    let recipe = kiln::load::load_recipe(project, recipe).map_err(|d| {
-        eprintln!("{d}");
-        Outcome::Failed
-    })?;
-    let pins = match (kiln::pipeline::pins::locked(project, &recipe), when) {
-        (Ok(Some(p)), _) => p,
-        (Err(e), _) => {
-            eprintln!("error: {}", kiln::pipeline::chain(&e));
-            return Err(Outcome::Failed);
+    use kiln::pipeline::pins::{LockedRenderError, render_locked};
+    match render_locked(project, recipe, when) {
+        Ok(r) => {
+            if !r.pinned {
+                eprintln!(
+                    "note: `{}` is not pinned in kiln.lock; FROM lines keep their tags (run `kiln resolve`)",
+                    r.recipe.name
+                );
+            }
+            Ok((r.recipe, r.rendered))
         }
-        (Ok(None), WhenUnpinned::Refuse) => {
-            eprintln!(
-                "error: `{}` is not pinned in kiln.lock; run `kiln resolve {}` first (a build never uses a moving tag)",
-                recipe.name, recipe.name
-            );
-            return Err(Outcome::Failed);
+        Err(LockedRenderError::Invalid(d)) => {
+            eprintln!("{d}");
+            Err(Outcome::Failed)
         }
-        (Ok(None), WhenUnpinned::KeepTags) => {
-            eprintln!(
-                "note: `{}` is not pinned in kiln.lock; FROM lines keep their tags (run `kiln resolve`)",
-                recipe.name
-            );
-            kiln::render::Pins::default()
+        Err(e) => {
+            report(&e);
+            Err(Outcome::Failed)
         }
-    };
-    let rendered = kiln::render::render(&recipe, &pins);
-    Ok((recipe, rendered))
+    }
 }

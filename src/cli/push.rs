@@ -161,12 +161,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             Outcome::Ok
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            super::report(&e);
             Outcome::Failed
         }
     }

@@ -7,7 +7,7 @@
 use kiln::project::Project;
 use kiln::record::{self, ChainedRecord, Selector, Store, provenance};
 
-use super::Outcome;
+use super::{Outcome, report};
 
 /// Arguments of `kiln records`.
 #[derive(Debug, clap::Args)]
@@ -27,16 +27,6 @@ pub struct Args {
     /// Show at most N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
-}
-
-/// Prints an error and its causes to stderr.
-pub fn report(e: &dyn std::error::Error) {
-    eprintln!("error: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
-    }
 }
 
 /// Opens the project's record database; `Ok(None)` when none exists yet (no

@@ -192,7 +192,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             Outcome::Failed
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            super::report(&e);
             if let PipelineError::Stage {
                 record: Some(r), ..
             } = &e

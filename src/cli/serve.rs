@@ -3,16 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use kiln::daemon::clock::SystemClock;
-use kiln::daemon::config::DaemonConfig;
-use kiln::daemon::pipeline_runner::PipelineRunnerImpl;
-use kiln::daemon::{DaemonOptions, DaemonState};
+use kiln::daemon::setup::{self, SetupError};
 use kiln::project::Project;
 
 use super::Outcome;
-use super::records::report;
+use super::report;
 
 /// Arguments of `kiln serve`.
 #[derive(Debug, clap::Args)]
@@ -25,67 +21,17 @@ pub struct Args {
     pub listen: Option<SocketAddr>,
 }
 
-/// Loads the config, binds, and serves until a shutdown signal.
+/// Starts the daemon ([`kiln::daemon::setup::open`]) and serves until a
+/// shutdown signal.
 pub async fn run(project: &Project, args: Args) -> Outcome {
-    let (path, explicit) = match args.config {
-        Some(p) => (p, true),
-        None => (project.dir("config").join("kiln.yaml"), false),
-    };
-    let config = if explicit || path.exists() {
-        match DaemonConfig::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                report(&e);
-                return Outcome::Usage;
-            }
-        }
-    } else {
-        tracing::warn!(path = %path.display(), "no daemon config; using defaults");
-        DaemonConfig::default()
-    };
-    if config.tokens.is_empty() {
-        tracing::warn!("no API tokens configured: every call but /healthz will be refused");
-    }
-    let listen = args.listen.unwrap_or(config.listen);
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
-            return Outcome::Failed;
-        }
-    };
-    let docker = match kiln::docker::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            report(&e);
-            return Outcome::Failed;
-        }
-    };
-    let registry = match kiln::registry::RegistryClient::new(config.registries.client_config()) {
-        Ok(r) => r,
-        Err(e) => {
-            report(&e);
-            return Outcome::Failed;
-        }
-    };
-    let pipeline = kiln::pipeline::Pipeline {
-        project: project.clone(),
-        docker,
-        registry,
-    };
-    let state = DaemonState::open(DaemonOptions {
-        database: kiln::record::db_path(project.root()),
-        project: project.clone(),
-        config,
-        config_path: path.exists().then_some(path),
-        runner: Arc::new(PipelineRunnerImpl::new(pipeline)),
-        clock: Arc::new(SystemClock),
-    });
-    let state = match state {
+    let (listener, state) = match setup::open(project, args.config.as_deref(), args.listen).await {
         Ok(s) => s,
         Err(e) => {
             report(&e);
-            return Outcome::Failed;
+            return match e {
+                SetupError::Config(_) => Outcome::Usage,
+                _ => Outcome::Failed,
+            };
         }
     };
     match kiln::daemon::serve(listener, state, kiln::shutdown::requested()).await {

@@ -24,16 +24,6 @@ pub struct Args {
     pub junit: Option<PathBuf>,
 }
 
-fn print_error(e: &dyn std::error::Error) {
-    eprint!("error: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        eprint!(": {s}");
-        source = s.source();
-    }
-    eprintln!();
-}
-
 /// Runs the recipe's test phase against the image; Ctrl-C removes the
 /// container before exiting.
 pub async fn run(project: &Project, args: Args) -> Outcome {
@@ -55,7 +45,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             match kiln::pipeline::tested_image::built_image(&docker, &recipe, &rendered).await {
                 Ok(i) => i,
                 Err(e) => {
-                    print_error(&e);
+                    super::report(&e);
                     return Outcome::Failed;
                 }
             }
@@ -72,7 +62,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     let report = match test_phase::test_image_until(&docker, &input, stop).await {
         Ok(r) => r,
         Err(e) => {
-            print_error(&e);
+            super::report(&e);
             return Outcome::Failed;
         }
     };

@@ -26,6 +26,7 @@ pub mod queue;
 pub mod run;
 pub mod runner;
 pub mod scheduler;
+pub mod setup;
 pub mod sse;
 mod state;
 pub mod worker;

@@ -8,12 +8,10 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::runner::{
-    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus, RunnerError,
-};
+use super::runner::{BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunnerError};
 use crate::build::BuildEvent;
 use crate::distribute::PushEvent;
-use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions};
+use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions, chain};
 use crate::record::Status;
 use crate::registry::{LookupScope, RegistryStats, ThrottleWait};
 
@@ -122,17 +120,12 @@ impl PipelineRunner for PipelineRunnerImpl {
         };
         match self.pipeline.run(&run.pipeline, &opts).await {
             Ok(s) => {
-                let status = if s.status == Status::UpToDate {
-                    RunStatus::UpToDate
-                } else {
-                    RunStatus::Passed
-                };
                 let summary = match &s.record {
                     Some(r) => format!("{} {}", r.record.build_id(), s.approved.join(" ")),
                     None => format!("up to date: {}", s.approved.join(" ")),
                 };
                 RunOutcome {
-                    status,
+                    status: s.status,
                     summary,
                     record_id: s.record.map(|r| r.record.id.to_string()),
                 }
@@ -140,27 +133,37 @@ impl PipelineRunner for PipelineRunnerImpl {
             Err(PipelineError::Cancelled { stage }) => {
                 log.stage_finished(stage.as_str(), false, "cancelled");
                 RunOutcome {
-                    status: RunStatus::Cancelled,
+                    status: Status::Cancelled,
                     summary: format!("cancelled during {stage}"),
                     record_id: None,
                 }
             }
             Err(PipelineError::Stage {
                 stage,
-                message,
+                source,
                 record,
             }) => {
+                let message = chain(&source);
                 log.stage_finished(stage.as_str(), false, message.clone());
                 RunOutcome {
-                    status: RunStatus::Failed,
+                    status: Status::Failed,
                     summary: format!("{stage}: {message}"),
                     record_id: record.map(|r| r.record.id.to_string()),
+                }
+            }
+            Err(e @ PipelineError::Unrecorded { stage, .. }) => {
+                let message = chain(&e);
+                log.stage_finished(stage.as_str(), false, message.clone());
+                RunOutcome {
+                    status: Status::Failed,
+                    summary: message,
+                    record_id: None,
                 }
             }
             Err(e) => {
                 log.line(e.to_string());
                 RunOutcome {
-                    status: RunStatus::Failed,
+                    status: Status::Failed,
                     summary: e.to_string(),
                     record_id: None,
                 }

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::runner::{EventKind, RunStatus};
+use super::runner::EventKind;
+use crate::record::Status;
 
 /// Where a run is in its life. `queued → running → {passed, failed,
 /// up_to_date, cancelled}`; a run a killed daemon left `running` becomes
@@ -64,13 +65,14 @@ impl RunState {
     }
 }
 
-impl From<RunStatus> for RunState {
-    fn from(s: RunStatus) -> RunState {
+/// A finished run's state is how its pipeline run ended.
+impl From<Status> for RunState {
+    fn from(s: Status) -> RunState {
         match s {
-            RunStatus::Passed => RunState::Passed,
-            RunStatus::Failed => RunState::Failed,
-            RunStatus::UpToDate => RunState::UpToDate,
-            RunStatus::Cancelled => RunState::Cancelled,
+            Status::Passed => RunState::Passed,
+            Status::Failed => RunState::Failed,
+            Status::UpToDate => RunState::UpToDate,
+            Status::Cancelled => RunState::Cancelled,
         }
     }
 }

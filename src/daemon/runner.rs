@@ -8,33 +8,27 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::record::Status;
 use crate::registry::RegistryStats;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// An error a runner reports for a check it could not make.
-pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How a pipeline run ended, as the runner reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Built, tested, pushed (verified) and recorded.
-    Passed,
-    /// A stage failed.
-    Failed,
-    /// Nothing to build: a passing record with the same inputs exists.
-    UpToDate,
-    /// Stopped through the cancellation token.
-    Cancelled,
+/// Why a runner could not make the [`PipelineRunner::needs_build`] check.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The pipeline's freshness check failed (load, resolve, render or the
+    /// record store).
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
 }
 
 /// What [`PipelineRunner::run`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
-    /// How it ended.
-    pub status: RunStatus,
+    /// How it ended: the same [`Status`] a record and `kiln run` report.
+    pub status: Status,
     /// One line for people (`pushed web:1.0.0-3`, `test: probe timed out`).
     pub summary: String,
     /// The record the run appended, if any.
@@ -68,7 +62,7 @@ pub enum BuildNeed {
 pub trait PipelineRunner: Send + Sync + 'static {
     /// Runs one pipeline end to end (load → … → record). Log lines and stage
     /// boundaries go to `log`; stop promptly once `cancel` fires and return
-    /// [`RunStatus::Cancelled`].
+    /// [`Status::Cancelled`].
     async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome;
 
     /// The cheap check before a scheduled refresh: check the parents (HEAD

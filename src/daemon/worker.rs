@@ -14,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{RunRow, RunState, StoredEvent};
 use super::runner::{
-    BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus,
+    BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest,
 };
 use super::state::{DaemonError, DaemonState, LiveEvent, LiveKind};
+use crate::pipeline::chain;
+use crate::record::Status;
 
 /// After the grace period and cancellation, how long runs get to return.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -190,17 +192,17 @@ async fn drive(
             Ok(BuildNeed::UpToDate) => {
                 sink.line("parents and inputs unchanged; nothing to build");
                 return RunOutcome {
-                    status: RunStatus::UpToDate,
+                    status: Status::UpToDate,
                     summary: "up to date: parents and inputs unchanged".into(),
                     record_id: None,
                 };
             }
             Ok(BuildNeed::Needed(reason)) => sink.line(format!("build needed: {reason}")),
             Err(e) => {
-                let summary = format!("checking dependencies failed: {e}");
+                let summary = format!("checking dependencies failed: {}", chain(&e));
                 sink.line(summary.clone());
                 return RunOutcome {
-                    status: RunStatus::Failed,
+                    status: Status::Failed,
                     summary,
                     record_id: None,
                 };

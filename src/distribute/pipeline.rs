@@ -72,6 +72,20 @@ pub(super) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// Queues `digest` for every target ([`Ctx::schedule`]).
+    pub(super) fn schedule_everywhere(
+        &self,
+        jobs: &mut FuturesUnordered<BlobFuture<'a>>,
+        tallies: &mut [Tally],
+        digest: &Digest,
+        size: u64,
+        src: Option<Source>,
+    ) {
+        for i in 0..self.sinks.len() {
+            self.schedule(jobs, tallies, i, digest, size, src.clone());
+        }
+    }
+
     /// Queues `digest` for target `i`, or counts it skipped when present.
     pub(super) fn schedule(
         &self,

@@ -43,15 +43,7 @@ pub async fn distribute(
 ) -> Result<PushedImage, DistributeError> {
     let tags = render_tags(req)?;
     let image = req.image.clone();
-    let docker_err = |operation, source| DistributeError::Docker {
-        operation,
-        image: image.clone(),
-        source,
-    };
-    let bad = |reason: String| DistributeError::BadImage {
-        image: image.clone(),
-        reason,
-    };
+    let bad = |reason: String| bad_image(&image, reason);
     let io_err = |what, source| DistributeError::Io {
         what,
         image: image.clone(),
@@ -62,24 +54,7 @@ pub async fn distribute(
         req.distribute.targets.iter().map(|t| Sink::open(t, client)),
     )
     .await?;
-    let inspect = docker
-        .inspect_image(&req.image)
-        .await
-        .map_err(|e| docker_err("inspect", e))?;
-    let image_id: Digest = inspect
-        .id
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| bad(format!("the daemon reports an unusable image id: {e}")))?;
-    let diff_ids: Vec<Digest> = inspect
-        .root_fs
-        .and_then(|r| r.layers)
-        .unwrap_or_default()
-        .iter()
-        .map(|l| l.parse())
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(format!("the daemon reports an unusable layer digest: {e}")))?;
+    let (image_id, diff_ids) = inspect(docker, &req.image).await?;
 
     // Plan: what is known without exporting, and what each target has.
     let key = compression_key(req.options.compression_level, req.options.adaptive);
@@ -88,32 +63,7 @@ pub async fn distribute(
         .as_deref()
         .map(BlobCache::load)
         .unwrap_or_default();
-    let parents = match &req.parent {
-        Some(p) => parent_layers(client, p).await.unwrap_or_else(|e| {
-            tracing::warn!(parent = %p, error = %e, "cannot read the parent's layers; compressing all layers");
-            Vec::new()
-        }),
-        None => Vec::new(),
-    };
-    let mut known: HashMap<Digest, Known> = HashMap::new();
-    for (i, d) in diff_ids.iter().enumerate() {
-        if let Some(p) = parents.get(i).filter(|p| &p.diff_id == d) {
-            known.insert(
-                d.clone(),
-                Known {
-                    digest: p.digest.clone(),
-                    size: p.size,
-                    from: req.parent.clone(),
-                },
-            );
-        } else if let Some(c) = cache.layer(&key, d) {
-            known.entry(d.clone()).or_insert(Known {
-                digest: c.digest.clone(),
-                size: c.size,
-                from: None,
-            });
-        }
-    }
+    let known = known_layers(client, req, &diff_ids, &cache, &key).await;
     let mut probe: Vec<Digest> = known.values().map(|k| k.digest.clone()).collect();
     probe.push(image_id.clone());
     let present =
@@ -124,14 +74,7 @@ pub async fn distribute(
         }
         v
     });
-    let need_local: HashSet<Digest> = unique
-        .iter()
-        .filter(|d| match known.get(*d) {
-            None => true,
-            Some(k) => k.from.is_none() && present.iter().any(|p| !p.contains(&k.digest)),
-        })
-        .cloned()
-        .collect();
+    let need_local = to_export(&unique, &known, &present);
     let mut config = cache.config(&image_id);
     let exported = !need_local.is_empty() || config.is_none();
 
@@ -169,32 +112,16 @@ pub async fn distribute(
     for d in &unique {
         if let Some(k) = known.get(d).filter(|_| !need_local.contains(d)) {
             layers.insert(d.clone(), (k.digest.clone(), k.size));
-            for i in 0..sinks.len() {
-                ctx.schedule(
-                    &mut jobs,
-                    &mut tallies,
-                    i,
-                    &k.digest,
-                    k.size,
-                    k.from.clone().map(Source::Remote),
-                );
-            }
+            let src = k.from.clone().map(Source::Remote);
+            ctx.schedule_everywhere(&mut jobs, &mut tallies, &k.digest, k.size, src);
         }
     }
     let mut fatal = None;
     let mut compressed = 0;
     if let Some(bytes) = &config {
         let file = config_file(bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
-        for i in 0..sinks.len() {
-            ctx.schedule(
-                &mut jobs,
-                &mut tallies,
-                i,
-                &image_id,
-                bytes.len() as u64,
-                Some(Source::File(file.clone())),
-            );
-        }
+        let (size, src) = (bytes.len() as u64, Some(Source::File(file)));
+        ctx.schedule_everywhere(&mut jobs, &mut tallies, &image_id, size, src);
     }
     let mut open = exported;
     while open || !jobs.is_empty() {
@@ -208,9 +135,8 @@ pub async fn distribute(
                 Some(Produced::Config(bytes)) => {
                     if config.is_none() {
                         let file = config_file(&bytes, &spool).map_err(|e| io_err("spooling the config", e))?;
-                        for i in 0..sinks.len() {
-                            ctx.schedule(&mut jobs, &mut tallies, i, &image_id, bytes.len() as u64, Some(Source::File(file.clone())));
-                        }
+                        let (size, src) = (bytes.len() as u64, Some(Source::File(file)));
+                        ctx.schedule_everywhere(&mut jobs, &mut tallies, &image_id, size, src);
                         config = Some(bytes);
                     }
                 }
@@ -223,25 +149,12 @@ pub async fn distribute(
                     cache.insert_layer(&key, diff_id.clone(), CachedBlob { digest: digest.clone(), size });
                     layers.insert(diff_id, (digest.clone(), size));
                     let file = Arc::new(file);
-                    for i in 0..sinks.len() {
-                        ctx.schedule(&mut jobs, &mut tallies, i, &digest, size, Some(Source::File(file.clone())));
-                    }
+                    ctx.schedule_everywhere(&mut jobs, &mut tallies, &digest, size, Some(Source::File(file)));
                 }
             },
-            Some((i, digest, result)) = jobs.next(), if !jobs.is_empty() => match result {
-                Ok(Done::Uploaded(bytes)) => {
-                    tallies[i].uploaded += 1;
-                    on_event(&PushEvent::BlobUploaded { repository: sinks[i].name(), digest, bytes });
-                }
-                Ok(Done::Mounted(from)) => {
-                    tallies[i].mounted += 1;
-                    on_event(&PushEvent::BlobMounted { repository: sinks[i].name(), digest, from });
-                }
-                Err(e) => {
-                    tracing::warn!(target = %sinks[i].name(), error = %e, "blob push failed");
-                    tallies[i].failed.get_or_insert(e);
-                }
-            },
+            Some((i, digest, result)) = jobs.next(), if !jobs.is_empty() => {
+                count_blob(&sinks[i], &mut tallies[i], digest, result, on_event);
+            }
         }
     }
     drop(jobs);
@@ -250,21 +163,7 @@ pub async fn distribute(
     }
     let config =
         config.ok_or_else(|| bad("the export has no config matching the image id".into()))?;
-    let blobs = diff_ids
-        .iter()
-        .map(|d| {
-            let (digest, size) = layers
-                .get(d)
-                .cloned()
-                .ok_or_else(|| bad(format!("the export has no layer {d}")))?;
-            Ok(LayerBlob {
-                diff_id: d.clone(),
-                digest,
-                size,
-            })
-        })
-        .collect::<Result<Vec<_>, DistributeError>>()?;
-    let manifest = build_manifest(&config, &blobs);
+    let manifest = build_manifest(&config, &layer_blobs(&image, &diff_ids, &layers)?);
     if let Some(dir) = &req.state_dir {
         cache.insert_config(image_id.clone(), &config);
         cache.save(dir).map_err(|source| DistributeError::Cache {
@@ -282,29 +181,198 @@ pub async fn distribute(
         return Err(fail_all(sinks.len(), blob_failures));
     }
     let finals = tag_everywhere(&sinks, &tags, &manifest, on_event).await?;
-    let targets = sinks
+    Ok(PushedImage {
+        config_digest: image_id,
+        targets: pushed_targets(&sinks, &tallies, finals, &tags, &manifest.digest),
+        manifest_digest: manifest.digest,
+        exported,
+        layers_compressed: compressed,
+    })
+}
+
+/// Each target's outcome: the tags added, and whether the digest read back
+/// is the one pushed.
+fn pushed_targets(
+    sinks: &[Sink],
+    tallies: &[Tally],
+    finals: Vec<(Vec<String>, Digest)>,
+    tags: &[String],
+    pushed: &Digest,
+) -> Vec<PushedTarget> {
+    sinks
         .iter()
-        .zip(&tallies)
+        .zip(tallies)
         .zip(finals)
         .map(|((sink, tally), (tags_added, read_back))| PushedTarget {
             target: sink.target().clone(),
             registry_host: sink.host().to_string(),
             repository: sink.repository().to_string(),
-            tags: tags.clone(),
+            tags: tags.to_vec(),
             tags_added,
-            verified: read_back == manifest.digest,
+            verified: &read_back == pushed,
             manifest_digest: read_back,
             bytes_uploaded: tally.sent.load(Ordering::Relaxed),
             blobs_skipped: tally.skipped,
             blobs_uploaded: tally.uploaded,
             blobs_mounted: tally.mounted,
         })
-        .collect();
-    Ok(PushedImage {
-        config_digest: image_id,
-        manifest_digest: manifest.digest,
-        exported,
-        layers_compressed: compressed,
-        targets,
-    })
+        .collect()
+}
+
+/// Counts one finished blob job of a target (a failure is kept, and fails
+/// the target before any tag).
+fn count_blob(
+    sink: &Sink,
+    tally: &mut Tally,
+    digest: Digest,
+    result: Result<Done, DistributeError>,
+    on_event: &(dyn Fn(&PushEvent) + Send + Sync),
+) {
+    let repository = sink.name();
+    match result {
+        Ok(Done::Uploaded(bytes)) => {
+            tally.uploaded += 1;
+            on_event(&PushEvent::BlobUploaded {
+                repository,
+                digest,
+                bytes,
+            });
+        }
+        Ok(Done::Mounted(from)) => {
+            tally.mounted += 1;
+            on_event(&PushEvent::BlobMounted {
+                repository,
+                digest,
+                from,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(target = %repository, error = %e, "blob push failed");
+            tally.failed.get_or_insert(e);
+        }
+    }
+}
+
+fn bad_image(image: &str, reason: String) -> DistributeError {
+    DistributeError::BadImage {
+        image: image.to_string(),
+        reason,
+    }
+}
+
+/// The image id (its config digest) and layer diff ids, as the engine
+/// reports them.
+async fn inspect(
+    docker: &bollard::Docker,
+    image: &str,
+) -> Result<(Digest, Vec<Digest>), DistributeError> {
+    let inspect = docker
+        .inspect_image(image)
+        .await
+        .map_err(|source| DistributeError::Docker {
+            operation: "inspect",
+            image: image.to_string(),
+            source,
+        })?;
+    let image_id: Digest = inspect
+        .id
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| {
+            bad_image(
+                image,
+                format!("the daemon reports an unusable image id: {e}"),
+            )
+        })?;
+    let diff_ids: Vec<Digest> = inspect
+        .root_fs
+        .and_then(|r| r.layers)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| l.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            let reason = format!("the daemon reports an unusable layer digest: {e}");
+            bad_image(image, reason)
+        })?;
+    Ok((image_id, diff_ids))
+}
+
+/// Layers whose compressed form is known without exporting: the parent's
+/// (same diff id at the same position; mountable from the parent's
+/// repository), else the blob cache's for this compression `key`.
+async fn known_layers(
+    client: &RegistryClient,
+    req: &PushRequest,
+    diff_ids: &[Digest],
+    cache: &BlobCache,
+    key: &str,
+) -> HashMap<Digest, Known> {
+    let parents = match &req.parent {
+        Some(p) => parent_layers(client, p).await.unwrap_or_else(|e| {
+            tracing::warn!(parent = %p, error = %e, "cannot read the parent's layers; compressing all layers");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let mut known: HashMap<Digest, Known> = HashMap::new();
+    for (i, d) in diff_ids.iter().enumerate() {
+        if let Some(p) = parents.get(i).filter(|p| &p.diff_id == d) {
+            known.insert(
+                d.clone(),
+                Known {
+                    digest: p.digest.clone(),
+                    size: p.size,
+                    from: req.parent.clone(),
+                },
+            );
+        } else if let Some(c) = cache.layer(key, d) {
+            known.entry(d.clone()).or_insert(Known {
+                digest: c.digest.clone(),
+                size: c.size,
+                from: None,
+            });
+        }
+    }
+    known
+}
+
+/// The layers that must be exported and compressed: unknown ones, and
+/// cached ones (not the parent's) that some target lacks.
+fn to_export(
+    unique: &[Digest],
+    known: &HashMap<Digest, Known>,
+    present: &[HashSet<Digest>],
+) -> HashSet<Digest> {
+    unique
+        .iter()
+        .filter(|d| match known.get(*d) {
+            None => true,
+            Some(k) => k.from.is_none() && present.iter().any(|p| !p.contains(&k.digest)),
+        })
+        .cloned()
+        .collect()
+}
+
+/// The manifest's layers in image order, each as compressed and pushed.
+fn layer_blobs(
+    image: &str,
+    diff_ids: &[Digest],
+    layers: &HashMap<Digest, (Digest, u64)>,
+) -> Result<Vec<LayerBlob>, DistributeError> {
+    diff_ids
+        .iter()
+        .map(|d| {
+            let (digest, size) = layers
+                .get(d)
+                .cloned()
+                .ok_or_else(|| bad_image(image, format!("the export has no layer {d}")))?;
+            Ok(LayerBlob {
+                diff_id: d.clone(),
+                digest,
+                size,
+            })
+        })
+        .collect()
 }

@@ -119,6 +119,14 @@ pub struct ImportReport {
     pub components: Vec<String>,
 }
 
+/// Creates the folder an import writes into (`--out`), parents included.
+pub fn create_out_dir(dir: &Path) -> Result<(), ImportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ImportError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 /// Why an import wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {

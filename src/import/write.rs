@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::ImportError;
 use super::mapping::Plan;
+use crate::atomic_file;
 use crate::project::Project;
 
 /// Writes the plan's files and validates its recipes; returns the files
@@ -15,11 +16,13 @@ pub fn write_plan(project: &Project, plan: &Plan) -> Result<Vec<PathBuf>, Import
     let mut todo = Vec::new();
     for (rel, text) in &plan.files {
         let path = project.root().join(rel);
-        match std::fs::read_to_string(&path) {
+        if !path.exists() {
+            todo.push((rel, path, text));
+            continue;
+        }
+        match project.read(&path) {
             Ok(existing) if existing == *text => continue,
-            Ok(_) => return Err(ImportError::Exists(rel.clone())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => todo.push((rel, path, text)),
-            Err(source) => return Err(ImportError::Write { path, source }),
+            _ => return Err(ImportError::Exists(rel.clone())),
         }
     }
     let mut written = Vec::new();
@@ -27,7 +30,7 @@ pub fn write_plan(project: &Project, plan: &Plan) -> Result<Vec<PathBuf>, Import
         let result = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, text));
+            .and_then(|()| atomic_file::write(&path, text.as_bytes(), atomic_file::USER_FILE));
         if let Err(source) = result {
             undo(project, &written);
             return Err(ImportError::Write { path, source });

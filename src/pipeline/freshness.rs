@@ -3,7 +3,7 @@
 //! moved), compute the build key with the fresh pins, and look for a passing
 //! record with that key. No build, no lock change.
 
-use super::error::{PipelineError, chain};
+use super::error::{PipelineError, StageError};
 use super::events::Stage;
 use super::pins;
 use super::run::Pipeline;
@@ -47,14 +47,14 @@ impl Pipeline {
         scope: &LookupScope,
     ) -> Result<Freshness, PipelineError> {
         let loaded = load::load_recipe(&self.project, recipe)?;
-        let stage_err = |stage, message| PipelineError::Stage {
+        let stage_err = |stage, e: StageError| PipelineError::Stage {
             stage,
-            message,
+            source: e,
             record: None,
         };
         let fresh = pins::refreshed(&self.registry, &self.project, &loaded, scope)
             .await
-            .map_err(|e| stage_err(Stage::Resolve, chain(&e)))?;
+            .map_err(|e| stage_err(Stage::Resolve, e.into()))?;
         let mut fresh_pins = Pins::default();
         let mut moved = Vec::new();
         for f in &fresh {
@@ -69,13 +69,16 @@ impl Pipeline {
         let mut rendered = render::render(&loaded, &fresh_pins);
         crate::s3::fetch_objects(&mut rendered)
             .await
-            .map_err(|e| stage_err(Stage::Render, chain(&e)))?;
+            .map_err(|e| stage_err(Stage::Render, StageError::S3(Box::new(e))))?;
         let mut request = BuildRequest::for_recipe(&loaded);
         request.state_dir = Some(record::state_dir(self.project.root()));
         let key = tokio::task::spawn_blocking(move || build::prepare(&rendered, &request))
             .await
-            .map_err(|e| stage_err(Stage::Render, e.to_string()))?
-            .map_err(|e| stage_err(Stage::Render, chain(&e)))?
+            .map_err(|source| {
+                let what = "preparing the build context";
+                stage_err(Stage::Render, StageError::Task { what, source })
+            })?
+            .map_err(|e| stage_err(Stage::Render, e.into()))?
             .build_key
             .digest;
         let db = record::db_path(self.project.root());
@@ -87,8 +90,11 @@ impl Pipeline {
             Store::open(&db)?.latest_passing_with_key(&name, &k)
         })
         .await
-        .map_err(|e| stage_err(Stage::Record, e.to_string()))?
-        .map_err(|e| stage_err(Stage::Record, chain(&e)))?;
+        .map_err(|source| {
+            let what = "the record store task";
+            stage_err(Stage::Record, StageError::Task { what, source })
+        })?
+        .map_err(|e| stage_err(Stage::Record, e.into()))?;
         let passing = passing.filter(|r| super::record_of::same_run_inputs(&r.record, &loaded));
         Ok(match passing {
             Some(_) => Freshness::UpToDate { build_key: key },

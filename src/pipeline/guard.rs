@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::error::{PipelineError, chain};
+use super::error::{PipelineError, StageError};
 use super::events::{PipelineEvent, Stage};
 use super::record_of::{self, Outputs};
 use super::run::RunOptions;
@@ -74,9 +74,9 @@ pub(super) async fn enter(
     opts: &RunOptions,
 ) -> Result<HeldLock, PipelineError> {
     let notice = |line| (opts.events)(PipelineEvent::Notice(line));
-    let stage_error = |stage, message| PipelineError::Stage {
+    let stage_error = |stage, source| PipelineError::Stage {
         stage,
-        message,
+        source,
         record: None,
     };
     let lock = match lock_recipe(root, recipe, &opts.cancel, notice).await {
@@ -84,16 +84,19 @@ pub(super) async fn enter(
         Err(GuardError::Cancelled { .. }) => {
             return Err(PipelineError::Cancelled { stage: Stage::Load });
         }
-        Err(e) => return Err(stage_error(Stage::Load, chain(&e))),
+        Err(e) => return Err(stage_error(Stage::Load, e.into())),
     };
     let (root, name) = (root.to_path_buf(), recipe.to_string());
     match tokio::task::spawn_blocking(move || reconcile(&root, &name)).await {
         Ok(Ok(Some(note))) => notice(note),
         Ok(Ok(None)) => {}
-        Ok(Err(e)) => return Err(stage_error(Stage::Record, chain(&e))),
-        Err(e) => {
-            let message = format!("reconciling the push journal failed: {e}");
-            return Err(stage_error(Stage::Record, message));
+        Ok(Err(e)) => return Err(stage_error(Stage::Record, e.into())),
+        Err(source) => {
+            let what = "reconciling the push journal";
+            return Err(stage_error(
+                Stage::Record,
+                StageError::Task { what, source },
+            ));
         }
     }
     Ok(lock)

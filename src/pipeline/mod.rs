@@ -13,7 +13,7 @@ mod record_of;
 mod run;
 pub mod tested_image;
 
-pub use error::{PipelineError, chain};
+pub use error::{PipelineError, StageError, chain};
 pub use events::{EventSink, PipelineEvent, Stage, discard};
 pub use freshness::Freshness;
 pub use guard::{GuardError, ReconcileError};

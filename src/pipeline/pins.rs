@@ -234,3 +234,100 @@ pub async fn refresh_lock(
     }
     Ok((pins, images))
 }
+
+/// What [`render_locked`] does when `kiln.lock` lacks a recipe's parents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenUnpinned {
+    /// Fail: a build never uses a moving tag (`kiln build`).
+    Refuse,
+    /// Render with the tags as written (`kiln render`, `kiln test`); the
+    /// caller says so.
+    KeepTags,
+}
+
+/// Why [`render_locked`] rendered nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockedRenderError {
+    /// The recipe, its components or its template are invalid.
+    #[error("{0}")]
+    Invalid(crate::diagnostic::Diagnostics),
+    /// The lock cannot be used.
+    #[error(transparent)]
+    Lock(#[from] LockProblem),
+    /// The lock lacks the recipe's parents and [`WhenUnpinned::Refuse`].
+    #[error(
+        "`{recipe}` is not pinned in kiln.lock; run `kiln resolve {recipe}` first (a build never uses a moving tag)"
+    )]
+    Unpinned {
+        /// The pipeline.
+        recipe: String,
+    },
+}
+
+/// A recipe rendered with the pins of `kiln.lock`, without resolving.
+#[derive(Debug)]
+pub struct LockedRender {
+    /// The loaded recipe.
+    pub recipe: LoadedRecipe,
+    /// The render.
+    pub rendered: crate::render::RenderedBuild,
+    /// False when the lock lacked the parents and the `FROM` lines keep
+    /// their tags ([`WhenUnpinned::KeepTags`]).
+    pub pinned: bool,
+}
+
+/// Loads `recipe` (a name or path) and renders it with the lock's pins:
+/// the commands that build or test without resolving.
+pub fn render_locked(
+    project: &Project,
+    recipe: &str,
+    when: WhenUnpinned,
+) -> Result<LockedRender, LockedRenderError> {
+    let recipe = crate::load::load_recipe(project, recipe).map_err(LockedRenderError::Invalid)?;
+    let (pins, pinned) = match (locked(project, &recipe)?, when) {
+        (Some(p), _) => (p, true),
+        (None, WhenUnpinned::Refuse) => {
+            let recipe = recipe.name;
+            return Err(LockedRenderError::Unpinned { recipe });
+        }
+        (None, WhenUnpinned::KeepTags) => (Pins::default(), false),
+    };
+    let rendered = crate::render::render(&recipe, &pins);
+    Ok(LockedRender {
+        recipe,
+        rendered,
+        pinned,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repository's own example project (no kiln.lock is committed).
+    fn example() -> Project {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(!root.join(LOCK_FILE_NAME).exists());
+        Project::open(root).unwrap()
+    }
+
+    #[test]
+    fn an_unpinned_recipe_is_refused_for_a_build() {
+        let e = render_locked(&example(), "hello-web", WhenUnpinned::Refuse).unwrap_err();
+        assert!(matches!(&e, LockedRenderError::Unpinned { recipe } if recipe == "hello-web"));
+    }
+
+    #[test]
+    fn an_unpinned_recipe_keeps_its_tags_when_asked() {
+        let r = render_locked(&example(), "hello-web", WhenUnpinned::KeepTags).unwrap();
+        assert!(!r.pinned);
+        assert_eq!(r.recipe.name, "hello-web");
+    }
+
+    #[test]
+    fn an_invalid_recipe_is_its_diagnostics() {
+        let e = render_locked(&example(), "no-such-recipe", WhenUnpinned::KeepTags).unwrap_err();
+        assert!(matches!(e, LockedRenderError::Invalid(_)));
+    }
+}

@@ -9,18 +9,19 @@ use bollard::Docker;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{PipelineError, chain};
+use super::error::{PipelineError, StageError, chain};
 use super::events::{EventSink, PipelineEvent, Stage};
 use super::record_of::{self, Outputs};
 use super::{guard, pins};
-use crate::build::{self, BuildError, BuildRequest, BuiltImage};
+use crate::build::{self, BuildError, BuildRequest, BuiltImage, Prepared};
+use crate::diagnostic::Diagnostics;
 use crate::digest::Digest;
 use crate::distribute::{self, PushOptions, PushRequest, PushedImage};
 use crate::load::{self, LoadedRecipe};
 use crate::project::Project;
-use crate::record::{self, ChainedRecord, Failure, Status, Store};
+use crate::record::{self, Allocation, ChainedRecord, Failure, Status, Store};
 use crate::registry::{LookupScope, RegistryClient};
-use crate::render;
+use crate::render::{self, Pins, RenderedBuild};
 use crate::test_phase::{self, TestReport};
 
 /// The services a run uses.
@@ -101,13 +102,14 @@ struct Run<'a> {
 async fn with_store<T: Send + 'static>(
     path: PathBuf,
     f: impl FnOnce(&mut Store) -> Result<T, record::RecordError> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&path).map_err(|e| chain(&e))?;
-        f(&mut store).map_err(|e| chain(&e))
-    })
-    .await
-    .map_err(|e| format!("record store task failed: {e}"))?
+) -> Result<T, StageError> {
+    tokio::task::spawn_blocking(move || f(&mut Store::open(&path)?))
+        .await
+        .map_err(|source| StageError::Task {
+            what: "the record store task",
+            source,
+        })?
+        .map_err(StageError::Store)
 }
 
 impl Pipeline {
@@ -156,7 +158,7 @@ impl Run<'_> {
     /// Begins a stage, or records the run as cancelled when it was.
     async fn start(&mut self, stage: Stage) -> Result<(), PipelineError> {
         if self.opts.cancel.is_cancelled() {
-            return Err(self.fail(stage, "cancelled".into()).await);
+            return Err(self.fail(stage, StageError::Cancelled).await);
         }
         self.begin(stage);
         Ok(())
@@ -180,20 +182,62 @@ impl Run<'_> {
         });
     }
 
+    /// The value, or the error recorded as `stage`'s failure.
+    async fn or_fail<T>(
+        &mut self,
+        stage: Stage,
+        r: Result<T, impl Into<StageError>>,
+    ) -> Result<T, PipelineError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.fail(stage, e.into()).await),
+        }
+    }
+
     /// Records the failure (allocating a build number for it) and returns
     /// the error.
-    async fn fail(&mut self, stage: Stage, message: String) -> PipelineError {
+    async fn fail(&mut self, stage: Stage, error: StageError) -> PipelineError {
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
         match with_store(self.pipeline.db_path(), move |s| {
             s.allocate(&name, &version)
         })
         .await
         {
-            Ok(a) => self.fail_allocated(stage, message, a).await,
-            Err(e) => PipelineError::Stage {
+            Ok(a) => self.fail_allocated(stage, error, a).await,
+            Err(e) => PipelineError::Unrecorded {
                 stage,
-                message: format!("{message} (and the failure could not be recorded: {e})"),
-                record: None,
+                failure: Box::new(error),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    async fn fail_allocated(
+        &mut self,
+        stage: Stage,
+        error: StageError,
+        allocation: Allocation,
+    ) -> PipelineError {
+        let status = if self.opts.cancel.is_cancelled() {
+            Status::Cancelled
+        } else {
+            Status::Failed
+        };
+        let failure = Failure {
+            stage: stage.as_str().to_string(),
+            message: chain(&error),
+        };
+        match self.append(status, Some(failure), allocation).await {
+            Ok(_) if status == Status::Cancelled => PipelineError::Cancelled { stage },
+            Ok(r) => PipelineError::Stage {
+                stage,
+                source: error,
+                record: Some(Box::new(r)),
+            },
+            Err(e) => PipelineError::Unrecorded {
+                stage,
+                failure: Box::new(error),
+                source: Box::new(e),
             },
         }
     }
@@ -202,8 +246,8 @@ impl Run<'_> {
         &self,
         status: Status,
         failure: Option<Failure>,
-        allocation: record::Allocation,
-    ) -> Result<ChainedRecord, String> {
+        allocation: Allocation,
+    ) -> Result<ChainedRecord, StageError> {
         let path = self.pipeline.db_path();
         let rec = record_of::record(
             &self.recipe,
@@ -218,18 +262,29 @@ impl Run<'_> {
         Ok(appended)
     }
 
+    /// The stages after load, in order; each step records its own failure.
     async fn go(mut self) -> Result<RunSummary, PipelineError> {
-        // Resolve.
+        let pins = self.resolve().await?;
+        let (rendered, request, prepared) = self.render(&pins).await?;
+        let key = prepared.build_key.digest.clone();
+        if let Some(approved) = self.up_to_date(&key).await? {
+            return Ok(self.summary(Status::UpToDate, key, None, None, approved));
+        }
+        let built = self.build(&rendered, request, prepared, &key).await?;
+        self.test(&rendered, &built.image_id).await?;
+        let allocation = self.distribute(&built.image_id).await?;
+        self.record(key, built.image_id, allocation).await
+    }
+
+    /// Pins the parents (the lock, or HEAD-first lookups for the daemon).
+    async fn resolve(&mut self) -> Result<Pins, PipelineError> {
         self.start(Stage::Resolve).await?;
         let (registry, project) = (&self.pipeline.registry, &self.pipeline.project);
         let resolved = match &self.opts.lookups {
             Some(scope) => pins::refresh_lock(registry, project, &self.recipe, scope).await,
             None => pins::ensure(registry, project, &self.recipe, self.opts.update_parents).await,
         };
-        let (pins, parents) = match resolved {
-            Ok(p) => p,
-            Err(e) => return Err(self.fail(Stage::Resolve, chain(&e)).await),
-        };
+        let (pins, parents) = self.or_fail(Stage::Resolve, resolved).await?;
         let note = parents
             .iter()
             .map(|p| p.pinned.to_string())
@@ -237,114 +292,104 @@ impl Run<'_> {
             .join(", ");
         self.outputs.parents = parents;
         self.finish(Stage::Resolve, note);
+        Ok(pins)
+    }
 
-        // Render and compute the build key.
+    /// Renders, scans the context and computes the build key.
+    async fn render(
+        &mut self,
+        pins: &Pins,
+    ) -> Result<(RenderedBuild, BuildRequest, Prepared), PipelineError> {
         self.start(Stage::Render).await?;
-        let mut rendered = render::render(&self.recipe, &pins);
+        let mut rendered = render::render(&self.recipe, pins);
         if let Err(e) = crate::s3::fetch_objects(&mut rendered).await {
-            return Err(self.fail(Stage::Render, chain(&e)).await);
+            return Err(self.fail(Stage::Render, StageError::S3(Box::new(e))).await);
         }
         let mut request = BuildRequest::for_recipe(&self.recipe);
         request.state_dir = Some(record::state_dir(self.pipeline.project.root()));
         request.tag = Some(format!("kiln/{}:{}", self.recipe.name, self.recipe.version));
         request.no_cache = self.opts.no_cache;
         request.cancel = self.opts.cancel.child_token();
-        let prepared = {
-            let (r, q) = (rendered.clone(), request.clone());
-            tokio::task::spawn_blocking(move || build::prepare(&r, &q)).await
-        };
-        let prepared = match prepared {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Err(self.fail(Stage::Render, chain(&e)).await),
-            Err(e) => return Err(self.fail(Stage::Render, e.to_string()).await),
-        };
-        let key = prepared.build_key.digest.clone();
+        let (r, q) = (rendered.clone(), request.clone());
+        let prepared = tokio::task::spawn_blocking(move || build::prepare(&r, &q))
+            .await
+            .map_err(|source| StageError::Task {
+                what: "preparing the build context",
+                source,
+            })
+            .and_then(|p| p.map_err(StageError::from));
+        let prepared = self.or_fail(Stage::Render, prepared).await?;
+        let key = &prepared.build_key.digest;
         self.outputs.build_key = Some(key.clone());
         self.finish(Stage::Render, format!("build key {}", key.short()));
+        Ok((rendered, request, prepared))
+    }
 
-        // Up to date: a passing, verified record with the same key and the
-        // same test and distribute settings.
+    /// The approved references of a passing, verified record with the same
+    /// key and the same test and distribute settings, if there is one.
+    async fn up_to_date(&mut self, key: &Digest) -> Result<Option<Vec<String>>, PipelineError> {
         let (name, k) = (self.recipe.name.clone(), key.clone());
-        let approved = with_store(self.pipeline.db_path(), move |s| {
+        let found = with_store(self.pipeline.db_path(), move |s| {
             s.latest_passing_with_key(&name, &k)
         })
-        .await;
-        match approved {
-            Ok(Some(rec)) if record_of::same_run_inputs(&rec.record, &self.recipe) => {
-                let approved = rec
-                    .record
-                    .targets
-                    .iter()
-                    .map(|t| t.pinned_reference())
-                    .collect();
-                return Ok(self.summary(Status::UpToDate, key, None, None, approved));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(self
-                    .fail(
-                        Stage::Record,
-                        format!("the record store cannot be read: {e}"),
-                    )
-                    .await);
-            }
-        }
+        .await
+        .map_err(|e| StageError::StoreRead(Box::new(e)));
+        let found = self.or_fail(Stage::Record, found).await?;
+        Ok(found
+            .filter(|rec| record_of::same_run_inputs(&rec.record, &self.recipe))
+            .map(|rec| {
+                let targets = rec.record.targets.iter();
+                targets.map(|t| t.pinned_reference()).collect()
+            }))
+    }
 
-        // Build.
+    /// Builds the prepared context (the one scanned for the key).
+    async fn build(
+        &mut self,
+        rendered: &RenderedBuild,
+        mut request: BuildRequest,
+        prepared: Prepared,
+        key: &Digest,
+    ) -> Result<BuiltImage, PipelineError> {
         self.start(Stage::Build).await?;
-        request.credentials =
-            match super::pull_credentials(&self.pipeline.registry, &rendered).await {
-                Ok(c) => c,
-                Err(e) => return Err(self.fail(Stage::Build, chain(&e)).await),
-            };
+        let credentials = super::pull_credentials(&self.pipeline.registry, rendered).await;
+        request.credentials = self.or_fail(Stage::Build, credentials).await?;
         let events = self.opts.events.clone();
-        // The context scanned for the key is the one that is built.
         let built = build::build_prepared(
             &self.pipeline.docker,
-            &rendered,
+            rendered,
             &request,
             prepared,
             &mut |e| events(PipelineEvent::Build(e)),
         )
         .await;
-        let built: BuiltImage = match built {
-            Ok(b) => b,
-            Err(BuildError::Cancelled { .. }) => {
-                self.opts.cancel.cancel();
-                return Err(self.fail(Stage::Build, "cancelled".into()).await);
-            }
-            Err(e) => return Err(self.fail(Stage::Build, chain(&e)).await),
-        };
+        if let Err(BuildError::Cancelled { .. }) = built {
+            self.opts.cancel.cancel();
+            return Err(self.fail(Stage::Build, StageError::Cancelled).await);
+        }
+        let built = self.or_fail(Stage::Build, built).await?;
         let note = if built.skipped {
-            format!(
-                "image {} exists (key {})",
-                short_id(&built.image_id),
-                key.short()
-            )
+            let id = short_id(&built.image_id);
+            format!("image {id} exists (key {})", key.short())
         } else {
             format!("image {}", short_id(&built.image_id))
         };
         self.finish(Stage::Build, note);
+        Ok(built)
+    }
 
-        // Test.
+    /// Runs the recipe's tests; a failed check fails the run.
+    async fn test(&mut self, rendered: &RenderedBuild, image: &str) -> Result<(), PipelineError> {
         self.start(Stage::Test).await?;
-        let input = match test_phase::TestInput::from_recipe(
-            &self.recipe,
-            &rendered,
-            built.image_id.clone(),
-        ) {
-            Ok(i) => i,
-            Err(d) => return Err(self.fail(Stage::Test, d.to_string()).await),
-        };
+        let input = test_phase::TestInput::from_recipe(&self.recipe, rendered, image)
+            .map_err(Diagnostics::from);
+        let input = self.or_fail(Stage::Test, input).await?;
         let cancel = self.opts.cancel.clone();
         let report = test_phase::test_image_until(&self.pipeline.docker, &input, async move {
             cancel.cancelled().await
         })
         .await;
-        let report = match report {
-            Ok(r) => r,
-            Err(e) => return Err(self.fail(Stage::Test, chain(&e)).await),
-        };
+        let report = self.or_fail(Stage::Test, report).await?;
         for c in &report.checks {
             self.emit(PipelineEvent::Check {
                 name: c.name.clone(),
@@ -352,125 +397,133 @@ impl Run<'_> {
                 detail: c.detail.clone(),
             });
         }
-        let passed = report.passed;
-        let summary_line = format!(
-            "{} of {} checks passed",
-            report.checks.iter().filter(|c| c.passed).count(),
-            report.checks.len()
-        );
+        let passed = report.checks.iter().filter(|c| c.passed).count();
+        let total = report.checks.len();
+        let ok = report.passed;
         self.outputs.tests = Some(report);
-        if !passed {
-            self.finish(Stage::Test, summary_line.clone());
-            return Err(self
-                .fail(Stage::Test, format!("tests failed: {summary_line}"))
-                .await);
+        self.finish(Stage::Test, format!("{passed} of {total} checks passed"));
+        if !ok {
+            let error = StageError::TestsFailed { passed, total };
+            return Err(self.fail(Stage::Test, error).await);
         }
-        self.finish(Stage::Test, summary_line);
+        Ok(())
+    }
 
-        // Distribute.
+    /// Allocates the build number and pushes to every target (journalled
+    /// first, so a killed run's tags are found by the next run).
+    async fn distribute(&mut self, image: &str) -> Result<Allocation, PipelineError> {
         self.start(Stage::Distribute).await?;
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        let allocation = match with_store(self.pipeline.db_path(), move |s| {
+        let allocation = with_store(self.pipeline.db_path(), move |s| {
             s.allocate(&name, &version)
         })
-        .await
-        {
-            Ok(a) => a,
-            Err(e) => return Err(self.fail(Stage::Distribute, e).await),
-        };
-        if !self.recipe.distribute.targets.is_empty() {
-            let req = PushRequest {
-                image: built.image_id.clone(),
-                name: self.recipe.name.clone(),
-                version: self.recipe.version.clone(),
-                build: u64::from(allocation.build.build.0),
-                distribute: self.recipe.distribute.clone(),
-                parent: self.outputs.parents.first().map(|p| p.pinned.clone()),
-                state_dir: Some(record::state_dir(self.pipeline.project.root())),
-                options: PushOptions::default(),
-            };
-            let root = self.pipeline.project.root();
-            if let Err(e) = guard::journal(
-                root,
-                &self.recipe,
-                &allocation,
-                &self.outputs,
-                &req,
-                self.started_at,
-            ) {
-                let msg = format!("cannot write the push journal: {e}");
-                return Err(self
-                    .fail_allocated(Stage::Distribute, msg, allocation)
-                    .await);
-            }
-            let events = self.opts.events.clone();
-            let on_event = move |e: &distribute::PushEvent| events(PipelineEvent::Push(e.clone()));
-            let pushed = tokio::select! {
-                r = distribute::distribute(&self.pipeline.docker, &self.pipeline.registry, &req, &on_event) => r,
-                _ = self.opts.cancel.cancelled() => {
-                    let msg = format!("cancelled during the push; {}", guard::tags_may_exist(&req));
-                    return Err(self.fail_allocated(Stage::Distribute, msg, allocation).await);
-                }
-            };
-            match pushed {
-                Ok(p) => {
-                    let unverified: Vec<String> = p
-                        .targets
-                        .iter()
-                        .filter(|t| !t.verified)
-                        .map(|t| format!("{}/{}", t.registry_host, t.repository))
-                        .collect();
-                    let note = p
-                        .targets
-                        .iter()
-                        .map(|t| {
-                            format!("{}/{}@{}", t.registry_host, t.repository, t.manifest_digest)
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    self.outputs.pushed = Some(p);
-                    if !unverified.is_empty() {
-                        let msg = format!(
-                            "the pushed digest could not be verified at {}",
-                            unverified.join(", ")
-                        );
-                        return Err(self
-                            .fail_allocated(Stage::Distribute, msg, allocation)
-                            .await);
-                    }
-                    self.finish(Stage::Distribute, note);
-                }
-                Err(e) => {
-                    return Err(self
-                        .fail_allocated(Stage::Distribute, chain(&e), allocation)
-                        .await);
-                }
-            }
-        } else {
+        .await;
+        let allocation = self.or_fail(Stage::Distribute, allocation).await?;
+        if self.recipe.distribute.targets.is_empty() {
             self.finish(Stage::Distribute, "no targets".into());
+            return Ok(allocation);
         }
+        let req = self.push_request(image, &allocation);
+        let root = self.pipeline.project.root();
+        let journal = guard::journal(
+            root,
+            &self.recipe,
+            &allocation,
+            &self.outputs,
+            &req,
+            self.started_at,
+        );
+        if let Err(e) = journal {
+            let error = StageError::Journal(e);
+            return Err(self
+                .fail_allocated(Stage::Distribute, error, allocation)
+                .await);
+        }
+        let events = self.opts.events.clone();
+        let on_event = move |e: &distribute::PushEvent| events(PipelineEvent::Push(e.clone()));
+        let (docker, registry) = (&self.pipeline.docker, &self.pipeline.registry);
+        let pushed = tokio::select! {
+            r = distribute::distribute(docker, registry, &req, &on_event) => Some(r),
+            _ = self.opts.cancel.cancelled() => None,
+        };
+        let error = match pushed {
+            None => StageError::PushCancelled {
+                tags: guard::tags_may_exist(&req),
+            },
+            Some(Err(e)) => e.into(),
+            Some(Ok(p)) => match self.verified(p) {
+                Ok(note) => {
+                    self.finish(Stage::Distribute, note);
+                    return Ok(allocation);
+                }
+                Err(e) => e,
+            },
+        };
+        Err(self
+            .fail_allocated(Stage::Distribute, error, allocation)
+            .await)
+    }
 
-        // Record: once the pushes are verified the record is always written,
-        // cancelled or not.
+    fn push_request(&self, image: &str, allocation: &Allocation) -> PushRequest {
+        PushRequest {
+            image: image.to_string(),
+            name: self.recipe.name.clone(),
+            version: self.recipe.version.clone(),
+            build: u64::from(allocation.build.build.0),
+            distribute: self.recipe.distribute.clone(),
+            parent: self.outputs.parents.first().map(|p| p.pinned.clone()),
+            state_dir: Some(record::state_dir(self.pipeline.project.root())),
+            options: PushOptions::default(),
+        }
+    }
+
+    /// Keeps the pushes in the outputs; the stage note when every target
+    /// reported the digest that was pushed.
+    fn verified(&mut self, p: PushedImage) -> Result<String, StageError> {
+        let unverified: Vec<String> = p
+            .targets
+            .iter()
+            .filter(|t| !t.verified)
+            .map(|t| format!("{}/{}", t.registry_host, t.repository))
+            .collect();
+        let note = p
+            .targets
+            .iter()
+            .map(|t| format!("{}/{}@{}", t.registry_host, t.repository, t.manifest_digest))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.outputs.pushed = Some(p);
+        if unverified.is_empty() {
+            Ok(note)
+        } else {
+            Err(StageError::Unverified {
+                targets: unverified,
+            })
+        }
+    }
+
+    /// Appends the passing record: once the pushes are verified it is
+    /// always written, cancelled or not.
+    async fn record(
+        mut self,
+        key: Digest,
+        image: String,
+        allocation: Allocation,
+    ) -> Result<RunSummary, PipelineError> {
         self.begin(Stage::Record);
         let t = Instant::now();
         self.outputs.timings_ms.insert("record".into(), 0);
-        let rec = match self.append(Status::Passed, None, allocation).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(PipelineError::Stage {
-                    stage: Stage::Record,
-                    message: e,
-                    record: None,
-                });
-            }
-        };
+        let rec = self
+            .append(Status::Passed, None, allocation)
+            .await
+            .map_err(|source| PipelineError::Stage {
+                stage: Stage::Record,
+                source,
+                record: None,
+            })?;
         let approved = if rec.record.is_approvable() {
-            rec.record
-                .targets
-                .iter()
-                .map(|t| t.pinned_reference())
-                .collect()
+            let targets = rec.record.targets.iter();
+            targets.map(|t| t.pinned_reference()).collect()
         } else {
             Vec::new()
         };
@@ -480,46 +533,10 @@ impl Run<'_> {
             elapsed: t.elapsed(),
             note: rec.record.build_id().to_string(),
         });
-        let mut s = self.summary(
-            Status::Passed,
-            key,
-            Some(built.image_id),
-            Some(rec),
-            approved,
-        );
+        let mut s = self.summary(Status::Passed, key, Some(image), Some(rec), approved);
         s.tests = self.outputs.tests.take();
         s.pushed = self.outputs.pushed.take();
         Ok(s)
-    }
-
-    async fn fail_allocated(
-        &mut self,
-        stage: Stage,
-        message: String,
-        allocation: record::Allocation,
-    ) -> PipelineError {
-        let status = if self.opts.cancel.is_cancelled() {
-            Status::Cancelled
-        } else {
-            Status::Failed
-        };
-        let failure = Failure {
-            stage: stage.as_str().to_string(),
-            message: message.clone(),
-        };
-        match self.append(status, Some(failure), allocation).await {
-            Ok(_) if status == Status::Cancelled => PipelineError::Cancelled { stage },
-            Ok(r) => PipelineError::Stage {
-                stage,
-                message,
-                record: Some(Box::new(r)),
-            },
-            Err(e) => PipelineError::Stage {
-                stage,
-                message: format!("{message} (and the failure could not be recorded: {e})"),
-                record: None,
-            },
-        }
     }
 
     fn summary(

@@ -205,9 +205,8 @@ impl AuthState {
             (Some(h), None) => h.to_string(),
             _ => String::new(),
         };
-        let plain_ok = super::config::scheme_for(&realm_host, config)
-            == super::config::Scheme::Http
-            || url.host_str().is_some_and(super::config::is_loopback_host);
+        let plain_ok =
+            super::config::scheme_for(&realm_host, config) == super::config::Scheme::Http;
         if url.scheme() != "https" && !(url.scheme() == "http" && plain_ok) {
             return Err(RegistryError::BadRealm {
                 registry: registry.to_string(),

@@ -421,6 +421,20 @@ mod tests {
         assert!(parse_error_envelope(b"").is_empty());
     }
 
+    /// Why the envelope is not `oci_spec::distribution::ErrorResponse`: its
+    /// closed `ErrorCode` refuses the whole envelope over one code outside
+    /// the spec's list (Docker's `MANIFEST_UNVERIFIED`, a vendor's), and the
+    /// message with it. When this fails, oci-spec keeps unknown codes and
+    /// the hand-written envelope can go.
+    #[test]
+    fn oci_spec_drops_an_envelope_with_a_docker_code_that_we_keep() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNVERIFIED","message":"signature invalid"}]}"#;
+        assert!(serde_json::from_slice::<oci_spec::distribution::ErrorResponse>(body).is_err());
+        let ours = parse_error_envelope(body);
+        assert_eq!(ours[0].code, ErrorCode::ManifestUnverified);
+        assert_eq!(ours[0].message, "signature invalid");
+    }
+
     #[test]
     fn codes_round_trip() {
         for c in ["TOOMANYREQUESTS", "UNAUTHORIZED", "NAME_UNKNOWN", "DENIED"] {

@@ -13,9 +13,10 @@ use kiln::daemon::clock::Clock;
 use kiln::daemon::config::{DaemonConfig, TokenEntry};
 use kiln::daemon::run::{RunRow, RunState};
 use kiln::daemon::runner::{
-    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus, RunnerError,
+    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunnerError,
 };
 use kiln::daemon::{DaemonError, DaemonOptions, DaemonState};
+use kiln::record::Status;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +75,7 @@ impl PipelineRunner for FakeRunner {
                 p = self.gate.acquire() => p.unwrap().forget(),
                 () = cancel.cancelled() => {
                     log.stage_finished("build", false, "cancelled");
-                    return RunOutcome { status: RunStatus::Cancelled, summary: "cancelled".into(), record_id: None };
+                    return RunOutcome { status: Status::Cancelled, summary: "cancelled".into(), record_id: None };
                 }
             }
         }
@@ -82,11 +83,7 @@ impl PipelineRunner for FakeRunner {
         let ok = !self.fail.load(Ordering::SeqCst);
         log.stage_finished("build", ok, "");
         RunOutcome {
-            status: if ok {
-                RunStatus::Passed
-            } else {
-                RunStatus::Failed
-            },
+            status: if ok { Status::Passed } else { Status::Failed },
             summary: if ok {
                 "pushed".into()
             } else {

@@ -10,10 +10,10 @@ use kiln::daemon::clock::SystemClock;
 use kiln::daemon::queue::Enqueued;
 use kiln::daemon::run::{RunState, TriggerKind};
 use kiln::daemon::runner::{
-    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunStatus, RunnerError,
+    BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunnerError,
 };
 use kiln::daemon::{DaemonOptions, DaemonState};
-use kiln::record::Store;
+use kiln::record::{Status, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{config, project};
@@ -37,7 +37,7 @@ impl PipelineRunner for ChattyRunner {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         RunOutcome {
-            status: RunStatus::Passed,
+            status: Status::Passed,
             summary: "done".into(),
             record_id: None,
         }
