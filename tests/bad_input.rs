@@ -631,6 +631,18 @@ fn step_in(step: &str) -> tempfile::TempDir {
 }
 
 #[test]
+fn a_bucket_owner_on_a_project_document_is_refused_not_ignored() {
+    let dir = step_in(
+        "      - name: Nested\n        action: ExecuteDocument\n        inputs:\n          document: c.yaml\n          document-s3-bucket-owner: '123456789012'\n",
+    );
+    assert_error(
+        dir.path(),
+        "components/c.yaml:",
+        &["document-s3-bucket-owner", "applies to a document in S3"],
+    );
+}
+
+#[test]
 fn reboot_is_refused_with_the_reason() {
     let dir = step_in(
         "      - name: Restart\n        action: Reboot\n        inputs:\n          delaySeconds: 60\n",

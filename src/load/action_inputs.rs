@@ -389,6 +389,11 @@ pub struct ExecuteDocumentInput {
     /// Parameters of the nested document.
     #[serde(default)]
     pub parameters: Vec<DocumentParameter>,
+    /// Owner of the S3 bucket holding the document; AWSTOE checks it for S3
+    /// documents only, so kiln (which runs documents from the project)
+    /// refuses it rather than ignore it.
+    #[serde(default, rename = "document-s3-bucket-owner")]
+    pub document_s3_bucket_owner: Option<String>,
 }
 
 /// UpdateOS inputs.

@@ -150,6 +150,10 @@ fn nested_document(
         cx.near(at, "document", format!("step `{}` (ExecuteDocument): a loop cannot run a nested document; write one step per document", s.name.value));
         return None;
     }
+    if d.input.document_s3_bucket_owner.is_some() {
+        cx.near(at, "document-s3-bucket-owner", format!("step `{}` (ExecuteDocument): `document-s3-bucket-owner` applies to a document in S3; kiln runs nested documents from the project (components/ or a project path), so the owner check cannot apply: remove it", s.name.value));
+        return None;
+    }
     let known: BTreeMap<String, ()> = parameters
         .keys()
         .chain(constants.keys())

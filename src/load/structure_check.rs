@@ -455,6 +455,14 @@ containerRunOptions:
     }
 
     #[test]
+    fn an_empty_licence_files_list_is_an_empty_list() {
+        let text = "schemaVersion: 2.0.0\nlicenseTests:\n  - debian: true\n    files:\n";
+        let (t, w) = parse(p(), text).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(t.license_tests[0].files.is_empty());
+    }
+
+    #[test]
     fn reads_schema_2() {
         let (t, w) = parse(p(), V2).unwrap();
         assert!(w.is_empty(), "{w:?}");

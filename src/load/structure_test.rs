@@ -232,9 +232,14 @@ pub struct LicenseTest {
     /// Check every package under `/usr/share/doc` (Debian's copyright files).
     #[serde(default)]
     pub debian: bool,
-    /// More licence files to check.
-    #[serde(default)]
+    /// More licence files to check. An empty `files:` (YAML null) is an
+    /// empty list, as in CST's Go YAML decoder.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub files: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `containerRunOptions` (2.0.0): how command tests' containers run.
