@@ -113,7 +113,10 @@ fn blank_key(text: &str, line: u64, column: u64) -> Option<String> {
     for l in lines.iter_mut().skip(at + 1) {
         let trimmed = l.trim_start();
         let depth = l.len() - trimmed.len();
-        if !trimmed.is_empty() && !trimmed.starts_with('#') && depth <= indent {
+        // A block sequence may sit at the key's own indent (`env:\n- a`):
+        // its items are still the key's value.
+        let item_of_key = depth == indent && (trimmed == "-" || trimmed.starts_with("- "));
+        if !trimmed.is_empty() && !trimmed.starts_with('#') && depth <= indent && !item_of_key {
             break;
         }
         l.clear();
@@ -452,6 +455,20 @@ containerRunOptions:
 
     fn p() -> &'static Path {
         Path::new("t.yaml")
+    }
+
+    #[test]
+    fn an_unknown_key_with_a_sequence_at_its_own_indent_is_skipped_whole() {
+        let nested =
+            "schemaVersion: 2.0.0\nmetadataTest:\n  env:\n  - key: A\n    value: b\n  cmd: [sh]\n";
+        let (t, w) = parse(p(), nested).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, 3);
+        assert_eq!(t.metadata_test.unwrap().cmd, Some(vec!["sh".to_string()]));
+        let top = "schemaVersion: 2.0.0\nfooTests:\n- name: x\ncommandTests:\n- name: c\n  command: echo\n";
+        let (t, w) = parse(p(), top).unwrap();
+        assert_eq!((w.len(), w[0].line), (1, 2), "{w:?}");
+        assert_eq!(t.command_tests.len(), 1);
     }
 
     #[test]

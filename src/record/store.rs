@@ -72,6 +72,25 @@ impl std::fmt::Display for Selector {
     }
 }
 
+/// `PRAGMA journal_mode = WAL`. On a fresh file several first opens race for
+/// the exclusive lock the switch needs, and SQLite answers `SQLITE_BUSY` at
+/// once (the busy handler is not consulted), so the switch is retried for up
+/// to the busy timeout.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating file, parent folders and schema as needed) the database
     /// at `path`, in WAL mode, migrated to the current schema.
@@ -94,9 +113,7 @@ impl Store {
         let mut conn = Connection::open(&path).map_err(err("opening the database"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(err("setting the busy timeout"))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(err("switching to WAL mode"))?;
+        let mode = switch_to_wal(&conn).map_err(err("switching to WAL mode"))?;
         tracing::debug!(path = %path.display(), %mode, "opened record database");
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err("setting synchronous mode"))?;
