@@ -24,5 +24,6 @@ pub mod render;
 pub mod resolve;
 pub mod schedule;
 pub mod shutdown;
+pub mod sign;
 pub mod test_phase;
 pub mod yaml;

@@ -1,4 +1,4 @@
-//! `kiln serve [--config FILE] [--listen ADDR]`: the daemon, until SIGTERM or
+//! `kiln serve [--daemon-config FILE] [--listen ADDR]`: the daemon, until SIGTERM or
 //! Ctrl-C.
 
 use std::net::SocketAddr;
@@ -17,17 +17,18 @@ use super::records::report;
 /// Arguments of `kiln serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The daemon config (default: `config/kiln.yaml` in the project, if present).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// The daemon config (default: `config/kiln.yaml` in the project, if
+    /// present). Not the operator config (global `--config`).
+    #[arg(long = "daemon-config", value_name = "FILE")]
+    pub daemon_config: Option<PathBuf>,
     /// Listen here instead of the configured address (`127.0.0.1:0` picks a port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }
 
 /// Loads the config, binds, and serves until a shutdown signal.
-pub async fn run(project: &Project, args: Args) -> Outcome {
-    let (path, explicit) = match args.config {
+pub async fn run(project: &Project, args: Args, operator: kiln::sign::OperatorConfig) -> Outcome {
+    let (path, explicit) = match args.daemon_config {
         Some(p) => (p, true),
         None => (project.dir("config").join("kiln.yaml"), false),
     };
@@ -72,6 +73,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         project: project.clone(),
         docker,
         registry,
+        signing: operator.signing.map(Arc::new),
     };
     let state = DaemonState::open(DaemonOptions {
         database: kiln::record::db_path(project.root()),

@@ -32,6 +32,8 @@ pub struct Pipeline {
     pub docker: Docker,
     /// Registries (resolve and push).
     pub registry: RegistryClient,
+    /// The operator's signing key: with one, every verified push is signed.
+    pub signing: Option<std::sync::Arc<crate::sign::SigningKey>>,
 }
 
 /// How to run.
@@ -159,6 +161,30 @@ impl Run<'_> {
             return Err(self.fail(stage, "cancelled".into()).await);
         }
         self.begin(stage);
+        Ok(())
+    }
+
+    /// The sign stage, when a key is configured and something was pushed.
+    async fn sign(&mut self, allocation: &record::Allocation) -> Result<(), String> {
+        let (Some(key), Some(pushed)) = (&self.pipeline.signing, &self.outputs.pushed) else {
+            return Ok(());
+        };
+        let (key, pushed) = (key.clone(), pushed.clone());
+        self.begin(Stage::Sign);
+        let build = u64::from(allocation.build.build.0);
+        let (name, version) = (&self.recipe.name, self.recipe.version.to_string());
+        let (signed, note) = super::sign_stage::sign_pushed(
+            &self.pipeline.registry,
+            &key,
+            &pushed,
+            name,
+            &version,
+            build,
+        )
+        .await
+        .map_err(|e| chain(&e))?;
+        self.outputs.signatures = signed;
+        self.finish(Stage::Sign, note);
         Ok(())
     }
 
@@ -445,6 +471,10 @@ impl Run<'_> {
             }
         } else {
             self.finish(Stage::Distribute, "no targets".into());
+        }
+
+        if let Err(e) = self.sign(&allocation).await {
+            return Err(self.fail_allocated(Stage::Sign, e, allocation).await);
         }
 
         // Record: once the pushes are verified the record is always written,
