@@ -27,5 +27,6 @@ pub mod resolve;
 pub mod s3;
 pub mod schedule;
 pub mod shutdown;
+pub mod sign;
 pub mod test_phase;
 pub mod yaml;

@@ -80,6 +80,12 @@ fn unknown_field_hint(message: &str) -> Option<String> {
         .or_else(|| message.split_once("unknown variant `"))?
         .1;
     let (field, rest) = rest.split_once('`')?;
+    if field == "signing" {
+        return Some(
+            "a signing key belongs in the operator config (`--config` / `KILN_CONFIG`), never in a project file"
+                .into(),
+        );
+    }
     let list = rest
         .split_once("expected one of ")
         .or_else(|| rest.split_once("expected "))

@@ -132,8 +132,11 @@ fn project_files_are_read_only_through_project_read() {
     // docker credentials, the git checkout, /proc; or the build context,
     // which `Project::confined` checked as a folder before it is scanned; or
     // the CloudFormation/Terraform/CLI JSON files `kiln import` is given on
-    // its command line, which belong to no project.
+    // its command line, which belong to no project; or the operator config
+    // and its signing key, which must live outside every project.
     let allowed = [
+        "src/sign/config.rs",
+        "src/sign/key.rs",
         "src/import/mod.rs",
         "src/import/terraform.rs",
         "src/project.rs",

@@ -24,6 +24,7 @@ async fn pipeline(dir: &Path) -> Pipeline {
         project: Project::open(dir).unwrap(),
         docker: s.docker().await,
         registry: RegistryClient::with_defaults().unwrap(),
+        signing: None,
     }
 }
 
@@ -406,6 +407,7 @@ async fn a_parent_in_a_private_registry_is_pulled_with_the_resolver_credentials(
     );
     let p = Pipeline {
         registry: RegistryClient::new(config).unwrap(),
+        signing: None,
         ..pipeline(dir.path()).await
     };
     let summary = p

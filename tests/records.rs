@@ -60,6 +60,7 @@ fn record(alloc: &Allocation) -> Record {
                 tags: vec![format!("{}-{}", b.version, b.build)],
                 manifest_digest: manifest.clone(),
                 verified: true,
+                signature: None,
             },
             PushedTarget {
                 target: Target::Ecr {
@@ -72,6 +73,7 @@ fn record(alloc: &Allocation) -> Record {
                 tags: vec![format!("{}-{}", b.version, b.build)],
                 manifest_digest: manifest,
                 verified: true,
+                signature: None,
             },
         ],
         tests: Some(TestSummary {

@@ -6,6 +6,7 @@ mod build;
 mod client;
 mod export;
 mod import;
+mod key;
 mod logs;
 mod push;
 mod records;
@@ -33,6 +34,10 @@ pub struct Cli {
     /// Project folder holding recipes/, components/, dockerfiles/, config/.
     #[arg(long, global = true, default_value = ".", env = "KILN_PROJECT")]
     pub project: PathBuf,
+    /// Operator config (signing key), kept outside every project; default
+    /// `/etc/kiln/kiln.yaml` when it exists.
+    #[arg(long, global = true, env = "KILN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// More log output (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -79,6 +84,9 @@ pub enum Command {
     /// API token helpers.
     #[command(subcommand)]
     Token(token::Args),
+    /// Signing key helpers.
+    #[command(subcommand)]
+    Key(key::Args),
 }
 
 /// What a command ended with.
@@ -146,6 +154,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Runs(a) => return runs::run(a).await,
         Command::Logs(a) => return logs::run(a).await,
         Command::Token(a) => return token::run(a),
+        Command::Key(a) => return key::run(a),
         Command::Approved(a) if a.server.is_some() => return approved::remote(a).await,
         Command::Import(a) => return import::run(&cli.project, a).await,
         _ => {}
@@ -156,7 +165,10 @@ pub async fn run(cli: Cli) -> Outcome {
     };
     match cli.command {
         Command::Validate(a) => validate::run(&project, a),
-        Command::Run(a) => run::run(&project, a).await,
+        Command::Run(a) => match key::operator(cli.config.as_deref(), &project) {
+            Ok(op) => run::run(&project, a, op).await,
+            Err(o) => o,
+        },
         Command::Render(a) => render::run(&project, a),
         Command::Resolve(a) => resolve::run(&project, a).await,
         Command::Records(a) => records::run(&project, a),
@@ -164,14 +176,18 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Build(a) => build::run(&project, a).await,
         Command::Test(a) => test::run(&project, a).await,
         Command::Push(a) => push::run(&project, a).await,
-        Command::Serve(a) => serve::run(&project, a).await,
+        Command::Serve(a) => match key::operator(cli.config.as_deref(), &project) {
+            Ok(op) => serve::run(&project, a, op).await,
+            Err(o) => o,
+        },
         Command::Schedule(a) => schedule::run(&project, a),
         Command::Export(a) => export::run(&project, a),
         Command::Trigger(_)
         | Command::Runs(_)
         | Command::Logs(_)
         | Command::Token(_)
-        | Command::Import(_) => {
+        | Command::Import(_)
+        | Command::Key(_) => {
             unreachable!("handled before the project is opened")
         }
     }

@@ -137,7 +137,7 @@ fn print_summary(s: &RunSummary) {
 }
 
 /// Runs the pipeline.
-pub async fn run(project: &Project, args: Args) -> Outcome {
+pub async fn run(project: &Project, args: Args, operator: kiln::sign::OperatorConfig) -> Outcome {
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,
         Err(e) => {
@@ -156,6 +156,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         project: project.clone(),
         docker,
         registry,
+        signing: operator.signing.map(Arc::new),
     };
     let printer = Arc::new(Mutex::new(Printer {
         tty: std::io::stderr().is_terminal(),

@@ -1,4 +1,4 @@
-//! `kiln serve [--config FILE] [--listen ADDR]`: the daemon, until SIGTERM or
+//! `kiln serve [--daemon-config FILE] [--listen ADDR]`: the daemon, until SIGTERM or
 //! Ctrl-C.
 
 use std::net::SocketAddr;
@@ -13,9 +13,10 @@ use super::report;
 /// Arguments of `kiln serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The daemon config (default: `config/kiln.yaml` in the project, if present).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// The daemon config (default: `config/kiln.yaml` in the project, if
+    /// present). Not the operator config (global `--config`).
+    #[arg(long = "daemon-config", value_name = "FILE")]
+    pub daemon_config: Option<PathBuf>,
     /// Listen here instead of the configured address (`127.0.0.1:0` picks a port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -23,8 +24,15 @@ pub struct Args {
 
 /// Starts the daemon ([`kiln::daemon::setup::open`]) and serves until a
 /// shutdown signal.
-pub async fn run(project: &Project, args: Args) -> Outcome {
-    let (listener, state) = match setup::open(project, args.config.as_deref(), args.listen).await {
+pub async fn run(project: &Project, args: Args, operator: kiln::sign::OperatorConfig) -> Outcome {
+    let (listener, state) = match setup::open(
+        project,
+        args.daemon_config.as_deref(),
+        args.listen,
+        operator.signing,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             report(&e);

@@ -73,6 +73,7 @@ pub async fn open(
     project: &Project,
     config: Option<&Path>,
     listen: Option<SocketAddr>,
+    signing: Option<crate::sign::SigningKey>,
 ) -> Result<(TcpListener, DaemonState), SetupError> {
     let (config, config_path) = load_config(project, config)?;
     let addr = listen.unwrap_or(config.listen);
@@ -83,6 +84,7 @@ pub async fn open(
         project: project.clone(),
         docker: crate::docker::connect().await?,
         registry: RegistryClient::new(config.registries.client_config())?,
+        signing: signing.map(Arc::new),
     };
     let state = DaemonState::open(DaemonOptions {
         database: crate::record::db_path(project.root()),

@@ -81,6 +81,9 @@ pub enum StageError {
     /// Fetching S3Download objects into the build context (render).
     #[error(transparent)]
     S3(Box<crate::s3::S3Error>),
+    /// Signing the pushed digests (sign).
+    #[error(transparent)]
+    Sign(Box<crate::sign::attach::SignError>),
     /// Finding credentials for the build's pulls (build).
     #[error(transparent)]
     PullCredentials(#[from] RegistryError),

@@ -24,6 +24,8 @@ pub enum Stage {
     Test,
     /// Push and verify.
     Distribute,
+    /// Attach signatures to the pushed digests (only with a signing key).
+    Sign,
     /// Append the record.
     Record,
 }
@@ -38,6 +40,7 @@ impl Stage {
             Stage::Build => "build",
             Stage::Test => "test",
             Stage::Distribute => "distribute",
+            Stage::Sign => "sign",
             Stage::Record => "record",
         }
     }

@@ -1,5 +1,5 @@
 //! The pipeline: the only module that chains the stages
-//! (load → resolve → render → build → test → distribute → record). The CLI's
+//! (load → resolve → render → build → test → distribute → sign → record). The CLI's
 //! `kiln run` and the daemon call the same [`Pipeline::run`].
 
 mod error;
@@ -11,6 +11,7 @@ pub mod pins_many;
 mod pull_credentials;
 mod record_of;
 mod run;
+mod sign_stage;
 pub mod tested_image;
 
 pub use error::{PipelineError, StageError, chain};

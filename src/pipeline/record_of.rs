@@ -27,6 +27,8 @@ pub struct Outputs {
     pub tests: Option<TestReport>,
     /// Pushes.
     pub pushed: Option<PushedImage>,
+    /// Signatures attached by the sign stage.
+    pub signatures: Vec<super::sign_stage::Signed>,
     /// Stage timings.
     pub timings_ms: BTreeMap<String, u64>,
 }
@@ -116,6 +118,11 @@ pub fn record(
                 tags: t.tags.clone(),
                 manifest_digest: t.manifest_digest.clone(),
                 verified: t.verified,
+                signature: outputs
+                    .signatures
+                    .iter()
+                    .find(|(h, r, _)| *h == t.registry_host && *r == t.repository)
+                    .map(|(_, _, s)| format!("{}@{}", s.signature_ref, s.signature_manifest)),
             })
             .collect(),
         tests: outputs.tests.as_ref().map(|t| TestSummary {

@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub docker: Docker,
     /// Registries (resolve and push).
     pub registry: RegistryClient,
+    /// The operator's signing key: with one, every verified push is signed.
+    pub signing: Option<std::sync::Arc<crate::sign::SigningKey>>,
 }
 
 /// How to run.
@@ -164,6 +166,31 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The sign stage, when a key is configured and something was pushed:
+    /// every verified OCI target's digest gets a cosign signature.
+    async fn sign(&mut self, allocation: Allocation) -> Result<Allocation, PipelineError> {
+        let (Some(key), Some(pushed)) = (&self.pipeline.signing, &self.outputs.pushed) else {
+            return Ok(allocation);
+        };
+        let (key, pushed) = (key.clone(), pushed.clone());
+        self.start(Stage::Sign).await?;
+        let build = u64::from(allocation.build.build.0);
+        let (name, version) = (self.recipe.name.clone(), self.recipe.version.to_string());
+        let registry = &self.pipeline.registry;
+        match super::sign_stage::sign_pushed(registry, &key, &pushed, &name, &version, build).await
+        {
+            Ok((signed, note)) => {
+                self.outputs.signatures = signed;
+                self.finish(Stage::Sign, note);
+                Ok(allocation)
+            }
+            Err(e) => {
+                let error = StageError::Sign(Box::new(e));
+                Err(self.fail_allocated(Stage::Sign, error, allocation).await)
+            }
+        }
+    }
+
     fn begin(&mut self, stage: Stage) {
         self.stage_start = Instant::now();
         self.emit(PipelineEvent::StageStarted(stage));
@@ -273,6 +300,7 @@ impl Run<'_> {
         let built = self.build(&rendered, request, prepared, &key).await?;
         self.test(&rendered, &built.image_id).await?;
         let allocation = self.distribute(&built.image_id).await?;
+        let allocation = self.sign(allocation).await?;
         self.record(key, built.image_id, allocation).await
     }
 

@@ -52,6 +52,7 @@ pub fn passing(alloc: &Allocation) -> Record {
             tags: vec![format!("{}-{}", b.version, b.build)],
             manifest_digest: Digest::of(format!("manifest {b}").as_bytes()),
             verified: true,
+            signature: None,
         }],
         tests: Some(TestSummary {
             passed: true,

@@ -189,6 +189,11 @@ pub struct PushedTarget {
     pub manifest_digest: Digest,
     /// Whether the registry reported the same digest back.
     pub verified: bool,
+    /// The cosign signature attached to the digest,
+    /// `REGISTRY/REPOSITORY:sha256-<hex>.sig@sha256:…` (absent when unsigned,
+    /// so records written before signing hash the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl PushedTarget {

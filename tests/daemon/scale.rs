@@ -82,6 +82,7 @@ async fn daemon(
         project: Project::open(dir).unwrap(),
         docker: s.docker().await,
         registry: RegistryClient::with_defaults().unwrap(),
+        signing: None,
     };
     let runner = Arc::new(PipelineRunnerImpl::new(pipeline));
     serve_with(dir, Arc::new(SystemClock), runner, config(30)).await

@@ -33,6 +33,7 @@ pub async fn up_to_date(dir: &Path) -> usize {
         project: project.clone(),
         docker: s.docker().await,
         registry,
+        signing: None,
     };
     let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
     let scope = LookupScope::now();
@@ -79,6 +80,7 @@ fn passing(r: &LoadedRecipe, a: kiln::record::Allocation, key: Digest, registry:
             tags: vec!["1.0.0-1".into()],
             manifest_digest: Digest::of(r.name.as_bytes()),
             verified: true,
+            signature: None,
         }],
         tests: Some(TestSummary {
             passed: true,

@@ -1,0 +1,15 @@
+//! Signing: the operator config that names kiln's signing key (outside every
+//! project), the ECDSA P-256 key itself, and cosign-compatible image
+//! signatures pushed after a verified distribute.
+//!
+//! **Invariant:** the private key never leaves the process: it is read from
+//! the operator's key file, never from a project file, never logged, never
+//! sent anywhere; only signatures and the public key leave.
+
+pub mod attach;
+pub mod config;
+pub mod cosign;
+pub mod key;
+
+pub use config::{OperatorConfig, OperatorConfigError};
+pub use key::{KeyError, SigningKey};
