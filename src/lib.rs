@@ -16,6 +16,7 @@ pub mod export;
 pub mod file_lock;
 pub mod import;
 pub mod load;
+pub mod operator;
 pub mod pipeline;
 pub mod project;
 pub mod record;

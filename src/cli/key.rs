@@ -42,9 +42,9 @@ pub fn run(args: Args) -> Outcome {
 pub fn operator(
     explicit: Option<&std::path::Path>,
     project: &kiln::project::Project,
-) -> Result<kiln::sign::OperatorConfig, Outcome> {
-    let path = kiln::sign::OperatorConfig::locate(explicit);
-    kiln::sign::OperatorConfig::load(path.as_deref(), project.root()).map_err(|e| {
+) -> Result<kiln::operator::OperatorConfig, Outcome> {
+    let path = kiln::operator::OperatorConfig::locate(explicit);
+    kiln::operator::OperatorConfig::load(path.as_deref(), project.root()).map_err(|e| {
         super::report(&e);
         Outcome::Failed
     })

@@ -137,7 +137,11 @@ fn print_summary(s: &RunSummary) {
 }
 
 /// Runs the pipeline.
-pub async fn run(project: &Project, args: Args, operator: kiln::sign::OperatorConfig) -> Outcome {
+pub async fn run(
+    project: &Project,
+    args: Args,
+    operator: kiln::operator::OperatorConfig,
+) -> Outcome {
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,
         Err(e) => {

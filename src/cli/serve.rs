@@ -24,7 +24,11 @@ pub struct Args {
 
 /// Starts the daemon ([`kiln::daemon::setup::open`]) and serves until a
 /// shutdown signal.
-pub async fn run(project: &Project, args: Args, operator: kiln::sign::OperatorConfig) -> Outcome {
+pub async fn run(
+    project: &Project,
+    args: Args,
+    operator: kiln::operator::OperatorConfig,
+) -> Outcome {
     let (listener, state) = match setup::open(
         project,
         args.daemon_config.as_deref(),

@@ -1,4 +1,4 @@
-//! Signing: the operator config that names kiln's signing key (outside every
+//! Signing: kiln's signing key (named by the operator config, outside every
 //! project), the ECDSA P-256 key itself, and cosign-compatible image
 //! signatures pushed after a verified distribute.
 //!
@@ -7,9 +7,7 @@
 //! sent anywhere; only signatures and the public key leave.
 
 pub mod attach;
-pub mod config;
 pub mod cosign;
 pub mod key;
 
-pub use config::{OperatorConfig, OperatorConfigError};
 pub use key::{KeyError, SigningKey};

@@ -1,7 +1,9 @@
 //! The operator config (`--config PATH` / `KILN_CONFIG`, default
 //! `/etc/kiln/kiln.yaml` when it exists): settings that belong to whoever runs
 //! kiln, not to the recipes — for now the signing key. Read by the CLI and the
-//! daemon alike; strict YAML through [`crate::yaml`].
+//! daemon alike; strict YAML through [`crate::yaml`]. Each section (signing,
+//! policy, …) is decoded here and gets its own file under `src/operator/` when
+//! it grows logic of its own.
 //!
 //! The file and the key it names must lie outside the project folder: a key
 //! committed with the recipes would be a key anyone with the repository holds.
