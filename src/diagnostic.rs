@@ -5,6 +5,19 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// A named rule (`unknownComponent`, a policy key such as
+/// `allowedParents`): declared once as a `static`, referred to by address so
+/// a [`Diagnostic`] stays small.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rule(pub &'static str);
+
+impl Rule {
+    /// Its id, as `expectFailures` names it.
+    pub fn id(&self) -> &'static str {
+        self.0
+    }
+}
+
 /// One problem in one file, at one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -20,6 +33,10 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// The offending source line, shown under the message.
     pub snippet: Option<String>,
+    /// The rule this problem breaks (`unknownComponent`, a policy key such
+    /// as `allowedParents`), when it has a name: what a recipe test's
+    /// `expectFailures` matches.
+    pub rule: Option<&'static Rule>,
 }
 
 impl Diagnostic {
@@ -32,6 +49,7 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             snippet: None,
+            rule: None,
         }
     }
 
@@ -55,12 +73,19 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             snippet,
+            rule: None,
         }
     }
 
     /// Adds a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Names the rule this problem breaks.
+    pub fn with_rule(mut self, rule: &'static Rule) -> Self {
+        self.rule = Some(rule);
         self
     }
 
@@ -94,6 +119,9 @@ impl fmt::Display for Diagnostic {
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  = hint: {hint}")?;
+        }
+        if let Some(rule) = self.rule {
+            write!(f, "\n  = rule: {}", rule.id())?;
         }
         Ok(())
     }

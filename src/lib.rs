@@ -5,7 +5,9 @@
 //! only the pipeline module chains them. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod affected;
 pub mod atomic_file;
+pub mod branch;
 pub mod build;
 pub mod daemon;
 pub mod diagnostic;
@@ -14,11 +16,13 @@ pub mod distribute;
 pub mod docker;
 pub mod export;
 pub mod file_lock;
+pub mod findings;
 pub mod import;
 pub mod load;
 pub mod operator;
 pub mod pipeline;
 pub mod project;
+pub mod recipe_test;
 pub mod record;
 pub mod redact;
 pub mod reference;
@@ -26,6 +30,7 @@ pub mod registry;
 pub mod render;
 pub mod resolve;
 pub mod s3;
+pub mod sbom;
 pub mod schedule;
 pub mod shutdown;
 pub mod sign;

@@ -1,17 +1,26 @@
 //! The `kiln` command: parses arguments, sets up logging, runs one command of
-//! the library, and maps the outcome to an exit code (0 ok, 1 failed, 2 usage).
+//! the library, and maps the outcome to its documented exit code
+//! (`cli::output::Outcome`).
 
 mod cli;
 
 fn main() -> std::process::ExitCode {
-    let args = <cli::Cli as clap::Parser>::parse();
+    cli::output::quiet_broken_pipe_panics();
+    let args = match cli::parse() {
+        Ok(args) => args,
+        Err(outcome) => return outcome.into(),
+    };
     cli::init_tracing(args.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(1);
+            let failure = cli::output::Failure::message("cannot start the async runtime");
+            let failure = cli::output::Failure {
+                causes: vec![e.to_string()],
+                ..failure
+            };
+            return cli::output::print_failure(cli::Outcome::Failed, &failure).into();
         }
     };
-    runtime.block_on(cli::run(args)).into()
+    cli::output::finish(runtime.block_on(cli::run(args))).into()
 }

@@ -13,6 +13,9 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Project {
     root: PathBuf,
+    /// The operator's build policy (default builder, allowed secret
+    /// sources), applied when recipes load; not part of the folder.
+    build_policy: std::sync::Arc<crate::load::build_settings::BuildPolicy>,
 }
 
 /// Why a path given in a project file was refused or could not be read.
@@ -60,7 +63,22 @@ impl Project {
     /// Opens a project folder.
     pub fn open(root: impl AsRef<Path>) -> std::io::Result<Self> {
         let root = root.as_ref().canonicalize()?;
-        Ok(Project { root })
+        Ok(Project {
+            root,
+            build_policy: Default::default(),
+        })
+    }
+
+    /// This project with the operator's build policy (operator config
+    /// `build:`), which every recipe loaded through it follows.
+    pub fn with_build_policy(mut self, policy: crate::load::build_settings::BuildPolicy) -> Self {
+        self.build_policy = std::sync::Arc::new(policy);
+        self
+    }
+
+    /// The operator's build policy.
+    pub fn build_policy(&self) -> &crate::load::build_settings::BuildPolicy {
+        &self.build_policy
     }
 
     /// The canonical root.

@@ -44,12 +44,19 @@ pub fn decode<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, Diagn
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
         let raw = e.without_snippet().to_string();
-        let message = clean_message(&raw);
+        let mut message = clean_message(&raw);
+        let line_text = source.lines().nth((line as usize).saturating_sub(1));
+        if (message.starts_with("invalid ") || message.starts_with("expected "))
+            && let Some(key) = line_text.filter(|_| line > 0).and_then(key_of_line)
+        {
+            message = format!("`{key}`: {message}");
+        }
         let mut d = if line > 0 {
             Diagnostic::at(path, source, line, column, message.clone())
         } else {
             Diagnostic::file(path, message.clone())
         };
+        d = d.with_rule(&crate::load::rules::SCHEMA);
         if let Some(hint) = unknown_field_hint(&message) {
             d = d.with_hint(hint);
         } else if message.contains("alias") || message.contains("budget") {
@@ -59,6 +66,19 @@ pub fn decode<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, Diagn
         }
         d
     })
+}
+
+/// `port` of a YAML line `  - port: 80`: the field a positioned error is
+/// about (None for a line that is not `key: …`).
+pub fn key_of_line(line: &str) -> Option<&str> {
+    let t = line.trim_start();
+    let t = t.strip_prefix("- ").unwrap_or(t).trim_start();
+    let (key, _) = t.split_once(':')?;
+    let ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    ok.then_some(key)
 }
 
 /// Drops a trailing " at line X column Y" that the parser appends; the

@@ -81,13 +81,19 @@ fn http_clients_live_in_the_registry_the_daemon_client_and_the_test_probe() {
 fn the_server_framework_lives_in_the_daemon_api() {
     assert_only(
         "axum",
-        &["src/daemon/api.rs", "src/daemon/mod.rs"],
-        "only the API module knows HTTP; mod.rs calls axum::serve",
+        &[
+            "src/daemon/api.rs",
+            "src/daemon/page/",
+            "src/daemon/tls.rs",
+            "src/daemon/mod.rs",
+        ],
+        "only the API and the status page know HTTP; tls.rs is axum's listener; mod.rs calls axum::serve",
     );
     assert_only(
         "StatusCode",
         &[
             "src/daemon/api.rs",
+            "src/daemon/page/",
             "src/registry/",
             "src/test_phase/http.rs",
         ],
@@ -104,9 +110,12 @@ fn the_docker_api_is_driven_by_the_stages_that_need_it() {
             "src/build/",
             "src/test_phase/",
             "src/distribute/",
+            "src/sbom/export.rs",
             "src/pipeline/run.rs",
             "src/pipeline/tested_image.rs",
             "src/pipeline/pull_credentials.rs",
+            "src/pipeline/gate.rs",
+            "src/findings/",
         ],
         "connect, build, test, export; the pipeline passes the handle",
     );
@@ -126,6 +135,15 @@ fn ecr_is_reached_only_by_the_registry_and_the_push() {
 }
 
 #[test]
+fn kms_is_reached_only_by_the_kms_signer() {
+    assert_only(
+        "aws_sdk_kms",
+        &["src/sign/kms.rs"],
+        "the signing key's KMS backend",
+    );
+}
+
+#[test]
 fn project_files_are_read_only_through_project_read() {
     // Each allowed file reads something that is not a file named in the
     // project: kiln's own state, the lock kiln writes, the daemon config,
@@ -137,6 +155,7 @@ fn project_files_are_read_only_through_project_read() {
     let allowed = [
         "src/operator/mod.rs",
         "src/sign/key.rs",
+        "src/sign/public.rs",
         "src/import/mod.rs",
         "src/import/terraform.rs",
         "src/project.rs",

@@ -85,12 +85,12 @@ fn validate(root: &Path) -> (i32, String, String) {
     )
 }
 
-/// Asserts exit 1 and that stderr has `file:line:` plus every `needle`.
+/// Asserts exit 3 (validation failed) and that stderr has `file:line:` plus every `needle`.
 #[track_caller]
 fn assert_error(root: &Path, file_line: &str, needles: &[&str]) {
     let (code, stdout, stderr) = validate(root);
     let shown = format!("exit {code}\n--- stdout\n{stdout}--- stderr\n{stderr}");
-    assert_eq!(code, 1, "expected exit 1\n{shown}");
+    assert_eq!(code, 3, "expected exit 3\n{shown}");
     assert!(
         stderr.contains(file_line),
         "expected `{file_line}` in stderr\n{shown}"
@@ -523,7 +523,7 @@ fn unknown_recipe_name() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains("recipes/rr.yaml") && stderr.contains("did you mean `r`?"),
         "{stderr}"
@@ -543,7 +543,7 @@ fn all_errors_are_reported_not_just_the_first() {
         &COMPONENT.replace("ExecuteBash", "Reboot"),
     );
     let (code, _, stderr) = validate(dir.path());
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     for n in [
         "recipes/r.yaml:2:",
         "recipes/r.yaml:21:",
@@ -591,7 +591,7 @@ fn illegal_character_in_repository_is_an_error_not_a_hang() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{repo}: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "{repo}: {stderr}");
         for needle in [
             "recipes/r.yaml:3:",
             "invalid repository",
@@ -880,4 +880,99 @@ fn s3_upload_outside_the_test_phase_is_refused() {
         "components/c.yaml:11:",
         &["step `Put` (S3Upload): S3Upload runs in the test phase"],
     );
+}
+
+#[test]
+fn approval_is_required_or_none_and_promote_needs_it() {
+    let dir = recipe_with("distribute:\n", "distribute:\n  approval: maybe\n");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:16:",
+        &["`required` or `none`", "maybe"],
+    );
+    let dir = recipe_with(
+        "distribute:\n",
+        "distribute:\n  promote:\n    - oci: {registry: 127.0.0.1:5000, repository: prod/r}\n",
+    );
+    assert_error(dir.path(), "recipes/r.yaml:17:", &["approval: required"]);
+    let dir = recipe_with(
+        "distribute:\n",
+        "distribute:\n  approval: required\n  promote:\n    - ecr: {region: nowhere, repository: r}\n",
+    );
+    assert_error(dir.path(), "recipes/r.yaml:18:", &["invalid AWS region"]);
+}
+
+/// A value of the wrong shape names the field and what it accepts, never a
+/// Rust type (serde's "did not match any variant of untagged enum …").
+#[test]
+fn a_wrong_shape_names_the_field_and_what_it_accepts() {
+    let cases = [
+        (
+            "      - name: Each\n        action: ExecuteBash\n        loop:\n          forEach: 3\n        inputs:\n          commands: [echo]\n",
+            ["forEach", "a list of values, or a map {list, delimiter}"],
+        ),
+        (
+            "      - name: Make\n        action: CreateFile\n        inputs:\n          - path: /tmp/x\n            content: hi\n            overwrite: maybe\n",
+            ["overwrite", "true or false"],
+        ),
+        (
+            "      - name: Make\n        action: CreateFile\n        inputs:\n          - path: /tmp/x\n            content: [1, 2]\n",
+            ["`content` of input 1", "expected a string"],
+        ),
+    ];
+    for (step, needles) in cases {
+        let dir = step_in(step);
+        let (code, _, stderr) = validate(dir.path());
+        assert_eq!(code, 3, "{stderr}");
+        assert!(stderr.contains("components/c.yaml:1"), "{stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "expected `{n}` in\n{stderr}");
+        }
+        for leak in ["untagged", "ScalarValue", "CommandSpec", "variant"] {
+            assert!(!stderr.contains(leak), "`{leak}` leaked into\n{stderr}");
+        }
+    }
+    // A recipe's component parameter given as a list.
+    let dir = recipe_with("      Greeting: hi\n", "      Greeting: [hi, there]\n");
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:8:",
+        &[
+            "`Greeting`: invalid type: sequence, expected a single value (text, number or true/false)",
+        ],
+    );
+    let (_, _, stderr) = validate(dir.path());
+    assert!(!stderr.contains("untagged"), "{stderr}");
+}
+
+#[test]
+fn unknown_target_compression() {
+    let dir = recipe_with(
+        "repository: kiln/r}",
+        "repository: kiln/r, compression: lz4}",
+    );
+    assert_error(dir.path(), "recipes/r.yaml:18:", &["lz4", "gzip", "zstd"]);
+}
+
+#[test]
+fn targets_with_different_compressions() {
+    let dir = recipe_with(
+        "    - oci: {registry: 127.0.0.1:5000, repository: kiln/r}\n",
+        "    - oci: {registry: 127.0.0.1:5000, repository: kiln/r, compression: zstd}\n    - oci: {registry: 127.0.0.1:5000, repository: kiln/s}\n",
+    );
+    assert_error(
+        dir.path(),
+        "recipes/r.yaml:19:",
+        &["compression `gzip` differs from the first target's `zstd`"],
+    );
+}
+
+#[test]
+fn zstd_targets_are_valid() {
+    let dir = recipe_with(
+        "repository: kiln/r}",
+        "repository: kiln/r, compression: zstd}",
+    );
+    let (code, stdout, stderr) = validate(dir.path());
+    assert_eq!(code, 0, "{stdout}{stderr}");
 }

@@ -231,14 +231,14 @@ async fn bind_mounts_need_the_operator_and_stay_in_the_project() {
     let (_l, docker) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let project = project(dir.path(), &["bind-mounts.yaml"]);
-    // Not allowed (kiln's environment does not allow it): a positioned error
+    // Not allowed (the operator config does not allow it): a positioned error
     // before any container exists.
     let d = input(&project, IMAGE).unwrap_err().to_string();
     assert!(
         d.contains("tests/bind-mounts.yaml:3:1: containerRunOptions.bindMounts is not allowed"),
         "{d}"
     );
-    assert!(d.contains("KILN_TEST_ALLOW_BIND_MOUNTS=1"), "{d}");
+    assert!(d.contains("testContainers: {allowBindMounts: true}"), "{d}");
     assert_clean(&docker).await;
     let r = test_phase::test_image(&docker, &allowed_input(&project))
         .await
@@ -262,7 +262,7 @@ async fn privileged_needs_the_operator() {
         d.contains("tests/privileged.yaml:3:1: containerRunOptions.privileged is not allowed"),
         "{d}"
     );
-    assert!(d.contains("KILN_TEST_ALLOW_PRIVILEGED=1"), "{d}");
+    assert!(d.contains("testContainers: {allowPrivileged: true}"), "{d}");
     let r = test_phase::test_image(&docker, &allowed_input(&project))
         .await
         .unwrap();

@@ -1,27 +1,47 @@
 //! `kiln serve` as a separate process over the real pipeline (Docker,
 //! registry, moto), driven by the CLI (`trigger --wait`, `runs`, `logs`,
 //! `approved --server`, `token hash`), killed with SIGKILL in the middle of a
-//! run and restarted on the same SQLite state.
+//! run and restarted on the same SQLite state. The daemon's settings come
+//! from an operator config outside the project (`--config`).
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
 use support::example::test_containers_of;
+use support::serve_process::Daemon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kiln");
 
+/// A project folder and, outside it, the operator config (the shipped
+/// `deploy/kiln.yaml`, with the documented dev tokens).
+struct Project {
+    dir: tempfile::TempDir,
+    ops: tempfile::TempDir,
+}
+
+impl Project {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The operator config file.
+    fn config(&self) -> std::path::PathBuf {
+        self.ops.path().join("kiln.yaml")
+    }
+}
+
 /// A copy of the example project without its schedule, pushing to unique
 /// repositories.
-fn project() -> tempfile::TempDir {
+fn project() -> Project {
     support::services();
     let dir = tempfile::tempdir().unwrap();
+    let ops = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["recipes", "components", "dockerfiles", "config"] {
+    std::fs::copy(repo.join("deploy/kiln.yaml"), ops.path().join("kiln.yaml")).unwrap();
+    for sub in ["recipes", "components", "dockerfiles"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         for entry in std::fs::read_dir(repo.join(sub)).unwrap() {
             let entry = entry.unwrap();
@@ -34,7 +54,7 @@ fn project() -> tempfile::TempDir {
         &format!("repository: kiln-it/daemon-{}", support::nonce()),
     );
     std::fs::write(&recipe, &text[..text.find("schedule:").unwrap()]).unwrap();
-    dir
+    Project { dir, ops }
 }
 
 /// The stdout of a client command that must succeed.
@@ -63,56 +83,14 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A daemon process, killed when dropped (a failing test leaves none behind).
-struct Daemon(Child);
-
-impl Daemon {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// SIGKILL, like a crash.
-    fn kill(&mut self) -> std::io::Result<()> {
-        self.0.kill()?;
-        self.0.wait().map(drop)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `kiln serve --listen 127.0.0.1:0`; returns the daemon and its URL.
-fn serve(dir: &Path) -> (Daemon, String) {
-    let mut child = std::process::Command::new(BIN)
-        .args([
-            "--project",
-            dir.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("daemon exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-            let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit());
-            break format!("http://{addr}");
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (Daemon(child), url)
+/// Starts `kiln --project DIR --config OPS serve --listen 127.0.0.1:0`.
+fn serve(p: &Project) -> (Daemon, String) {
+    support::serve_process::serve(&[
+        "--project".as_ref(),
+        p.path().as_os_str(),
+        "--config".as_ref(),
+        p.config().as_os_str(),
+    ])
 }
 
 fn kiln(url: &str, token: &str) -> Command {
@@ -136,7 +114,7 @@ fn trigger(url: &str, pipeline: &str) -> String {
 #[test]
 fn the_cli_drives_a_daemon_that_survives_sigkill_mid_run() {
     let dir = project();
-    let (mut daemon, url) = serve(dir.path());
+    let (mut daemon, url) = serve(&dir);
 
     // A real run, end to end, through the daemon.
     let out = kiln(&url, "kiln-dev-trigger")
@@ -201,7 +179,7 @@ fn the_cli_drives_a_daemon_that_survives_sigkill_mid_run() {
 
     // Restart: the interrupted run is marked, its container removed, and a
     // retry runs to a passing record.
-    let (mut daemon, url) = serve(dir.path());
+    let (mut daemon, url) = serve(&dir);
     wait_until("the retry to finish", 180, || {
         runs(&url).as_array().unwrap().iter().any(|r| {
             r["retryOf"] == second.as_str() && r["status"] != "queued" && r["status"] != "running"
@@ -267,7 +245,7 @@ fn token_hash_prints_the_sha256_of_stdin() {
 #[test]
 fn a_second_kiln_serve_on_the_same_project_refuses_naming_the_first() {
     let dir = project();
-    let (mut first, _url) = serve(dir.path());
+    let (mut first, _url) = serve(&dir);
     let out = Command::new(BIN)
         .args(["--project", dir.path().to_str().unwrap()])
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -284,7 +262,7 @@ fn a_second_kiln_serve_on_the_same_project_refuses_naming_the_first() {
     );
     // The lock dies with its process: a restart after SIGKILL starts.
     first.kill().unwrap();
-    let (mut again, _) = serve(dir.path());
+    let (mut again, _) = serve(&dir);
     again.kill().unwrap();
 }
 
@@ -300,12 +278,12 @@ fn sigterm_to_kiln_serve_cancels_the_running_test_phase_and_cleans_up() {
         )
         .replace("timeoutSeconds: 30", "timeoutSeconds: 600");
     std::fs::write(&recipe, text).unwrap();
-    let config = dir.path().join("config/kiln.yaml");
+    let config = dir.config();
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("graceSeconds: 30", "graceSeconds: 1");
     std::fs::write(&config, text).unwrap();
-    let (mut daemon, url) = serve(dir.path());
+    let (mut daemon, url) = serve(&dir);
     trigger(&url, "hello-web");
     let pid = daemon.id();
     wait_until("a test container of the daemon", 300, || {
@@ -323,4 +301,67 @@ fn sigterm_to_kiln_serve_cancels_the_running_test_phase_and_cleans_up() {
     let records = store.list(Some("hello-web"), None).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].record.status, kiln::record::Status::Cancelled);
+}
+
+/// The recipe repository adds an admin token and drops the policy in its
+/// own `config/kiln.yaml`; the daemon runs with `--config` and neither
+/// counts: the token gets 401, and the operator's policy refuses the recipe
+/// at load (file:line and rule), before anything is built or recorded.
+#[test]
+fn a_token_or_a_looser_policy_in_the_project_changes_nothing_under_config() {
+    let dir = project();
+    let evil = "kiln-evil-admin";
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/kiln.yaml"),
+        format!(
+            "tokens:\n  - {{name: evil, role: admin, sha256: {}}}\npolicy: {{}}\n",
+            kiln::daemon::auth::hash_token(evil)
+        ),
+    )
+    .unwrap();
+    let ops = std::fs::read_to_string(dir.config()).unwrap();
+    let policy = "policy:\n  forbiddenActions: [ExecuteBash]\n";
+    std::fs::write(dir.config(), format!("{ops}{policy}")).unwrap();
+    let (_daemon, url) = serve(&dir);
+
+    assert_eq!(status_of(&url, "/v1/runs", evil), 401);
+    assert_eq!(status_of(&url, "/v1/runs", "kiln-dev-reader"), 200);
+    let out = kiln(&url, evil).args(["runs"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused the token"), "{stderr}");
+
+    let out = kiln(&url, "kiln-dev-trigger")
+        .args(["trigger", "hello-web", "--wait"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let runs = runs(&url);
+    let summary = runs[0]["summary"].as_str().unwrap_or_default().to_string();
+    assert!(
+        summary.contains("components/hello-site.yaml:31:17: policy `forbiddenActions`"),
+        "{runs}"
+    );
+    let store = kiln::record::Store::open(kiln::record::db_path(dir.path())).unwrap();
+    assert!(
+        store.list(Some("hello-web"), Some(10)).unwrap().is_empty(),
+        "nothing built, nothing recorded"
+    );
+}
+
+/// The HTTP status of `GET path` with `token`, read off the wire.
+fn status_of(url: &str, path: &str, token: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
 }

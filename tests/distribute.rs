@@ -467,3 +467,139 @@ fn timed_out(err: &DistributeError) -> bool {
         _ => false,
     }
 }
+
+/// A blob of a plain-HTTP registry, checked against its digest.
+async fn get_blob(registry: &str, repo: &str, digest: &str) -> Vec<u8> {
+    let bytes = reqwest::get(format!("http://{registry}/v2/{repo}/blobs/{digest}"))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(Digest::of(&bytes).to_string(), digest, "blob digest");
+    bytes.to_vec()
+}
+
+/// Reads the manifest tagged `tag` and checks every layer: its bytes hash to
+/// the descriptor's digest and size, and decompressed (by its media type)
+/// hash to the config's diff_id at the same position. Returns the layers'
+/// media types in order.
+async fn assert_layers_verify(registry: &str, repo: &str, tag: &str, image: &str) -> Vec<String> {
+    let manifest: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{registry}/v2/{repo}/manifests/{tag}"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    assert_eq!(config_digest, image, "the config is the daemon's image");
+    let config: serde_json::Value =
+        serde_json::from_slice(&get_blob(registry, repo, config_digest).await).unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len());
+    let mut types = Vec::new();
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        let bytes = get_blob(registry, repo, layer["digest"].as_str().unwrap()).await;
+        assert_eq!(layer["size"].as_u64(), Some(bytes.len() as u64));
+        let media = layer["mediaType"].as_str().unwrap().to_string();
+        let mut raw = Vec::new();
+        use std::io::Read;
+        match media.as_str() {
+            "application/vnd.oci.image.layer.v1.tar+gzip" => {
+                flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut raw)
+            }
+            "application/vnd.oci.image.layer.v1.tar+zstd" => {
+                zstd::stream::read::Decoder::new(&bytes[..])
+                    .unwrap()
+                    .read_to_end(&mut raw)
+            }
+            other => panic!("unexpected layer media type {other}"),
+        }
+        .unwrap();
+        assert_eq!(
+            Digest::of(&raw).to_string(),
+            diff_id.as_str().unwrap(),
+            "layer decompresses to the exported layer, in order"
+        );
+        types.push(media);
+    }
+    types
+}
+
+/// Builds an image with compressible layers of several sizes (the base's
+/// binaries copied: larger than one compression block, and small ones).
+fn build_compressible_image() -> String {
+    let s = services();
+    let dockerfile = format!(
+        "FROM {}\nRUN mkdir /c && for i in 1 2 3; do cp -r /bin /c/$i; done\nRUN echo small > /small\nRUN head -c 3m /dev/urandom > /random\nRUN echo {} > /marker\n",
+        s.base_image,
+        unique("m")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = run(Command::new("docker")
+        .args(["build", "-q", "--pull=false"])
+        .arg(dir.path()));
+    out.lines().last().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_and_zstd_pushes_list_layers_in_order_that_decompress_to_the_export() {
+    let s = services();
+    let image = build_compressible_image();
+    let mut pushed = Vec::new();
+    for compression in [kiln::load::Compression::Gzip, kiln::load::Compression::Zstd] {
+        let repo = unique("kiln/codec");
+        let state = tempfile::tempdir().unwrap();
+        let mut req = request(&image, vec![oci(&s.registry, &repo)], 1, state.path());
+        req.distribute.compression = compression;
+        let p = push(&req).await.expect("push");
+        assert!(p.targets[0].verified, "{p:?}");
+        let types = assert_layers_verify(&s.registry, &repo, "1.2.3-1", &image).await;
+        let want = match compression {
+            kiln::load::Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            kiln::load::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        };
+        assert!(types.iter().all(|t| t == want), "{types:?}");
+        pushed.push((p.manifest_digest, p.targets[0].bytes_uploaded));
+    }
+    assert_ne!(
+        pushed[0].0, pushed[1].0,
+        "zstd layers give another manifest"
+    );
+}
+
+/// Cancelling a push (dropping its future, as the pipeline does on Ctrl-C)
+/// after its first blob reached the registry tags nothing; a push run again
+/// completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_cancelled_mid_upload_tags_nothing() {
+    let s = services();
+    let image = build_image(&[6000, 6000, 6000, 6000]);
+    let repo = unique("kiln/cancel");
+    let state = tempfile::tempdir().unwrap();
+    let req = request(&image, vec![oci(&s.registry, &repo)], 1, state.path());
+    let client = RegistryClient::with_defaults().unwrap();
+    let docker = docker().await;
+    let uploaded = tokio::sync::Notify::new();
+    let on_event = |e: &PushEvent| {
+        if matches!(e, PushEvent::BlobUploaded { .. }) {
+            uploaded.notify_one();
+        }
+    };
+    tokio::select! {
+        r = distribute(&docker, &client, &req, &on_event) => panic!("the push ended before it was cancelled: {r:?}"),
+        () = uploaded.notified() => {}
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(head_digest(&s.registry, &repo, "1.2.3-1").await, None);
+    let again = push(&req).await.expect("the push runs again");
+    assert!(again.targets[0].verified);
+    assert_layers_verify(&s.registry, &repo, "1.2.3-1", &image).await;
+}

@@ -10,7 +10,6 @@ use std::path::Path;
 use kiln::digest::Digest;
 use kiln::distribute::DistributeError;
 use kiln::pipeline::{Pipeline, PipelineError, RunOptions, Stage, StageError, chain};
-use kiln::project::Project;
 use kiln::record::{Status, Store};
 use kiln::registry::{BasicCredentials, CredentialSource, RegistryClient, RegistryConfig};
 use support::example::{example_project, registry_tags};
@@ -19,13 +18,7 @@ use support::registry_process::RegistryProcess;
 use support::{nonce, services};
 
 async fn pipeline(dir: &Path) -> Pipeline {
-    let s = services();
-    Pipeline {
-        project: Project::open(dir).unwrap(),
-        docker: s.docker().await,
-        registry: RegistryClient::with_defaults().unwrap(),
-        signing: None,
-    }
+    support::example::pipeline_under(dir, Default::default()).await
 }
 
 async fn registry_digest(repo: &str, tag: &str) -> Option<Digest> {
@@ -408,6 +401,7 @@ async fn a_parent_in_a_private_registry_is_pulled_with_the_resolver_credentials(
     let p = Pipeline {
         registry: RegistryClient::new(config).unwrap(),
         signing: None,
+        governance: Default::default(),
         ..pipeline(dir.path()).await
     };
     let summary = p

@@ -61,6 +61,7 @@ fn record(alloc: &Allocation) -> Record {
                 manifest_digest: manifest.clone(),
                 verified: true,
                 signature: None,
+                attestations: None,
             },
             PushedTarget {
                 target: Target::Ecr {
@@ -74,8 +75,10 @@ fn record(alloc: &Allocation) -> Record {
                 manifest_digest: manifest,
                 verified: true,
                 signature: None,
+                attestations: None,
             },
         ],
+        promote: Vec::new(),
         tests: Some(TestSummary {
             passed: true,
             checks: 2,
@@ -83,10 +86,12 @@ fn record(alloc: &Allocation) -> Record {
             duration_ms: 900,
         }),
         timings_ms: BTreeMap::from([("build".into(), 4000)]),
+        findings: None,
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         failure: None,
         started_at: start,
         finished_at: start + Duration::seconds(30),
+        branch: None,
     }
 }
 
@@ -462,4 +467,257 @@ fn provenance_is_an_in_toto_slsa_statement() {
     assert!(shown.contains("no record `web:1.0.0-9`"), "{shown}");
     let (code, _, shown) = kiln(dir.path(), &["records", "--provenance", "web:1.0-1"]);
     assert_eq!(code, 2, "{shown}");
+}
+
+/// A key pair outside the project and an operator config naming the key.
+fn operator_key() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    ChainKeys,
+) {
+    let ops = tempfile::tempdir().unwrap();
+    let (key, public) = kiln::sign::SigningKey::generate(ops.path()).unwrap();
+    let config = ops.path().join("kiln.yaml");
+    std::fs::write(&config, format!("signing:\n  key: {}\n", key.display())).unwrap();
+    let signer = kiln::sign::SigningKey::load(&key).unwrap();
+    (
+        ops,
+        config,
+        public,
+        ChainKeys::signing(std::sync::Arc::new(signer)),
+    )
+}
+
+/// Rewrites the last record as a tamperer without the key would: triggers
+/// dropped, a forged digest in the JSON, hash and chain link recomputed so
+/// the chain alone is intact. Returns the forged digest.
+fn forge_last_record(path: &Path) -> String {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("DROP TRIGGER records_no_update")
+        .unwrap();
+    let (seq, json, prev): (i64, String, Option<String>) = conn
+        .query_row(
+            "SELECT seq, json, prev_hash FROM records ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let mut record: Record = serde_json::from_str(&json).unwrap();
+    let forged = Digest::of(b"attacker's image");
+    for t in &mut record.targets {
+        t.manifest_digest = forged.clone();
+    }
+    let json = canonical_json(&record).unwrap();
+    let hash = link_hash(prev.map(|p| p.parse().unwrap()).as_ref(), &json);
+    conn.execute(
+        "UPDATE records SET json = ?1, hash = ?2 WHERE seq = ?3",
+        rusqlite::params![json, hash.to_string(), seq],
+    )
+    .unwrap();
+    forged.to_string()
+}
+
+#[test]
+fn a_rewritten_last_record_fails_signed_verify_and_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ops, config, public, keys) = operator_key();
+    let mut store = Store::open(db_path(dir.path())).unwrap().with_keys(keys);
+    add(&mut store, "web", |_| {});
+    add(&mut store, "web", |_| {});
+    let cfg = config.to_str().unwrap();
+    let (code, stdout, shown) = kiln(dir.path(), &["--config", cfg, "records", "--verify"]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        stdout.starts_with("ok: 2 records") && stdout.contains("every entry signed by key sha256:"),
+        "{shown}"
+    );
+    let (code, before, shown) = kiln(dir.path(), &["--config", cfg, "approved", "web"]);
+    assert_eq!(code, 0, "{shown}");
+
+    let forged = forge_last_record(store.path());
+    // Without a key the chain alone cannot tell, and the output says why.
+    let (code, stdout, shown) = kiln(dir.path(), &["records", "--verify"]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        stdout.contains("signatures not checked: no signing key configured"),
+        "{shown}"
+    );
+
+    for key_args in [vec!["--config", cfg], vec![]] {
+        let mut args = key_args.clone();
+        args.extend(["records", "--verify"]);
+        if key_args.is_empty() {
+            args.extend(["--key", public.to_str().unwrap()]);
+        }
+        let (code, _, shown) = kiln(dir.path(), &args);
+        assert_eq!(code, 1, "{shown}");
+        assert!(
+            shown.contains("record #2 `web:1.0.0-2`") && shown.contains("carries no signature"),
+            "{shown}"
+        );
+        let mut args = key_args.clone();
+        args.extend(["approved", "web"]);
+        if key_args.is_empty() {
+            args.extend(["--key", public.to_str().unwrap()]);
+        }
+        let (code, stdout, shown) = kiln(dir.path(), &args);
+        assert_eq!(code, 1, "{shown}");
+        assert!(!stdout.contains(&forged) && stdout.is_empty(), "{shown}");
+        assert!(
+            shown.contains("record #2") && shown.contains("altered"),
+            "{shown}"
+        );
+    }
+    assert!(!before.contains(&forged));
+
+    // Copying a signature onto the forged hash does not help: it does not verify.
+    let conn = Connection::open(store.path()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO signatures (hash, key_id, signature) \
+         SELECT r.hash, s.key_id, s.signature FROM records r, signatures s \
+         WHERE r.seq = 2 AND s.hash = (SELECT hash FROM records WHERE seq = 1)",
+    )
+    .unwrap();
+    let (code, _, shown) = kiln(dir.path(), &["--config", cfg, "records", "--verify"]);
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("record #2") && shown.contains("does not verify"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_store_with_a_key_refuses_unsigned_records_and_other_keys() {
+    let (dir, mut unsigned) = project();
+    add(&mut unsigned, "web", |_| {});
+    let (_ops, _config, _public, keys) = operator_key();
+    let mut signed = Store::open(db_path(dir.path())).unwrap().with_keys(keys);
+    let err = signed.approved("web").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RecordError::Tampered {
+                problem: Problem::Unsigned { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (_ops2, _c2, _p2, other) = operator_key();
+    add(&mut signed, "web", |_| {});
+    let mut by_other = Store::open(db_path(dir.path())).unwrap().with_keys(other);
+    let report = by_other.verify().unwrap();
+    assert_eq!(
+        report.first_bad.unwrap().seq,
+        1,
+        "the unsigned first record"
+    );
+    let err = by_other.list(None, Some(1)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RecordError::Tampered {
+                problem: Problem::OtherKey { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let _ = &mut by_other;
+}
+
+#[test]
+fn approval_events_join_the_chain_once_per_build_and_gate_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ops, _config, _public, keys) = operator_key();
+    let mut store = Store::open(db_path(dir.path())).unwrap().with_keys(keys);
+    let passed = add(&mut store, "web", |_| {});
+    let waiting = add(&mut store, "web", |r| r.status = Status::AwaitingApproval);
+    let failed = add(&mut store, "web", |r| r.status = Status::Failed);
+    // Awaiting approval is never approved by itself: the older passed build is served.
+    let a = store.approved("web").unwrap().unwrap();
+    assert_eq!(a.record.seq, passed.seq);
+
+    let sel = |c: &ChainedRecord| Selector::Id(c.record.id.clone());
+    for (c, expect) in [(&passed, "not awaiting approval"), (&failed, "`failed`")] {
+        let e = store
+            .decide(&sel(c), Decision::Approve, "local:ops", None)
+            .unwrap_err();
+        assert!(e.to_string().contains(expect), "{e}");
+    }
+    let e = store
+        .decide(&sel(&waiting), Decision::Reject, "local:ops", None)
+        .unwrap_err();
+    assert!(e.to_string().contains("needs a note"), "{e}");
+    assert_eq!(store.verify().unwrap().events, 0, "nothing appended");
+
+    let (_, ev) = store
+        .decide(
+            &sel(&waiting),
+            Decision::Approve,
+            "local:ops",
+            Some("LGTM".into()),
+        )
+        .unwrap();
+    assert_eq!(ev.prev_hash, failed.hash, "linked to the chain head");
+    let a = store.approved("web").unwrap().unwrap();
+    assert_eq!(a.record.seq, waiting.seq);
+    assert_eq!(a.approval.unwrap().event.by, "local:ops");
+    let e = store
+        .decide(
+            &sel(&waiting),
+            Decision::Reject,
+            "token:x",
+            Some("no".into()),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("already approved by `local:ops`"),
+        "{e}"
+    );
+
+    // A record after the event links to the event.
+    let next = add(&mut store, "web", |r| r.status = Status::AwaitingApproval);
+    assert_eq!(next.prev_hash, Some(ev.hash.clone()));
+    store
+        .decide(
+            &sel(&next),
+            Decision::Reject,
+            "token:x",
+            Some("broken".into()),
+        )
+        .unwrap();
+    assert_eq!(
+        store.approved("web").unwrap().unwrap().record.seq,
+        waiting.seq
+    );
+    let report = store.verify().unwrap();
+    assert!(report.first_bad.is_none(), "{report:?}");
+    assert_eq!((report.checked, report.events, report.signed), (4, 2, 6));
+
+    // A forged approval (triggers dropped, hash recomputed, no key) is caught.
+    let conn = Connection::open(store.path()).unwrap();
+    conn.execute_batch("DROP TRIGGER events_no_update").unwrap();
+    let (json, prev): (String, String) = conn
+        .query_row(
+            "SELECT json, prev_hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let json = json.replace("\"reject\"", "\"approve\"");
+    let hash = link_hash(Some(&prev.parse().unwrap()), &json);
+    conn.execute(
+        "UPDATE events SET json = ?1, hash = ?2 WHERE seq = 2",
+        rusqlite::params![json, hash.to_string()],
+    )
+    .unwrap();
+    let bad = store.verify().unwrap().first_bad.unwrap();
+    assert_eq!((bad.kind.as_str(), bad.seq), ("approval", 2));
+    assert!(matches!(bad.problem, Problem::Unsigned { .. }), "{bad:?}");
+    assert!(
+        store.approved("web").is_err(),
+        "the forged approval is never served"
+    );
 }

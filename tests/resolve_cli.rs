@@ -59,10 +59,10 @@ async fn resolve_check_and_update() {
     let (code, out, err) = kiln(dir.path(), &["resolve", "--check"]);
     assert_eq!(code, 0, "nothing moved: {out}{err}");
 
-    // The tag moves: --check names both digests and exits 1; the lock stays.
+    // The tag moves: --check names both digests and exits 4 (drift); the lock stays.
     let second = pusher.image(&repo, "1", "amd64", b"second parent").await;
     let (code, out, err) = kiln(dir.path(), &["resolve", "--check"]);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, 4, "{out}{err}");
     assert!(
         out.contains(&format!("{} -> {}", first.digest, second.digest)),
         "{out}"
@@ -101,7 +101,7 @@ async fn an_unpinnable_parent_fails_and_leaves_no_lock() {
         unique("kiln-it/missing")
     ));
     let (code, out, err) = kiln(dir.path(), &["resolve"]);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, 6, "{out}{err}");
     assert!(err.contains("cannot pin the parents of `app`"), "{err}");
     assert!(
         err.contains("MANIFEST_UNKNOWN") || err.contains("NAME_UNKNOWN") || err.contains("404"),

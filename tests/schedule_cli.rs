@@ -74,7 +74,7 @@ fn next_prints_image_builder_form_and_says_when_it_ends() {
 fn the_ambiguous_six_field_form_is_refused_with_a_hint() {
     let dir = project("  cron: \"30 2 * * 5 *\"\n");
     let (code, out, err) = kiln_on(dir.path(), &["schedule", "r"]);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, 3, "invalid recipe: {out}{err}");
     assert!(
         err.contains("recipes/r.yaml:5:") && err.contains("six fields are ambiguous"),
         "{err}"

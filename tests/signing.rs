@@ -3,11 +3,14 @@
 //! independent tools against the real registry.
 //!
 //! Debian 12's skopeo (1.9.3) refuses every `sigstoreSigned` policy ("Debian-
-//! local change: sigstore disabled"), so the policy check is split: skopeo
-//! (containers/image, `use-sigstore-attachments`) finds and reads the
-//! signatures by the `sha256-<hex>.sig` scheme, openssl verifies each ECDSA
-//! signature with `kiln.pub`, and the test checks the payload's critical
-//! fields as `matchRepoDigestOrExact` does for a digest reference.
+//! local change: sigstore disabled"). Two independent checks therefore run:
+//! Debian 13's skopeo 1.18 (unpacked with its own glibc by `scripts/services
+//! up`, `KILN_TEST_SKOPEO_SIGSTORE`) enforces a real `sigstoreSigned` policy
+//! (`keyPath: kiln.pub`, `matchRepository`, `use-sigstore-attachments`) on
+//! copies; and Debian 12's skopeo finds and reads the signatures by the
+//! `sha256-<hex>.sig` scheme while openssl verifies each ECDSA signature with
+//! `kiln.pub`, the test checking the payload's critical fields as
+//! `matchRepoDigestOrExact` does for a digest reference.
 
 mod support;
 
@@ -22,17 +25,8 @@ use kiln::sign::SigningKey;
 use kiln::sign::attach::{SignError, SignTarget, sign_target};
 use kiln::sign::cosign::SIGNATURE_ANNOTATION;
 use support::example::{example_project, registry_tags};
+use support::keys::{openssl_verifies, operator_key, run_with, signed_run};
 use support::{kiln_on, nonce, services};
-
-/// A key pair in a fresh folder outside any project, and an operator config
-/// naming it.
-fn operator_key() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let ops = tempfile::tempdir().unwrap();
-    let (key, public) = SigningKey::generate(ops.path()).unwrap();
-    let config = ops.path().join("kiln.yaml");
-    std::fs::write(&config, format!("signing:\n  key: {}\n", key.display())).unwrap();
-    (ops, config, public)
-}
 
 #[test]
 fn key_generate_writes_a_private_pkcs8_key_and_a_pkix_public_key() {
@@ -65,19 +59,6 @@ fn key_generate_writes_a_private_pkcs8_key_and_a_pkix_public_key() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(keys.join("kiln.key")).unwrap(), key);
-}
-
-/// `kiln --config CONFIG run hello-web --quiet EXTRA…` in project `dir`.
-fn run_with(dir: &Path, config: &Path, extra: &[&str]) -> (i32, String, String) {
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "run",
-        "hello-web",
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    kiln_on(dir, &args)
 }
 
 /// `kiln --config CONFIG run` with a bad operator config: exit 1, `expect` in
@@ -141,7 +122,7 @@ async fn a_bad_operator_config_fails_before_anything_is_pushed() {
 fn a_signing_key_in_a_project_file_is_refused() {
     let (dir, _) = example_project(|t| format!("{t}signing:\n  key: /tmp/x.key\n"));
     let (code, _, err) = kiln_on(dir.path(), &["validate", "hello-web"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("hello-web.yaml:") && err.contains("operator config"),
         "{err}"
@@ -168,22 +149,26 @@ struct Stored {
     signature: Vec<u8>,
 }
 
-/// The sigstore signatures skopeo finds for `reference` through
-/// `use-sigstore-attachments` (the `sha256-<hex>.sig` scheme), copying the
-/// image to a `dir:` with signatures kept.
-fn skopeo_signatures(reference: &str) -> Vec<Stored> {
+/// A temp folder holding `registries.d/` that turns on
+/// `use-sigstore-attachments` for the test registry.
+fn sigstore_attachments() -> (tempfile::TempDir, PathBuf) {
     let s = services();
     let dir = tempfile::tempdir().unwrap();
     let registries_d = dir.path().join("registries.d");
     std::fs::create_dir(&registries_d).unwrap();
-    std::fs::write(
-        registries_d.join("kiln-test.yaml"),
-        format!(
-            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
-            s.registry
-        ),
-    )
-    .unwrap();
+    let text = format!(
+        "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+        s.registry
+    );
+    std::fs::write(registries_d.join("kiln-test.yaml"), text).unwrap();
+    (dir, registries_d)
+}
+
+/// The sigstore signatures skopeo finds for `reference` through
+/// `use-sigstore-attachments` (the `sha256-<hex>.sig` scheme), copying the
+/// image to a `dir:` with signatures kept.
+fn skopeo_signatures(reference: &str) -> Vec<Stored> {
+    let (dir, registries_d) = sigstore_attachments();
     let image = dir.path().join("image");
     let out = Command::new("skopeo")
         .args([
@@ -219,23 +204,6 @@ fn skopeo_signatures(reference: &str) -> Vec<Stored> {
             }
         })
         .collect()
-}
-
-/// Whether openssl verifies `signature` (DER) of `payload` with `public`.
-fn openssl_verifies(public: &Path, payload: &[u8], signature: &[u8]) -> bool {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("payload"), payload).unwrap();
-    std::fs::write(dir.path().join("sig"), signature).unwrap();
-    Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(public)
-        .arg("-signature")
-        .arg(dir.path().join("sig"))
-        .arg(dir.path().join("payload"))
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 /// The check `sigstoreSigned` + `matchRepoDigestOrExact` makes, with skopeo
@@ -283,19 +251,10 @@ async fn kiln_signatures_verify_independently_and_unsigned_foreign_or_moved_ones
     let s = services();
     let (_ops, config, public) = operator_key();
     let (dir, repo) = example_project(|t| t);
-    let (code, out, err) = run_with(dir.path(), &config, &["--json"]);
-    assert_eq!(code, 0, "{out}{err}");
-    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let signed = signed_run(dir.path(), &config);
     let (code, records, err) = kiln_on(dir.path(), &["records", "hello-web", "--json"]);
     assert_eq!(code, 0, "{err}");
-    let digest: Digest = summary["approved"][0]
-        .as_str()
-        .unwrap()
-        .rsplit_once('@')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
+    let digest: Digest = signed.rsplit_once('@').unwrap().1.parse().unwrap();
     let sig_tag = format!("sha256-{}.sig", digest.hex());
     assert!(
         registry_tags(&repo).await.contains(&sig_tag),
@@ -369,4 +328,90 @@ async fn kiln_signatures_verify_independently_and_unsigned_foreign_or_moved_ones
         .unwrap();
     assert!(!r.pushed, "already signed: nothing pushed");
     assert_eq!(registry_tags(&repo).await, before);
+}
+
+/// Debian 13's skopeo, which verifies sigstore signatures (fails, never
+/// skips, without it).
+fn sigstore_skopeo() -> PathBuf {
+    let path = PathBuf::from(support::services_env("KILN_TEST_SKOPEO_SIGSTORE").unwrap_or_else(|| {
+        panic!("KILN_TEST_SKOPEO_SIGSTORE is not set: run `scripts/services up` (it unpacks Debian 13's skopeo)")
+    }));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `scripts/services up`",
+        path.display()
+    );
+    path
+}
+
+/// `skopeo copy` of `reference` to a `dir:` under a containers-policy.json
+/// that requires a sigstore signature by `public` for the repository
+/// (`sigstoreSigned`, `matchRepository`: cosign-style signatures name the
+/// repository only), signatures found through `use-sigstore-attachments`.
+/// `Err` holds skopeo's message.
+fn policy_copy(public: &Path, reference: &str) -> Result<(), String> {
+    let (dir, registries_d) = sigstore_attachments();
+    let policy = dir.path().join("policy.json");
+    let requirement = serde_json::json!({
+        "type": "sigstoreSigned",
+        "keyPath": public,
+        "signedIdentity": { "type": "matchRepository" },
+    });
+    std::fs::write(
+        &policy,
+        serde_json::json!({ "default": [requirement] }).to_string(),
+    )
+    .unwrap();
+    let out = Command::new(sigstore_skopeo())
+        .args(["copy", "--src-tls-verify=false", "--policy"])
+        .arg(&policy)
+        .arg("--registries.d")
+        .arg(&registries_d)
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", dir.path().join("image").display()))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigstore_signed_policy_copies_kiln_signed_images_and_refuses_the_rest() {
+    let s = services();
+    let (_ops, config, public) = operator_key();
+    let (dir, repo) = example_project(|t| t);
+    let signed = signed_run(dir.path(), &config);
+    let digest = signed.rsplit_once('@').unwrap().1.to_string();
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+
+    // Signed by kiln's key: copied, by digest and by tag.
+    policy_copy(&public, &signed).unwrap_or_else(|e| panic!("{signed}: {e}"));
+    policy_copy(&public, &format!("{}/{repo}:1.0.0-1", s.registry)).unwrap();
+
+    // Re-tagged into another repository with its signature: refused.
+    let moved = format!("{}/kiln-it/moved-{}", s.registry, nonce());
+    plain_copy(&signed, &format!("{moved}:1"));
+    plain_copy(
+        &format!("{}/{repo}:{sig_tag}", s.registry),
+        &format!("{moved}:{sig_tag}"),
+    );
+    let e = policy_copy(&public, &format!("{moved}@{digest}")).unwrap_err();
+    assert!(e.contains("is not accepted"), "{e}");
+
+    // Unsigned: refused.
+    let unsigned = format!("{}/kiln-it/unsigned-{}", s.registry, nonce());
+    plain_copy(&s.base_image, &format!("{unsigned}:1"));
+    let e = policy_copy(&public, &format!("{unsigned}:1")).unwrap_err();
+    assert!(
+        e.contains("A signature was required, but no signature exists"),
+        "{e}"
+    );
+
+    // Another key's policy: refused.
+    let (_o, _c, other_pub) = operator_key();
+    let e = policy_copy(&other_pub, &signed).unwrap_err();
+    assert!(e.contains("signature verification failed"), "{e}");
 }

@@ -36,7 +36,7 @@ fn validate_reports_structure_test_problems_with_positions() {
         &[("tests/st.yaml", broken)],
     );
     let (code, out, err) = support::kiln_on(dir.path(), &["validate"]);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, 3, "{out}{err}");
     assert!(
         err.contains("tests/st.yaml:4:5: command test `t`: in schema 2.0.0 `command` is a string"),
         "{err}"
@@ -48,7 +48,7 @@ fn validate_reports_structure_test_problems_with_positions() {
     // A missing file is named at the recipe's line.
     std::fs::remove_file(dir.path().join("tests/st.yaml")).unwrap();
     let (code, _, err) = support::kiln_on(dir.path(), &["validate"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("recipes/r.yaml:6:") && err.contains("tests/st.yaml"),
         "{err}"
@@ -72,7 +72,7 @@ fn unknown_keys_warn_and_fail_under_strict() {
     );
     assert!(err.contains("envVars"), "{err}");
     let (code, _, err) = support::kiln_on(dir.path(), &["validate", "--strict"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("tests/st.yaml:3:3: unknown field `env`") && err.contains("--strict"),
         "{err}"

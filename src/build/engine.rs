@@ -9,7 +9,7 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
     CreateImageOptions, ListContainersOptions, ListImagesOptions, RemoveContainerOptions,
-    TagImageOptions,
+    RemoveImageOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 
@@ -93,6 +93,34 @@ pub async fn tag(docker: &Docker, image_id: &str, tag: &str) -> Result<(), bolla
             }),
         )
         .await
+}
+
+/// Removes the tag `reference` (the image with it, when nothing else holds
+/// the image); 404 is success.
+pub async fn remove_tag(docker: &Docker, reference: &str) -> Result<(), bollard::errors::Error> {
+    match docker
+        .remove_image(reference, None::<RemoveImageOptions>, None)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes an image kiln just built and refuses to keep (best effort: a
+/// failure is logged; the build fails either way).
+pub async fn remove_image(docker: &Docker, image_id: &str) {
+    let opts = bollard::query_parameters::RemoveImageOptions {
+        force: true,
+        noprune: false,
+        ..Default::default()
+    };
+    if let Err(e) = docker.remove_image(image_id, Some(opts), None).await {
+        tracing::warn!("cannot remove refused image {image_id}: {e}");
+    }
 }
 
 /// Ids of every container on the daemon, running or not.

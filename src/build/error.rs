@@ -54,6 +54,42 @@ pub enum BuildError {
         /// Recipe.
         recipe: String,
     },
+    /// The engine built another platform than the recipe's.
+    #[error(
+        "the docker engine built a {got} image for recipe `{recipe}`, whose platform is {wanted}; the image was removed"
+    )]
+    WrongPlatform {
+        /// Recipe.
+        recipe: String,
+        /// The recipe's platform.
+        wanted: String,
+        /// What the engine built.
+        got: String,
+    },
+    /// The engine cannot run the recipe's platform (no emulation for it).
+    #[error(
+        "the docker engine cannot build platform {platform} for recipe `{recipe}`: it cannot run {platform} programs (no emulator such as qemu-user-static registered in binfmt_misc): {message}"
+    )]
+    UnsupportedPlatform {
+        /// Recipe.
+        recipe: String,
+        /// The recipe's platform.
+        platform: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// The BuildKit session could not be opened.
+    #[error("cannot open the BuildKit session for recipe `{recipe}`")]
+    Session {
+        /// Recipe.
+        recipe: String,
+        /// Cause.
+        #[source]
+        source: super::session::SessionError,
+    },
+    /// A build secret's value could not be had.
+    #[error(transparent)]
+    Secret(Box<super::secrets::SecretError>),
     /// The build was cancelled.
     #[error("the build of recipe `{recipe}` was cancelled")]
     Cancelled {
@@ -117,5 +153,11 @@ impl BuildError {
             BuildError::StepFailed(f) => &f.last_lines,
             _ => &[],
         }
+    }
+}
+
+impl From<super::secrets::SecretError> for BuildError {
+    fn from(e: super::secrets::SecretError) -> Self {
+        BuildError::Secret(Box::new(e))
     }
 }

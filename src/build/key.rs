@@ -3,6 +3,7 @@
 //! that already exists on the daemon means the build can be skipped; comparing
 //! the named input maps of two keys says which input changed.
 
+use crate::load::build_settings::Builder;
 use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
@@ -45,6 +46,11 @@ pub struct KeyInputs<'a> {
     pub platform: Option<&'a str>,
     /// Labels that are inputs (not `created`, not the key itself).
     pub labels: &'a BTreeMap<String, String>,
+    /// The builder; only BuildKit is an input, so classic keys stay as
+    /// they were before there was a choice.
+    pub builder: Builder,
+    /// Build secrets: id → source (`env NAME`, `file PATH`, …), never a value.
+    pub secrets: &'a BTreeMap<String, String>,
 }
 
 /// A build key and the named inputs it was made from.
@@ -131,6 +137,12 @@ pub fn build_key(inputs: &KeyInputs<'_>) -> BuildKey {
     for (k, v) in inputs.labels {
         map.insert(format!("label/{k}"), fields(&["label", k, v]));
     }
+    if inputs.builder == Builder::Buildkit {
+        map.insert("builder".to_string(), fields(&["builder", "buildkit"]));
+    }
+    for (id, source) in inputs.secrets {
+        map.insert(format!("secret/{id}"), fields(&["secret", id, source]));
+    }
     let mut h = Sha256::new();
     for (name, digest) in &map {
         h.update((name.len() as u64).to_be_bytes());
@@ -194,6 +206,8 @@ mod tests {
             target: None,
             platform: None,
             labels: &labels,
+            builder: Builder::Classic,
+            secrets: &BTreeMap::new(),
         })
     }
 

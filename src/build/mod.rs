@@ -7,6 +7,7 @@
 //! pull pinned parents by digest → stream the context tar into `/build` →
 //! parse the stream into [`BuildEvent`]s → label, tag, record the inputs.
 
+mod buildkit;
 pub mod context;
 pub mod dockerignore;
 mod engine;
@@ -14,7 +15,10 @@ mod error;
 pub mod key;
 pub mod labels;
 pub mod progress;
+pub mod progress_buildkit;
 mod revision;
+pub mod secrets;
+pub mod session;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +36,17 @@ pub use error::{BuildError, StepFailure};
 pub use key::{BuildKey, ComponentInput, InputChange};
 pub use progress::{BuildEvent, KilnStep};
 pub use revision::git_revision;
+pub use secrets::{SecretError, SecretValues};
+
+pub use crate::load::build_settings::Builder;
+
+/// Removes the local tag `reference` (`repo:tag`); the image goes with it
+/// when no other tag or container holds it. A missing tag is not an error.
+pub async fn remove_tag(docker: &Docker, recipe: &str, reference: &str) -> Result<(), BuildError> {
+    engine::remove_tag(docker, reference)
+        .await
+        .map_err(docker_err(recipe, "remove image"))
+}
 
 use crate::digest::Digest;
 use crate::load::LoadedRecipe;
@@ -69,6 +84,13 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Cancels the build; leftover containers are removed.
     pub cancel: CancellationToken,
+    /// The builder.
+    pub builder: Builder,
+    /// Build secrets by id → source text (a build-key input; no values).
+    pub secret_sources: BTreeMap<String, String>,
+    /// The secrets' values ([`secrets::resolve`]), served to BuildKit by
+    /// kiln's session; required for every id in `secret_sources`.
+    pub secret_values: SecretValues,
 }
 
 impl std::fmt::Debug for BuildRequest {
@@ -83,6 +105,8 @@ impl std::fmt::Debug for BuildRequest {
             .field("labels", &self.labels)
             .field("credentials for", &hosts)
             .field("no_cache", &self.no_cache)
+            .field("builder", &self.builder)
+            .field("secrets", &self.secret_sources)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +126,13 @@ impl BuildRequest {
                     document: a.component.digest.clone(),
                     parameters: a.parameters.clone(),
                 })
+                .collect(),
+            builder: recipe.build.builder,
+            secret_sources: recipe
+                .build
+                .secrets
+                .iter()
+                .map(|s| (s.id.clone(), s.source.to_string()))
                 .collect(),
             ..Default::default()
         }
@@ -213,6 +244,8 @@ pub fn prepare(rendered: &RenderedBuild, request: &BuildRequest) -> Result<Prepa
         target: rendered.target.as_deref(),
         platform: request.platform.as_deref(),
         labels: &inputs,
+        builder: request.builder,
+        secrets: &request.secret_sources,
     });
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let all = labels::all_labels(
@@ -298,7 +331,15 @@ pub async fn build_prepared(
         });
     }
     pull_parents(docker, rendered, request, events).await?;
-    run_build(docker, rendered, request, manifest, &mut out, events).await?;
+    match request.builder {
+        Builder::Classic => {
+            run_build(docker, rendered, request, manifest, &mut out, events).await?
+        }
+        Builder::Buildkit => {
+            buildkit::run(docker, rendered, request, manifest, &mut out, events).await?
+        }
+    }
+    platform_check(docker, request, &out).await?;
     record(request, &out);
     out.elapsed = started.elapsed();
     Ok(out)
@@ -438,6 +479,7 @@ async fn run_build(
         buildargs: Some(rendered.build_args.clone().into_iter().collect()),
         labels: Some(created_label.into_iter().collect()),
         target: rendered.target.clone().unwrap_or_default(),
+        platform: request.platform.clone().unwrap_or_default(),
         ..Default::default()
     };
     let long = docker.clone().with_timeout(BUILD_REQUEST_TIMEOUT);
@@ -459,26 +501,39 @@ async fn run_build(
         StreamEnd::Failed(e) => return Err(e),
     }
     parser.finish().into_iter().for_each(&mut *events);
+    let image = aux_id.or_else(|| parser.image_id.clone());
+    let kiln_steps = std::mem::take(&mut parser.kiln_steps);
+    finish(docker, recipe, tar_task, image, out).await?;
+    out.kiln_steps = kiln_steps;
+    out.log = parser.into_log();
+    Ok(())
+}
+
+/// After a successful build stream: waits for the context digest and
+/// fills `out` with the full image id and the context.
+async fn finish(
+    docker: &Docker,
+    recipe: &str,
+    tar_task: context::TarTask,
+    image: Option<String>,
+    out: &mut BuiltImage,
+) -> Result<(), BuildError> {
     let (digest, bytes) = tar_task
         .await
         .expect("tar writer does not panic")
         .map_err(|source| BuildError::Context {
-            recipe: recipe.clone(),
+            recipe: recipe.to_string(),
             source: Box::new(source),
         })?;
-    let short = aux_id
-        .or_else(|| parser.image_id.clone())
-        .ok_or_else(|| BuildError::NoImage {
-            recipe: recipe.clone(),
-        })?;
+    let short = image.ok_or_else(|| BuildError::NoImage {
+        recipe: recipe.to_string(),
+    })?;
     let inspect = docker
         .inspect_image(&short)
         .await
         .map_err(docker_err(recipe, "inspect image"))?;
     out.image_id = inspect.id.unwrap_or(short);
     out.context = Some(ContextInfo { digest, bytes });
-    out.kiln_steps = std::mem::take(&mut parser.kiln_steps);
-    out.log = parser.into_log();
     Ok(())
 }
 
@@ -510,14 +565,24 @@ async fn follow(
                         *s = (parser.containers.clone(), parser.layers.clone());
                     }
                 }
-                if let Some(img) = &info.aux {
+                if let Some(bollard::models::BuildInfoAux::Default(img)) = &info.aux {
                     aux_id = img.id.clone();
                 }
             }
             Err(bollard::errors::Error::DockerStreamError { error }) => {
                 parser.finish().into_iter().for_each(&mut *events);
                 events(parser.error(&error));
-                let failure = step_failure(&request.recipe, parser, error);
+                let exec_format = std::iter::once(&error)
+                    .chain(parser.current.tail.iter())
+                    .any(|l| l.contains("exec format error"));
+                let failure = match request.platform.clone() {
+                    Some(platform) if exec_format => BuildError::UnsupportedPlatform {
+                        recipe: request.recipe.clone(),
+                        platform,
+                        message: error,
+                    },
+                    _ => step_failure(&request.recipe, parser, error),
+                };
                 return (StreamEnd::Failed(failure), aux_id);
             }
             Err(source) => {
@@ -526,6 +591,38 @@ async fn follow(
             }
         }
     }
+}
+
+/// Refuses an image whose platform is not the one asked for (an engine
+/// may fall back to its own), removing it: nothing of another platform is
+/// tagged or recorded as this one.
+async fn platform_check(
+    docker: &Docker,
+    request: &BuildRequest,
+    out: &BuiltImage,
+) -> Result<(), BuildError> {
+    let Some(wanted) = request.platform.as_deref() else {
+        return Ok(());
+    };
+    let inspect = docker
+        .inspect_image(&out.image_id)
+        .await
+        .map_err(docker_err(&request.recipe, "inspect image"))?;
+    let got = format!(
+        "{}/{}",
+        inspect.os.as_deref().unwrap_or("?"),
+        inspect.architecture.as_deref().unwrap_or("?")
+    );
+    let wanted_base: String = wanted.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+    if got == wanted_base {
+        return Ok(());
+    }
+    engine::remove_image(docker, &out.image_id).await;
+    Err(BuildError::WrongPlatform {
+        recipe: request.recipe.clone(),
+        wanted: wanted.to_string(),
+        got,
+    })
 }
 
 fn step_failure(recipe: &str, parser: &progress::ProgressParser, message: String) -> BuildError {

@@ -90,6 +90,9 @@ pub enum BuildEvent {
     },
     /// A step finished.
     StepDone {
+        /// 1-based stage index (under BuildKit several stages' steps
+        /// can be open at once).
+        stage: usize,
         /// Step number.
         number: u32,
         /// How long it took.
@@ -230,6 +233,7 @@ impl ProgressParser {
     fn end_step(&mut self) -> Option<BuildEvent> {
         let started = self.started.take()?;
         Some(BuildEvent::StepDone {
+            stage: self.current.stage,
             number: self.current.number,
             elapsed: started.elapsed(),
             cached: std::mem::take(&mut self.cached),

@@ -1,13 +1,12 @@
 //! `kiln build RECIPE [--tag T] [--no-cache] [--json] [--quiet]`.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use kiln::build::{self, BuildEvent, BuildRequest, BuiltImage};
 use kiln::project::Project;
 use kiln::render;
 
-use super::Outcome;
+use super::{Outcome, exit_code, fail, output};
 
 /// Arguments of `kiln build`.
 #[derive(Debug, clap::Args)]
@@ -46,8 +45,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             Err(o) => return o,
         };
     if let Err(e) = kiln::s3::fetch_objects(&mut rendered).await {
-        super::report(&e);
-        return Outcome::Failed;
+        return fail(Outcome::Infrastructure, &e);
     }
     let mut request = BuildRequest::for_recipe(&recipe);
     request.tag = Some(
@@ -65,6 +63,10 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     }
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,
+        Err(e) => return fail(Outcome::Infrastructure, &e),
+    };
+    request.secret_values = match build::secrets::resolve(project, &recipe.build.secrets).await {
+        Ok(v) => v,
         Err(e) => {
             super::report(&e);
             return Outcome::Failed;
@@ -76,41 +78,45 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     };
     request.credentials = match credentials {
         Ok(c) => c,
-        Err(e) => {
-            super::report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return fail(Outcome::Infrastructure, &e),
     };
     let cancel = request.cancel.clone();
     tokio::spawn(async move {
         kiln::shutdown::requested().await;
-        eprintln!("cancelling the build…");
+        errln!("cancelling the build…");
         cancel.cancel();
     });
     let mut printer = Printer {
-        tty: std::io::stderr().is_terminal() && !args.json,
+        tty: output::mode().color,
         quiet: args.quiet,
+        ..Printer::default()
     };
     let mut on_event = |e: BuildEvent| printer.event(e);
-    match build::build(&docker, &rendered, &request, &mut on_event).await {
+    let built = build::build(&docker, &rendered, &request, &mut on_event).await;
+    printer.progress.finish();
+    match built {
         Ok(built) => {
             if args.json {
-                println!("{}", summary(&built));
+                outln!("{}", summary(&built));
             } else {
                 print_result(&built);
             }
             Outcome::Ok
         }
         Err(e) => {
-            super::report(&e);
+            let mut failure = output::Failure::of(&e);
             let lines = e.last_lines();
             if !lines.is_empty() {
-                eprintln!("last output lines:");
+                failure.extra.insert("lastLines".into(), lines.into());
+            }
+            let outcome = output::print_failure(exit_code::build(&e), &failure);
+            if !lines.is_empty() && !output::mode().json {
+                errln!("last output lines:");
                 for l in lines {
-                    eprintln!("  | {l}");
+                    errln!("  | {l}");
                 }
             }
-            Outcome::Failed
+            outcome
         }
     }
 }
@@ -136,22 +142,30 @@ fn save_context(rendered: &render::RenderedBuild, request: &BuildRequest, file: 
         }
     });
     match result {
+        Ok((p, (digest, bytes))) if output::mode().json => {
+            output::json_result(&serde_json::json!({
+                "context": {"digest": digest, "bytes": bytes, "file": file},
+                "dockerfile": build::context::DOCKERFILE_PATH,
+                "buildKey": p.build_key.digest,
+            }))
+        }
         Ok((p, (digest, bytes))) => {
-            println!("context {digest} ({bytes} bytes) -> {}", file.display());
-            println!("dockerfile {}", build::context::DOCKERFILE_PATH);
-            println!("build key {}", p.build_key.digest);
+            outln!("context {digest} ({bytes} bytes) -> {}", file.display());
+            outln!("dockerfile {}", build::context::DOCKERFILE_PATH);
+            outln!("build key {}", p.build_key.digest);
             Outcome::Ok
         }
-        Err(e) => {
-            super::report(&e);
-            Outcome::Failed
-        }
+        Err(e) => fail(Outcome::Failed, &e),
     }
 }
 
+/// Prints build events: a line per event, and on a terminal a bar over
+/// the Dockerfile's steps.
+#[derive(Default)]
 pub(super) struct Printer {
     pub(super) tty: bool,
     pub(super) quiet: bool,
+    pub(super) progress: super::progress::Progress,
 }
 
 impl Printer {
@@ -164,17 +178,17 @@ impl Printer {
         } else {
             ("", "", "")
         };
-        match e {
+        let line = match e {
             BuildEvent::Skipped { build_key, .. } => {
-                eprintln!("inputs unchanged (build key {build_key}); skipping the build")
+                format!("inputs unchanged (build key {build_key}); skipping the build")
             }
             BuildEvent::InputsChanged { changes } if changes.is_empty() => {
-                eprintln!("no input changed since the last build; image not found, rebuilding")
+                "no input changed since the last build; image not found, rebuilding".into()
             }
             BuildEvent::InputsChanged { changes } => {
-                eprintln!("changed since the last build: {}", changes.join(", "))
+                format!("changed since the last build: {}", changes.join(", "))
             }
-            BuildEvent::Pulling { image } => eprintln!("pulling {image}"),
+            BuildEvent::Pulling { image } => format!("pulling {image}"),
             BuildEvent::Step {
                 stage,
                 stage_name,
@@ -182,17 +196,23 @@ impl Printer {
                 total,
                 instruction,
             } => {
+                if !self.progress.active() {
+                    self.progress.start("build", total as u64);
+                }
+                self.progress
+                    .set(number.saturating_sub(1) as u64, &instruction);
                 let stage = stage_name.unwrap_or_else(|| stage.to_string());
-                eprintln!("{bold}[{number}/{total}] stage {stage}: {instruction}{reset}");
+                format!("{bold}[{number}/{total}] stage {stage}: {instruction}{reset}")
             }
             BuildEvent::StepDone {
                 elapsed, cached, ..
             } => {
+                self.progress.inc();
                 let c = if cached { ", cached" } else { "" };
-                eprintln!("{dim}  done in {:.1}s{c}{reset}", elapsed.as_secs_f64());
+                format!("{dim}  done in {:.1}s{c}{reset}", elapsed.as_secs_f64())
             }
-            BuildEvent::Output { line } => eprintln!("{dim}  | {reset}{line}"),
-            BuildEvent::KilnStep(s) => eprintln!(
+            BuildEvent::Output { line } => format!("{dim}  | {reset}{line}"),
+            BuildEvent::KilnStep(s) => format!(
                 "  {} {}/{}: {} (exit {}, {} attempt{}, {} ms)",
                 if s.status == "passed" { "ok" } else { "--" },
                 s.phase,
@@ -203,18 +223,19 @@ impl Printer {
                 if s.attempts == 1 { "" } else { "s" },
                 s.ms
             ),
-            BuildEvent::Error { message } => eprintln!("  error: {message}"),
-            _ => {}
-        }
+            BuildEvent::Error { message } => format!("  error: {message}"),
+            _ => return,
+        };
+        self.progress.line(&line);
     }
 }
 
 fn print_result(b: &BuiltImage) {
     let verb = if b.skipped { "up to date" } else { "built" };
-    println!("{verb} {}", b.image_id);
-    println!("build key {}", b.build_key.digest);
+    outln!("{verb} {}", b.image_id);
+    outln!("build key {}", b.build_key.digest);
     if let Some(t) = &b.tag {
-        println!("tagged {t}");
+        outln!("tagged {t}");
     }
 }
 

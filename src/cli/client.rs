@@ -17,32 +17,49 @@ pub struct ServerArgs {
     /// API token (prefer the KILN_TOKEN environment variable).
     #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Trust only these PEM CA certificates for an https:// daemon.
+    #[arg(long, env = "KILN_CACERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 /// The daemon client for `--server` / `--token`; a bad URL is reported.
-pub fn connect(server: &str, token: Option<String>) -> Result<Client, Outcome> {
-    Client::new(server, token).map_err(|e| {
-        super::report(&e);
-        Outcome::Usage
-    })
+pub fn connect(
+    server: &str,
+    token: Option<String>,
+    cacert: Option<&std::path::Path>,
+) -> Result<Client, Outcome> {
+    Client::with_ca(server, token, cacert).map_err(|e| super::fail(Outcome::Usage, &e))
 }
 
 /// [`connect`] from the shared arguments.
 pub fn from_args(args: &ServerArgs) -> Result<Client, Outcome> {
-    connect(&args.server, args.token.clone())
+    connect(&args.server, args.token.clone(), args.cacert.as_deref())
 }
 
-/// Prints one log event the way `kiln logs` and `kiln trigger --wait` do.
-pub fn print_event(name: &str, e: &Value) {
+/// Prints one log event the way `kiln logs` and `kiln trigger --wait` do;
+/// stops following once stdout is closed (`kiln logs -f RUN | head`).
+pub fn print_event(name: &str, e: &Value) -> std::ops::ControlFlow<()> {
+    if let Some(line) = event_line(name, e) {
+        outln!("{line}");
+    }
+    if super::output::stdout_closed() {
+        std::ops::ControlFlow::Break(())
+    } else {
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// One log event as a line (None for events that print nothing).
+pub fn event_line(name: &str, e: &Value) -> Option<String> {
     let stage = e["stage"].as_str().unwrap_or("-");
     let text = e["text"].as_str().unwrap_or("");
-    match name {
-        "line" => println!("[{stage}] {text}"),
-        "stage_started" => println!("==> {stage}"),
-        "stage_passed" => println!("<== {stage} passed {text}"),
-        "stage_failed" => println!("<== {stage} FAILED {text}"),
-        _ => {}
-    }
+    Some(match name {
+        "line" => format!("[{stage}] {text}"),
+        "stage_started" => format!("==> {stage}"),
+        "stage_passed" => format!("<== {stage} passed {text}"),
+        "stage_failed" => format!("<== {stage} FAILED {text}"),
+        _ => return None,
+    })
 }
 
 /// The exit outcome for a finished run: passed and up to date are success.

@@ -39,17 +39,19 @@ pub fn run(project: &Project, args: Args) -> Outcome {
         (Some("cloudformation"), None | Some(Format::Cloudformation)) => Format::Cloudformation,
         (Some("terraform"), None | Some(Format::Terraform)) => Format::Terraform,
         (Some(w), _) => {
-            eprintln!(
-                "error: `{w}` is not a format matching --format (cloudformation or terraform)"
+            return super::fail_msg(
+                Outcome::Usage,
+                format_args!(
+                    "`{w}` is not a format matching --format (cloudformation or terraform)"
+                ),
             );
-            return Outcome::Usage;
         }
     };
     let recipe = match kiln::load::load_recipe(project, recipe) {
         Ok(r) => r,
         Err(d) => {
-            eprintln!("{d}");
-            return Outcome::Failed;
+            let summary = format!("recipe `{recipe}` is invalid");
+            return super::output::fail_invalid(d.0, summary);
         }
     };
     let (pipeline, notes) = match export::prepare(project, &recipe) {
@@ -64,8 +66,8 @@ pub fn run(project: &Project, args: Args) -> Outcome {
         Format::Terraform => terraform::render(&pipeline),
     };
     for n in &notes {
-        eprintln!("not exported: {n}");
+        errln!("not exported: {n}");
     }
-    print!("{text}");
+    out!("{text}");
     Outcome::Ok
 }

@@ -34,8 +34,7 @@ pub async fn run(project_dir: &std::path::Path, args: Args) -> Outcome {
         .clone()
         .unwrap_or_else(|| project_dir.to_path_buf());
     if let Err(e) = kiln::import::create_out_dir(&dir) {
-        eprintln!("error: {}", kiln::pipeline::chain(&e));
-        return Outcome::Failed;
+        return super::fail(Outcome::Failed, &e);
     }
     let project = match super::open_project(&dir) {
         Ok(p) => p,
@@ -55,7 +54,7 @@ pub async fn run(project_dir: &std::path::Path, args: Args) -> Outcome {
         }
         Err(e) => {
             super::report(&e);
-            eprintln!("nothing was written");
+            errln!("nothing was written");
             Outcome::Failed
         }
     }
@@ -63,19 +62,19 @@ pub async fn run(project_dir: &std::path::Path, args: Args) -> Outcome {
 
 fn print_report(project: &Project, r: &ImportReport) {
     for m in &r.mapped {
-        println!("mapped      {m}");
+        outln!("mapped      {m}");
     }
     for n in &r.notes {
-        println!("not mapped  {n}");
+        outln!("not mapped  {n}");
     }
     for w in &r.written {
-        println!("wrote       {}", project.root().join(w).display());
+        outln!("wrote       {}", project.root().join(w).display());
     }
     let list = |names: &[String]| match names {
         [] => String::new(),
         n => format!(" ({})", n.join(", ")),
     };
-    println!(
+    outln!(
         "imported {} recipe{}{} and {} component{}{}; each passes `kiln validate`",
         r.recipes.len(),
         if r.recipes.len() == 1 { "" } else { "s" },

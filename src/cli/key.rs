@@ -21,9 +21,9 @@ pub fn run(args: Args) -> Outcome {
     match args {
         Args::Generate { dir } => match kiln::sign::SigningKey::generate(&dir) {
             Ok((key, public)) => {
-                println!("private key: {} (mode 0600)", key.display());
-                println!("public key:  {}", public.display());
-                println!(
+                outln!("private key: {} (mode 0600)", key.display());
+                outln!("public key:  {}", public.display());
+                outln!(
                     "set `signing: {{key: {}}}` in the operator config (--config / KILN_CONFIG)",
                     key.display()
                 );
@@ -37,14 +37,16 @@ pub fn run(args: Args) -> Outcome {
     }
 }
 
-/// Loads the operator config (`--config`, `KILN_CONFIG`, or
-/// `/etc/kiln/kiln.yaml` when it exists) and its signing key.
-pub fn operator(
+/// Loads the operator config (`--config`, `KILN_CONFIG`,
+/// `/etc/kiln/kiln.yaml` when it exists, else the project's
+/// `config/kiln.yaml` with a warning) and its signing key.
+pub async fn operator(
     explicit: Option<&std::path::Path>,
     project: &kiln::project::Project,
 ) -> Result<kiln::operator::OperatorConfig, Outcome> {
-    let path = kiln::operator::OperatorConfig::locate(explicit);
-    kiln::operator::OperatorConfig::load(path.as_deref(), project.root()).map_err(|e| {
+    let found = kiln::operator::OperatorConfig::locate(explicit, project.root());
+    let loaded = kiln::operator::OperatorConfig::load(&found, project.root()).await;
+    loaded.map_err(|e| {
         super::report(&e);
         Outcome::Failed
     })

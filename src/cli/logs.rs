@@ -24,7 +24,7 @@ pub async fn run(args: Args) -> Outcome {
     };
     match client.log(&args.run, args.follow, print_event).await {
         Ok(Some(run)) => {
-            eprintln!(
+            errln!(
                 "run {} {}: {}",
                 args.run,
                 run["status"].as_str().unwrap_or("?"),
@@ -37,9 +37,6 @@ pub async fn run(args: Args) -> Outcome {
             }
         }
         Ok(None) => Outcome::Ok,
-        Err(e) => {
-            super::report(&e);
-            Outcome::Failed
-        }
+        Err(e) => super::fail(super::exit_code::client(&e), &e),
     }
 }

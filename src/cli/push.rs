@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln::distribute::{self, PushEvent, PushOptions, PushRequest};
-use kiln::load::{self, DistributeConfig, Target};
+use kiln::load::{self, Compression, DistributeConfig, Target};
 use kiln::project::Project;
 use kiln::registry::RegistryClient;
 
@@ -39,6 +39,10 @@ pub struct Args {
     /// default those are stored uncompressed inside gzip).
     #[arg(long)]
     pub no_adaptive: bool,
+    /// Layer compression, replacing the recipe's: `gzip` or `zstd`
+    /// (Docker 20.10 cannot pull zstd layers).
+    #[arg(long, value_parser = parse_compression)]
+    pub compression: Option<Compression>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -50,8 +54,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         Some(r) => match load::load_recipe(project, r) {
             Ok(r) => (r.name, r.version, r.distribute),
             Err(d) => {
-                eprintln!("{d}");
-                return Outcome::Failed;
+                return super::output::fail_invalid(d.0, format_args!("recipe `{r}` is invalid"));
             }
         },
         None => (
@@ -64,8 +67,10 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         dist.targets = Vec::new();
         for t in &args.to {
             let Some((registry, repository)) = t.split_once('/') else {
-                eprintln!("error: `--to {t}` must be host[:port]/repository");
-                return Outcome::Usage;
+                return super::fail_msg(
+                    Outcome::Usage,
+                    format_args!("`--to {t}` must be host[:port]/repository"),
+                );
             };
             dist.targets.push(Target::Oci {
                 registry: registry.into(),
@@ -76,23 +81,22 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     if !args.tags.is_empty() {
         dist.tags = args.tags.clone();
     }
+    if let Some(c) = args.compression {
+        dist.compression = c;
+    }
     if dist.targets.is_empty() {
-        eprintln!("error: no targets: give a recipe with `distribute.targets` or `--to`");
-        return Outcome::Usage;
+        return super::fail_msg(
+            Outcome::Usage,
+            "no targets: give a recipe with `distribute.targets` or `--to`",
+        );
     }
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,
-        Err(e) => {
-            super::report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return super::fail(Outcome::Infrastructure, &e),
     };
     let client = match RegistryClient::with_defaults() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Failed;
-        }
+        Err(e) => return super::fail(Outcome::Infrastructure, &e),
     };
     let req = PushRequest {
         image: args.image.clone(),
@@ -110,13 +114,26 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         },
     };
     let bytes = AtomicU64::new(0);
+    // On a terminal: the export + compression bar and a line per blob, as
+    // `kiln run` shows them; elsewhere only the result (as before).
+    let progress = std::sync::Mutex::new(super::progress::Progress::default());
     let on_event = |e: &PushEvent| {
         if let PushEvent::BlobUploaded { bytes: b, .. } = e {
             bytes.fetch_add(*b, Ordering::Relaxed);
         }
         tracing::debug!(?e, "push");
+        if super::output::mode().progress
+            && let Ok(mut p) = progress.lock()
+            && let Some(line) = super::run::push_line(&mut p, e.clone())
+        {
+            p.line(&line);
+        }
     };
-    match distribute::distribute(&docker, &client, &req, &on_event).await {
+    let result = distribute::distribute(&docker, &client, &req, &on_event).await;
+    if let Ok(mut p) = progress.lock() {
+        p.finish();
+    }
+    match result {
         Ok(p) => {
             if args.json {
                 let targets: Vec<_> = p
@@ -131,7 +148,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
                         })
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "manifestDigest": p.manifest_digest.to_string(), "configDigest": p.config_digest.to_string(),
@@ -140,7 +157,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
                 );
             } else {
                 for t in &p.targets {
-                    println!(
+                    outln!(
                         "{}/{}@{} tags {} ({}; {} bytes, {} uploaded, {} skipped, {} mounted)",
                         t.registry_host,
                         t.repository,
@@ -160,9 +177,14 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             }
             Outcome::Ok
         }
-        Err(e) => {
-            super::report(&e);
-            Outcome::Failed
-        }
+        Err(e) => super::fail(Outcome::Infrastructure, &e),
+    }
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    match s {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        _ => Err(format!("`{s}` is not a compression (gzip or zstd)")),
     }
 }

@@ -1,13 +1,18 @@
-//! `kiln records [PIPELINE] [--json] [--verify] [--provenance BUILD]`.
+//! `kiln records [PIPELINE] [--json] [--verify [--key PUB]] [--provenance BUILD]`.
 //!
 //! `--verify` always checks the whole chain (a pipeline's records are links
-//! of the one project-wide chain); with a PIPELINE (or `--json`/`--limit`) the
-//! records are then listed as without it, only when the chain is intact.
+//! of the one project-wide chain) and, with a public key (`--key`, or the
+//! operator config's signing key), every entry's signature; with a PIPELINE
+//! (or `--json`/`--limit`) the records are then listed as without it, only
+//! when the chain is intact.
 
+use std::path::{Path, PathBuf};
+
+use kiln::operator::OperatorConfig;
 use kiln::project::Project;
-use kiln::record::{self, ChainedRecord, Selector, Store, provenance};
+use kiln::record::{self, ChainKeys, ChainedRecord, Selector, Store, provenance};
 
-use super::{Outcome, report};
+use super::{Outcome, fail, output};
 
 /// Arguments of `kiln records`.
 #[derive(Debug, clap::Args)]
@@ -27,24 +32,41 @@ pub struct Args {
     /// Show at most N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Check signatures with this public key (PEM, `kiln.pub`) instead of
+    /// the operator config's signing key.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
 }
 
-/// Opens the project's record database; `Ok(None)` when none exists yet (no
-/// read-only command creates one).
-pub fn open_store(project: &Project) -> Result<Option<Store>, Outcome> {
+/// Opens the project's record database, checking entries with `keys`;
+/// `Ok(None)` when none exists yet (no read-only command creates one).
+pub fn open_store(project: &Project, keys: ChainKeys) -> Result<Option<Store>, Outcome> {
     let path = record::db_path(project.root());
     if !path.exists() {
         return Ok(None);
     }
-    Store::open(&path).map(Some).map_err(|e| {
-        report(&e);
-        Outcome::Failed
-    })
+    Store::open(&path)
+        .map(|s| Some(s.with_keys(keys)))
+        .map_err(|e| fail(Outcome::Failed, &e))
+}
+
+/// The keys reading commands check records with: `--key PUB`, else the
+/// operator config's signing key, else none.
+pub fn reading_keys(
+    operator: &OperatorConfig,
+    public: Option<&Path>,
+) -> Result<ChainKeys, Outcome> {
+    kiln::operator::record_keys::verifying_keys(operator, public)
+        .map_err(|e| fail(Outcome::Failed, &e))
 }
 
 /// Lists, verifies or exports records.
-pub fn run(project: &Project, args: Args) -> Outcome {
-    let store = match open_store(project) {
+pub fn run(project: &Project, args: Args, operator: &OperatorConfig) -> Outcome {
+    let keys = match reading_keys(operator, args.key.as_deref()) {
+        Ok(k) => k,
+        Err(o) => return o,
+    };
+    let store = match open_store(project, keys) {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -65,9 +87,9 @@ pub fn run(project: &Project, args: Args) -> Outcome {
 fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> Outcome {
     let ok = |line: String| {
         if verdict_to_stderr {
-            eprintln!("{line}");
+            errln!("{line}");
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     };
     let Some(store) = store else {
@@ -76,33 +98,39 @@ fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> 
     };
     let report = match store.verify() {
         Ok(r) => r,
-        Err(e) => {
-            self::report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return fail(Outcome::Failed, &e),
     };
     match (report.first_bad, report.head) {
         (Some(bad), _) => {
-            eprintln!(
-                "error: record #{} `{}` (id {}) in {} failed verification: {}",
+            let mut failure = output::Failure::message(format_args!(
+                "{} #{} `{}` (id {}) in {} failed verification: {}",
+                bad.kind,
                 bad.seq,
                 bad.build,
                 bad.id,
                 project.display(store.path()).display(),
                 bad.problem
-            );
-            eprintln!(
-                "  {} record{} before it verified",
+            ));
+            failure.causes.push(format!(
+                "{} record{} before it verified",
                 report.checked,
                 if report.checked == 1 { "" } else { "s" }
-            );
-            Outcome::Failed
+            ));
+            output::print_failure(Outcome::Failed, &failure)
         }
         (None, head) => {
             let head = head.map_or_else(|| "-".into(), |h| h.to_string());
+            let signatures = match &report.key_id {
+                Some(key) => format!("every entry signed by key {key}"),
+                None => format!(
+                    "signatures not checked: no signing key configured, so records are \
+                     unsigned ({} entries carry a signature; --key PUB checks them)",
+                    report.signed
+                ),
+            };
             ok(format!(
-                "ok: {} records, chain intact, head {head}",
-                report.checked
+                "ok: {} records, chain intact ({} events), head {head}; {signatures}",
+                report.checked, report.events
             ));
             Outcome::Ok
         }
@@ -112,10 +140,7 @@ fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> 
 fn provenance(store: Option<&Store>, build: &str) -> Outcome {
     let selector: Selector = match build.parse() {
         Ok(s) => s,
-        Err(e) => {
-            report(&e);
-            return Outcome::Usage;
-        }
+        Err(e) => return fail(Outcome::Usage, &e),
     };
     let found = match store {
         Some(s) => s.get(&selector),
@@ -125,44 +150,23 @@ fn provenance(store: Option<&Store>, build: &str) -> Outcome {
     };
     let statement = match found.and_then(|r| provenance::statement(&r.record)) {
         Ok(s) => s,
-        Err(e) => {
-            report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return fail(Outcome::Failed, &e),
     };
-    match serde_json::to_string_pretty(&statement) {
-        Ok(json) => {
-            println!("{json}");
-            Outcome::Ok
-        }
-        Err(e) => {
-            report(&e);
-            Outcome::Failed
-        }
-    }
+    output::json_result(&statement)
 }
 
 fn list(store: Option<&Store>, args: &Args) -> Outcome {
     let records = match store.map(|s| s.list(args.pipeline.as_deref(), args.limit)) {
         None => Vec::new(),
         Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            report(&e);
-            return Outcome::Failed;
-        }
+        Some(Err(e)) => return fail(Outcome::Failed, &e),
     };
     if args.json {
-        match serde_json::to_string_pretty(&records) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                report(&e);
-                return Outcome::Failed;
-            }
-        }
+        return output::json_result(&records);
     } else if records.is_empty() {
-        eprintln!("no records yet");
+        errln!("no records yet");
     } else {
-        print!("{}", table(&records));
+        out!("{}", table(&records));
     }
     Outcome::Ok
 }

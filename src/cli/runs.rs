@@ -26,30 +26,27 @@ pub async fn run(args: Args) -> Outcome {
     };
     let runs = match client.runs(args.pipeline.as_deref(), args.limit).await {
         Ok(r) => r,
-        Err(e) => {
-            super::report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return super::fail(super::exit_code::client(&e), &e),
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&runs).unwrap_or_default()
-        );
-        return Outcome::Ok;
+        return super::output::json_result(&runs);
     }
     let runs = runs.as_array().cloned().unwrap_or_default();
     if runs.is_empty() {
-        eprintln!("no runs yet");
+        errln!("no runs yet");
         return Outcome::Ok;
     }
-    println!(
+    outln!(
         "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  SUMMARY",
-        "RUN", "PIPELINE", "STATUS", "TRIGGER", "QUEUED"
+        "RUN",
+        "PIPELINE",
+        "STATUS",
+        "TRIGGER",
+        "QUEUED"
     );
     for r in runs {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-        println!(
+        outln!(
             "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  {}",
             s("id"),
             s("pipeline"),

@@ -19,6 +19,9 @@ pub struct Args {
     /// Count from this instant (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub after: Option<DateTime<Utc>>,
+    /// Print the schedule and fire times as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Prints the schedule and its next fire times.
@@ -26,44 +29,50 @@ pub fn run(project: &Project, args: Args) -> Outcome {
     let recipe = match kiln::load::load_recipe(project, &args.recipe) {
         Ok(r) => r,
         Err(d) => {
-            eprintln!("{d}");
-            return Outcome::Failed;
+            let summary = format!("recipe `{}` is invalid", args.recipe);
+            return super::output::fail_invalid(d.0, summary);
         }
     };
     let Some(s) = &recipe.schedule else {
-        eprintln!("error: recipe `{}` has no schedule", recipe.name);
-        return Outcome::Failed;
+        return super::fail_msg(
+            Outcome::Failed,
+            format_args!("recipe `{}` has no schedule", recipe.name),
+        );
     };
     let cron = match parse_cron(&s.cron) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Failed;
-        }
+        Err(e) => return super::fail(Outcome::Invalid, &e),
     };
     let form = match cron.form {
         CronForm::Kiln => "5-field cron",
         CronForm::ImageBuilder => "Image Builder cron",
     };
-    println!(
+    let after = args.after.unwrap_or_else(Utc::now);
+    let times = upcoming(&cron, s.timezone, after, args.next);
+    if args.json {
+        return super::output::json_result(&serde_json::json!({
+            "recipe": recipe.name, "cron": s.cron, "form": form,
+            "timezone": s.timezone.name(), "startCondition": s.start_condition.as_str(),
+            "next": times.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
+        }));
+    }
+    outln!(
         "{}: `{}` ({form}) in {}, startCondition {}",
         recipe.name,
         s.cron,
         s.timezone.name(),
         s.start_condition.as_str()
     );
-    let after = args.after.unwrap_or_else(Utc::now);
-    let times = upcoming(&cron, s.timezone, after, args.next);
     for t in &times {
         let local = t.with_timezone(&s.timezone);
-        println!(
+        outln!(
             "{}  {}",
             t.format("%Y-%m-%dT%H:%M:%SZ"),
             local.format("%a %Y-%m-%d %H:%M %Z")
         );
     }
     if times.len() < args.next {
-        println!("(no further fire times)");
+        outln!("(no further fire times)");
     }
     Outcome::Ok
 }

@@ -1,5 +1,7 @@
-//! `kiln serve [--daemon-config FILE] [--listen ADDR]`: the daemon, until SIGTERM or
-//! Ctrl-C.
+//! `kiln serve [--listen ADDR] [--tls-cert FILE --tls-key FILE]
+//! [--insecure-http]`: the daemon, until SIGTERM or Ctrl-C. Its settings
+//! (listen, tokens, registries, policy, …) come from the operator config
+//! (global `--config FILE` / `KILN_CONFIG`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,19 +9,24 @@ use std::path::PathBuf;
 use kiln::daemon::setup::{self, SetupError};
 use kiln::project::Project;
 
-use super::Outcome;
-use super::report;
+use super::{Outcome, fail};
 
 /// Arguments of `kiln serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The daemon config (default: `config/kiln.yaml` in the project, if
-    /// present). Not the operator config (global `--config`).
-    #[arg(long = "daemon-config", value_name = "FILE")]
-    pub daemon_config: Option<PathBuf>,
     /// Listen here instead of the configured address (`127.0.0.1:0` picks a port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (tokens cross the network
+    /// unencrypted; only behind a TLS-terminating proxy).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
 }
 
 /// Starts the daemon ([`kiln::daemon::setup::open`]) and serves until a
@@ -29,28 +36,24 @@ pub async fn run(
     args: Args,
     operator: kiln::operator::OperatorConfig,
 ) -> Outcome {
-    let (listener, state) = match setup::open(
-        project,
-        args.daemon_config.as_deref(),
-        args.listen,
-        operator.signing,
-    )
-    .await
-    {
+    let listen = setup::ListenOptions {
+        addr: args.listen,
+        tls: args.tls_cert.zip(args.tls_key),
+        insecure_http: args.insecure_http,
+    };
+    let server = match setup::open(project, operator, listen).await {
         Ok(s) => s,
         Err(e) => {
-            report(&e);
-            return match e {
-                SetupError::Config(_) => Outcome::Usage,
+            let outcome = match e {
+                SetupError::PlainHttp { .. } | SetupError::Tls(_) => Outcome::Usage,
+                SetupError::Docker(_) => Outcome::Infrastructure,
                 _ => Outcome::Failed,
             };
+            return fail(outcome, &e);
         }
     };
-    match kiln::daemon::serve(listener, state, kiln::shutdown::requested()).await {
+    match server.run(kiln::shutdown::requested()).await {
         Ok(()) => Outcome::Ok,
-        Err(e) => {
-            report(&e);
-            Outcome::Failed
-        }
+        Err(e) => fail(Outcome::Failed, &e),
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use kiln::project::Project;
 use kiln::test_phase::{self, TestInput};
 
-use super::Outcome;
+use super::{Outcome, fail, fail_msg, output};
 
 /// Arguments of `kiln test`.
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Runs the recipe's test phase against the image; Ctrl-C removes the
 /// container before exiting.
-pub async fn run(project: &Project, args: Args) -> Outcome {
+pub async fn run(project: &Project, args: Args, allow: kiln::test_phase::TestPolicy) -> Outcome {
     let (recipe, rendered) =
         match super::load_rendered(project, &args.recipe, super::WhenUnpinned::KeepTags) {
             Ok(r) => r,
@@ -34,42 +34,42 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         };
     let docker = match kiln::docker::connect().await {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Failed;
-        }
+        Err(e) => return fail(Outcome::Infrastructure, &e),
     };
     let image = match args.image {
         Some(i) => i,
         None => {
             match kiln::pipeline::tested_image::built_image(&docker, &recipe, &rendered).await {
                 Ok(i) => i,
-                Err(e) => {
-                    super::report(&e);
-                    return Outcome::Failed;
-                }
+                Err(e) => return fail(Outcome::Failed, &e),
             }
         }
     };
-    let input = match TestInput::from_recipe(&recipe, &rendered, image) {
+    let input = match TestInput::under(&recipe, &rendered, image, allow) {
         Ok(i) => i,
         Err(d) => {
-            eprintln!("{d}");
-            return Outcome::Failed;
+            let summary = format!(
+                "the tests of `{}` cannot run against this image",
+                recipe.name
+            );
+            return output::fail_invalid(vec![d], summary);
         }
     };
     let stop = kiln::shutdown::requested();
     let report = match test_phase::test_image_until(&docker, &input, stop).await {
         Ok(r) => r,
-        Err(e) => {
-            super::report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return fail(Outcome::Infrastructure, &e),
     };
-    if args.json {
-        println!("{}", report.to_json());
+    if args.json && !report.passed {
+        // One document: the error, with the whole report beside it.
+        let failure = output::Failure::message(format!("tests of `{}` failed", recipe.name));
+        let mut doc = failure.json(Outcome::TestsFailed);
+        doc["report"] = serde_json::to_value(&report).unwrap_or_default();
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else if args.json {
+        outln!("{}", report.to_json());
     } else {
-        print!("{}", report.summary());
+        out!("{}", report.summary());
     }
     if let Some(path) = &args.junit
         && let Err(e) = kiln::atomic_file::write(
@@ -78,12 +78,17 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             kiln::atomic_file::USER_FILE,
         )
     {
-        eprintln!("error: cannot write JUnit report `{}`: {e}", path.display());
-        return Outcome::Failed;
+        return fail_msg(
+            Outcome::Failed,
+            format_args!("cannot write JUnit report `{}`: {e}", path.display()),
+        );
     }
-    if report.passed {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
+    match (report.passed, args.json) {
+        (true, _) => Outcome::Ok,
+        (false, true) => Outcome::TestsFailed,
+        (false, false) => fail_msg(
+            Outcome::TestsFailed,
+            format_args!("tests of `{}` failed", recipe.name),
+        ),
     }
 }

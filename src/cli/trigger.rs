@@ -3,7 +3,8 @@
 //! is the run's outcome (0 passed / up to date, 1 otherwise).
 
 use super::Outcome;
-use super::client::{ServerArgs, from_args, outcome_of, print_event};
+use super::client::{ServerArgs, event_line, from_args, outcome_of, print_event};
+use super::output;
 
 /// Arguments of `kiln trigger`.
 #[derive(Debug, clap::Args)]
@@ -13,6 +14,10 @@ pub struct Args {
     /// Follow the run's log until it ends; exit with its outcome.
     #[arg(long)]
     pub wait: bool,
+    /// Print the queued run (with `--wait`: the finished run) as JSON on
+    /// stdout; the log then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -25,40 +30,59 @@ pub async fn run(args: Args) -> Outcome {
     };
     let body = match client.trigger(&args.pipeline).await {
         Ok(b) => b,
-        Err(e) => {
-            super::report(&e);
-            return Outcome::Failed;
-        }
+        Err(e) => return super::fail(super::exit_code::client(&e), &e),
     };
     let id = body["run"]["id"].as_str().unwrap_or_default().to_string();
     if body["joined"] == true {
-        eprintln!(
+        errln!(
             "joined run {id} (already {})",
             body["run"]["status"].as_str().unwrap_or("?")
         );
     } else {
-        eprintln!("queued run {id}");
+        errln!("queued run {id}");
     }
-    println!("{id}");
     if !args.wait {
+        if args.json {
+            return output::json_result(&body);
+        }
+        outln!("{id}");
         return Outcome::Ok;
     }
-    match client.log(&id, true, print_event).await {
+    if !args.json {
+        outln!("{id}");
+    }
+    // Under --json stdout holds one document: the log goes to stderr.
+    let on_event = |name: &str, e: &serde_json::Value| {
+        if !args.json {
+            return print_event(name, e);
+        }
+        if let Some(line) = event_line(name, e) {
+            errln!("{line}");
+        }
+        std::ops::ControlFlow::Continue(())
+    };
+    match client.log(&id, true, on_event).await {
         Ok(Some(run)) => {
-            eprintln!(
-                "run {id} {}: {}",
-                run["status"].as_str().unwrap_or("?"),
-                run["summary"].as_str().unwrap_or("")
-            );
-            outcome_of(&run)
+            let status = run["status"].as_str().unwrap_or("?");
+            let summary = run["summary"].as_str().unwrap_or("");
+            errln!("run {id} {status}: {summary}");
+            let outcome = outcome_of(&run);
+            if !args.json {
+                return outcome;
+            }
+            if outcome == Outcome::Ok {
+                return output::json_result(&run);
+            }
+            let failure = output::Failure::message(format_args!("run {id} {status}: {summary}"));
+            let mut doc = failure.json(outcome);
+            doc["run"] = run;
+            outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            outcome
         }
-        Ok(None) => {
-            eprintln!("error: the daemon closed the log before run {id} ended");
-            Outcome::Failed
-        }
-        Err(e) => {
-            super::report(&e);
-            Outcome::Failed
-        }
+        Ok(None) => super::fail_msg(
+            Outcome::Infrastructure,
+            format_args!("the daemon closed the log before run {id} ended"),
+        ),
+        Err(e) => super::fail(super::exit_code::client(&e), &e),
     }
 }

@@ -1,6 +1,8 @@
 //! Bearer-token authentication: tokens are known only by their sha256, and a
 //! presented token is hashed and compared with every configured hash in
-//! constant time. Roles are ordered: `reader` < `trigger` < `admin`.
+//! constant time. Roles: `reader` < `trigger` < `admin`, and `approver`
+//! (reader + approval decisions) beside them: admin does not imply approver,
+//! so whoever runs and reconfigures pipelines does not approve their output.
 //!
 //! Nothing here logs a token or a header.
 
@@ -9,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::config::TokenEntry;
 
-/// What a token may do; each role includes the ones below it.
+/// What a token may do ([`Role::allows`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -19,6 +21,22 @@ pub enum Role {
     Trigger,
     /// Trigger, plus cancelling runs and reloading the configuration.
     Admin,
+    /// Reader, plus approving or rejecting builds awaiting approval.
+    Approver,
+}
+
+impl Role {
+    /// Whether this role may make a call that needs `needs`: reader <
+    /// trigger < admin include the ones below; approver includes reader only,
+    /// and only approver approves.
+    pub fn allows(self, needs: Role) -> bool {
+        match (self, needs) {
+            (_, Role::Reader) => true,
+            (Role::Approver, n) => n == Role::Approver,
+            (_, Role::Approver) => false,
+            (have, n) => have >= n,
+        }
+    }
 }
 
 impl std::fmt::Display for Role {
@@ -27,6 +45,7 @@ impl std::fmt::Display for Role {
             Role::Reader => "reader",
             Role::Trigger => "trigger",
             Role::Admin => "admin",
+            Role::Approver => "approver",
         })
     }
 }
@@ -67,7 +86,7 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Equality that takes the same time wherever the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -97,7 +116,7 @@ pub fn authorize(
         }
     }
     let entry = found.ok_or(AuthError::Invalid)?;
-    if entry.role < needs {
+    if !entry.role.allows(needs) {
         return Err(AuthError::Forbidden {
             name: entry.name.clone(),
             has: entry.role,
@@ -141,6 +160,23 @@ mod tests {
             Err(AuthError::Missing)
         );
         assert_eq!(authorize(&t, None, Role::Reader), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn only_approvers_approve_and_approvers_only_read_besides() {
+        use Role::*;
+        for (have, needs, ok) in [
+            (Approver, Approver, true),
+            (Approver, Reader, true),
+            (Approver, Trigger, false),
+            (Approver, Admin, false),
+            (Admin, Approver, false),
+            (Trigger, Approver, false),
+            (Reader, Approver, false),
+            (Admin, Trigger, true),
+        ] {
+            assert_eq!(have.allows(needs), ok, "{have} for {needs}");
+        }
     }
 
     #[test]

@@ -25,18 +25,20 @@ pub struct PipelineInfo {
 }
 
 /// A pipeline's schedule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleInfo {
     /// Cron expression.
     pub cron: String,
     /// IANA time zone.
     #[serde(serialize_with = "tz_name")]
+    #[schema(value_type = String)]
     pub timezone: chrono_tz::Tz,
     /// Ask the runner whether anything changed before building.
     pub only_when_dependencies_change: bool,
     /// The same, in Image Builder's spelling.
     #[serde(serialize_with = "condition_name")]
+    #[schema(value_type = String)]
     pub start_condition: StartCondition,
 }
 

@@ -2,11 +2,21 @@
 //! `approved --server`: one method per call, URLs built with the `url` crate
 //! (path segments and query values percent-encoded, so a name like
 //! `a b&limit=1` stays one value), JSON answers, and a Server-Sent Events
-//! reader for run logs. The server side is `api.rs`.
+//! reader for run logs (eventsource-stream over reqwest's byte stream, so a
+//! character split across chunks arrives whole; a dropped stream is resumed
+//! with `Last-Event-ID`). The server side is `api.rs`.
 
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use reqwest::Url;
 use serde_json::Value;
+
+/// Reconnections of a followed log in a row without an event in between
+/// before the client gives up.
+const MAX_RESUMES: u32 = 5;
 
 /// Why a daemon call failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +27,24 @@ pub enum ClientError {
     BadServer {
         /// The URL as given.
         server: String,
+    },
+    /// `--cacert` cannot be read as PEM certificates.
+    #[error("cannot read CA certificates from {}", file.display())]
+    CaCert {
+        /// The `--cacert` file.
+        file: std::path::PathBuf,
+        /// The read or PEM error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// `--cacert` holds no certificate, or one the TLS stack refuses.
+    #[error("{} holds no usable PEM CA certificate", file.display())]
+    CaCertUnusable {
+        /// The `--cacert` file.
+        file: std::path::PathBuf,
+        /// The TLS stack's reason, when it gave one.
+        #[source]
+        source: Option<reqwest::Error>,
     },
     /// The daemon did not answer.
     #[error("cannot reach the kiln daemon at {server}")]
@@ -56,6 +84,21 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// A followed log kept breaking: [`MAX_RESUMES`] resumptions in a row
+    /// brought no event.
+    #[error("the log stream of run `{run}` from {server} kept breaking after event {last_event}")]
+    LogBroken {
+        /// The daemon URL.
+        server: String,
+        /// The run.
+        run: String,
+        /// The id of the last event received (`none` before the first).
+        last_event: String,
+        /// The last stream error (none when the daemon closed the stream
+        /// before the run's end).
+        #[source]
+        source: Option<Box<eventsource_stream::EventStreamError<reqwest::Error>>>,
+    },
 }
 
 /// A client for one daemon.
@@ -70,6 +113,16 @@ impl Client {
     /// A client for `server` (`http://host:port`, optionally with a path
     /// prefix), authenticating with `token`.
     pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Client::with_ca(server, token, None)
+    }
+
+    /// [`Client::new`] trusting only the PEM certificates in `cacert` (a
+    /// daemon with a self-signed or private-CA certificate), when given.
+    pub fn with_ca(
+        server: &str,
+        token: Option<String>,
+        cacert: Option<&std::path::Path>,
+    ) -> Result<Client, ClientError> {
         let bad = || ClientError::BadServer {
             server: server.to_string(),
         };
@@ -77,11 +130,15 @@ impl Client {
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(bad());
         }
-        Ok(Client {
-            http: reqwest::Client::new(),
-            base,
-            token,
-        })
+        let mut http = reqwest::Client::builder();
+        if let Some(file) = cacert {
+            http = http.tls_certs_only(ca_certificates(file)?);
+        }
+        let http = http.build().map_err(|e| ClientError::CaCertUnusable {
+            file: cacert.unwrap_or(std::path::Path::new("-")).to_path_buf(),
+            source: Some(e),
+        })?;
+        Ok(Client { http, base, token })
     }
 
     /// The URL of `segments` (each percent-encoded as one path segment)
@@ -123,34 +180,70 @@ impl Client {
     }
 
     /// Reads a run's log stream, calling `on_event(name, data)` for each
-    /// event. Returns the run from the `end` event, if the stream had one.
+    /// event until it returns `Break`. Returns the run from the `end` event,
+    /// if the stream had one. A followed stream that drops before `end` is
+    /// reopened with `Last-Event-ID`, so no event is lost or repeated.
     pub async fn log(
         &self,
         run_id: &str,
         follow: bool,
-        mut on_event: impl FnMut(&str, &Value),
+        mut on_event: impl FnMut(&str, &Value) -> ControlFlow<()>,
     ) -> Result<Option<Value>, ClientError> {
-        let follow = follow.to_string();
-        let url = self.url(&["v1", "runs", run_id, "log"], &[("follow", &follow)]);
-        let resp = self.send(reqwest::Method::GET, url).await?;
-        let mut stream = resp.bytes_stream();
-        let mut buf = String::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| self.bad_answer(source))?;
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let (name, data) = parse_event(&block);
-                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                if name == "end" {
-                    return Ok(Some(data));
-                }
-                if !name.is_empty() {
-                    on_event(&name, &data);
-                }
+        let follow_text = follow.to_string();
+        let url = self.url(&["v1", "runs", run_id, "log"], &[("follow", &follow_text)]);
+        let mut last_id: Option<String> = None;
+        let mut resumes = 0;
+        loop {
+            let mut request = self.request(reqwest::Method::GET, url.clone());
+            if let Some(id) = &last_id {
+                request = request.header("Last-Event-ID", id);
             }
+            let broke = match self.answer(request).await {
+                Ok(resp) => {
+                    let mut events = resp.bytes_stream().eventsource();
+                    let mut broke = None;
+                    while let Some(item) = events.next().await {
+                        let event = match item {
+                            Ok(event) => event,
+                            Err(e) => {
+                                broke = Some(e);
+                                break;
+                            }
+                        };
+                        resumes = 0;
+                        if !event.id.is_empty() {
+                            last_id = Some(event.id.clone());
+                        }
+                        let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                        if event.event == "end" {
+                            return Ok(Some(data));
+                        }
+                        if on_event(&event.event, &data).is_break() {
+                            return Ok(None);
+                        }
+                    }
+                    broke
+                }
+                Err(ClientError::Unreachable { source, .. }) if resumes > 0 => {
+                    Some(eventsource_stream::EventStreamError::Transport(source))
+                }
+                Err(e) => return Err(e),
+            };
+            if !follow && broke.is_none() {
+                return Ok(None);
+            }
+            resumes += 1;
+            if resumes > MAX_RESUMES {
+                return Err(ClientError::LogBroken {
+                    server: self.base.to_string(),
+                    run: run_id.to_string(),
+                    last_event: last_id.unwrap_or_else(|| "none".into()),
+                    source: broke.map(Box::new),
+                });
+            }
+            tracing::debug!(run = run_id, last = ?last_id, "log stream dropped; resuming");
+            tokio::time::sleep(Duration::from_millis(100 << resumes.min(4))).await;
         }
-        Ok(None)
     }
 
     fn bad_answer(&self, source: reqwest::Error) -> ClientError {
@@ -165,15 +258,25 @@ impl Client {
         resp.json().await.map_err(|source| self.bad_answer(source))
     }
 
+    /// A request with the token.
+    fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
         url: Url,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut req = self.http.request(method, url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        self.answer(self.request(method, url)).await
+    }
+
+    /// Sends `req`; a non-success status becomes its [`ClientError`].
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
         let resp = req
             .send()
             .await
@@ -195,31 +298,31 @@ impl Client {
     }
 }
 
-/// The `event:` name and joined `data:` lines of one SSE block.
-fn parse_event(block: &str) -> (String, String) {
-    let mut name = String::new();
-    let mut data = Vec::new();
-    for line in block.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim_start().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push(v.strip_prefix(' ').unwrap_or(v));
-        }
+/// The PEM certificates of `file`, for reqwest.
+fn ca_certificates(file: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let ders = CertificateDer::pem_file_iter(file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| ClientError::CaCert {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    let unusable = |source| ClientError::CaCertUnusable {
+        file: file.to_path_buf(),
+        source,
+    };
+    if ders.is_empty() {
+        return Err(unusable(None));
     }
-    (name, data.join("\n"))
+    ders.iter()
+        .map(|d| reqwest::Certificate::from_der(d).map_err(|e| unusable(Some(e))))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_sse_blocks() {
-        let (n, d) = parse_event("event: line\nid: 3\ndata: {\"a\":1}\n\n");
-        assert_eq!((n.as_str(), d.as_str()), ("line", "{\"a\":1}"));
-        let (n, _) = parse_event(": keep-alive\n\n");
-        assert!(n.is_empty());
-    }
 
     #[test]
     fn names_and_values_are_encoded_as_one_segment_or_value() {

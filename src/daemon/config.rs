@@ -1,7 +1,11 @@
-//! The daemon's configuration file, `config/kiln.yaml`: listen address,
-//! concurrency, shutdown grace, API tokens (stored as sha256 hashes only) and
-//! how runs share registry lookups (`registries:`).
-//! Decoded strictly through [`crate::yaml::decode`]; unknown fields are errors.
+//! The operator config file's schema (historically the daemon's
+//! `config/kiln.yaml`; found by [`crate::operator::OperatorConfig::locate`]):
+//! listen address, concurrency, shutdown grace, API tokens (stored as sha256
+//! hashes only), registries (`registries:`: shared lookups, insecure hosts,
+//! the credentials file), and the operator sections `signing`, `policy`,
+//! `findings` and `testContainers`, whose types and checks live in
+//! `src/operator/`. Decoded strictly through [`crate::yaml::decode`]; unknown
+//! fields are errors.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +44,21 @@ pub struct DaemonConfig {
     /// burst, however many slots were missed.
     #[serde(default = "default_catch_up")]
     pub catch_up_missed_slots: bool,
+    /// `signing:` — the signing key (loaded by [`crate::operator`]).
+    #[serde(default)]
+    pub signing: Option<crate::operator::SigningFile>,
+    /// `policy:` — what recipes and images must satisfy.
+    #[serde(default)]
+    pub policy: crate::operator::policy::Policy,
+    /// `findings:` — the findings gate.
+    #[serde(default)]
+    pub findings: crate::operator::findings::FindingsConfig,
+    /// `testContainers:` — what structure tests may ask for.
+    #[serde(default)]
+    pub test_containers: crate::test_phase::TestPolicy,
+    /// `build:` — default builder and allowed build-secret sources.
+    #[serde(default)]
+    pub build: Option<crate::operator::build::BuildFile>,
 }
 
 /// `registries:` — how scheduled runs share registry lookups.
@@ -55,6 +74,13 @@ pub struct RegistryLookups {
     /// Longest a run waits for a rate-limited registry before failing. Default 900.
     #[serde(default = "default_max_throttle_wait")]
     pub max_throttle_wait_seconds: u64,
+    /// Hosts (`host[:port]`) reached over plain HTTP besides loopback.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// The Docker config file registry credentials are read from (default
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+    #[serde(default)]
+    pub docker_config: Option<PathBuf>,
 }
 
 fn default_lookup_ttl() -> u64 {
@@ -75,6 +101,8 @@ impl Default for RegistryLookups {
             lookup_ttl_seconds: default_lookup_ttl(),
             concurrency_per_registry: default_lookup_concurrency(),
             max_throttle_wait_seconds: default_max_throttle_wait(),
+            insecure: Vec::new(),
+            docker_config: None,
         }
     }
 }
@@ -86,6 +114,8 @@ impl RegistryLookups {
             lookup_ttl: Duration::from_secs(self.lookup_ttl_seconds),
             lookup_concurrency: self.concurrency_per_registry,
             max_throttle_wait: Duration::from_secs(self.max_throttle_wait_seconds),
+            insecure_registries: self.insecure.iter().cloned().collect(),
+            docker_config: self.docker_config.clone(),
             ..Default::default()
         }
     }
@@ -128,6 +158,11 @@ impl Default for DaemonConfig {
             tokens: Vec::new(),
             registries: RegistryLookups::default(),
             catch_up_missed_slots: default_catch_up(),
+            signing: None,
+            policy: Default::default(),
+            findings: Default::default(),
+            test_containers: Default::default(),
+            build: None,
         }
     }
 }
@@ -137,7 +172,7 @@ impl Default for DaemonConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("error reading daemon config `{path}`")]
+    #[error("cannot read operator config `{path}`")]
     Read {
         /// The file.
         path: PathBuf,
@@ -149,7 +184,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
     /// A value is out of range.
-    #[error("daemon config `{path}`: {problem}")]
+    #[error("operator config `{path}`: {problem}")]
     Value {
         /// The file.
         path: PathBuf,
@@ -188,6 +223,12 @@ impl DaemonConfig {
             return Err(bad(
                 "`registries.concurrencyPerRegistry` must be at least 1".into(),
             ));
+        }
+        if let Err(problem) = config.policy.validate() {
+            return Err(bad(problem));
+        }
+        if let Err(problem) = config.findings.validate() {
+            return Err(bad(problem));
         }
         let mut names = std::collections::BTreeSet::new();
         for t in &config.tokens {
@@ -249,9 +290,9 @@ mod tests {
 
     #[test]
     fn the_shipped_example_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kiln.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kiln.yaml");
         let c = DaemonConfig::load(&path).unwrap();
-        assert_eq!(c.tokens.len(), 3);
+        assert_eq!(c.tokens.len(), 4);
         for t in &c.tokens {
             let dev = format!("kiln-dev-{}", t.name.trim_start_matches("dev-"));
             assert_eq!(super::super::auth::hash_token(&dev), t.sha256, "{}", t.name);

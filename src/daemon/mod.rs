@@ -6,8 +6,9 @@
 //! [`clock`] (controllable time), [`catalog`] (the recipes), [`scheduler`]
 //! (cron → queued runs), [`queue`] (runs in SQLite), [`worker`] (claims runs
 //! and drives the [`runner::PipelineRunner`]), [`sse`] (replay-then-follow of
-//! run logs), [`metrics`], and [`api`], the only module that knows HTTP
-//! on the server side; [`client`] is the other end, for the CLI.
+//! run logs), [`metrics`], [`api`] and [`page`] (the status page), the only
+//! modules that know HTTP on the server side, [`tls`] (HTTPS); [`client`] is
+//! the other end, for the CLI.
 //!
 //! **Architecture Invariant:** the daemon never chains pipeline stages; it
 //! drives a [`runner::PipelineRunner`], which calls the same pipeline
@@ -21,6 +22,8 @@ pub mod clock;
 pub mod config;
 pub mod lock;
 pub mod metrics;
+pub mod openapi;
+pub mod page;
 pub mod pipeline_runner;
 pub mod queue;
 pub mod run;
@@ -29,11 +32,14 @@ pub mod scheduler;
 pub mod setup;
 pub mod sse;
 mod state;
+pub mod tls;
 pub mod worker;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
+
+use page::session::CookiePolicy;
 
 pub use state::{DaemonError, DaemonOptions, DaemonState, LiveEvent, LiveKind};
 
@@ -47,6 +53,31 @@ pub async fn serve(
     state: DaemonState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    serve_on(listener, CookiePolicy { secure: false }, state, shutdown).await
+}
+
+/// [`serve`] over HTTPS: every connection is TLS with `tls`, and the status
+/// page's cookies are `Secure`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    state: DaemonState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let listener =
+        tls::TlsListener::new(listener, tls).map_err(|source| DaemonError::Serve { source })?;
+    serve_on(listener, CookiePolicy { secure: true }, state, shutdown).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    cookies: CookiePolicy,
+    state: DaemonState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
     // Held until this function returns: recovery must never take a live
     // daemon's runs for a crashed one's.
     let lock = lock::DaemonLock::acquire(&state.shared.database)?;
@@ -68,7 +99,7 @@ pub async fn serve(
             stop.cancel();
         }
     };
-    let served = axum::serve(listener, api::router(state.clone()))
+    let served = axum::serve(listener, api::router_with(state.clone(), cookies))
         .with_graceful_shutdown(signal)
         .await;
     stop.cancel();

@@ -117,6 +117,7 @@ impl PipelineRunner for PipelineRunnerImpl {
             cancel,
             events: Arc::new(move |e| log_event(&sink_log, e)),
             lookups: Some(scope(run.queued, &log)),
+            branch: None,
         };
         match self.pipeline.run(&run.pipeline, &opts).await {
             Ok(s) => {
@@ -186,6 +187,14 @@ impl PipelineRunner for PipelineRunnerImpl {
 
     fn registry_stats(&self) -> Vec<RegistryStats> {
         self.pipeline.registry.stats()
+    }
+
+    async fn promote_approved(
+        &self,
+        record: &crate::record::ChainedRecord,
+        by: &str,
+    ) -> Result<Vec<crate::pipeline::PromotionOutcome>, RunnerError> {
+        Ok(self.pipeline.approvals().promote_all(record, by).await?)
     }
 
     async fn cleanup_run(&self, run_id: &str) {

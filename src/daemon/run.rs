@@ -8,9 +8,9 @@ use super::runner::EventKind;
 use crate::record::Status;
 
 /// Where a run is in its life. `queued → running → {passed, failed,
-/// up_to_date, cancelled}`; a run a killed daemon left `running` becomes
+/// up_to_date, cancelled, awaiting_approval}`; a run a killed daemon left `running` becomes
 /// `interrupted` at the next start (and a retry is queued).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Waiting for a worker.
@@ -27,11 +27,13 @@ pub enum RunState {
     Cancelled,
     /// The daemon died while it ran.
     Interrupted,
+    /// Finished: passed and pushed to staging; waits for `kiln approve`.
+    AwaitingApproval,
 }
 
 impl RunState {
     /// Every state, for parsing and metrics.
-    pub const ALL: [RunState; 7] = [
+    pub const ALL: [RunState; 8] = [
         RunState::Queued,
         RunState::Running,
         RunState::Passed,
@@ -39,6 +41,7 @@ impl RunState {
         RunState::UpToDate,
         RunState::Cancelled,
         RunState::Interrupted,
+        RunState::AwaitingApproval,
     ];
 
     /// The name stored in the database and shown everywhere.
@@ -51,6 +54,7 @@ impl RunState {
             RunState::UpToDate => "up_to_date",
             RunState::Cancelled => "cancelled",
             RunState::Interrupted => "interrupted",
+            RunState::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -73,12 +77,13 @@ impl From<Status> for RunState {
             Status::Failed => RunState::Failed,
             Status::UpToDate => RunState::UpToDate,
             Status::Cancelled => RunState::Cancelled,
+            Status::AwaitingApproval => RunState::AwaitingApproval,
         }
     }
 }
 
 /// Why a run was queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
     /// Someone asked (API / `kiln trigger`).
@@ -117,7 +122,7 @@ impl TriggerKind {
 }
 
 /// One run, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRow {
     /// Run id.
@@ -161,12 +166,13 @@ pub struct StoredEvent {
 }
 
 /// One stage of a run, derived from its stage events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StageInfo {
     /// Stage name.
     pub name: String,
     /// `running`, `passed` or `failed`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// Start.
     pub started_at: DateTime<Utc>,

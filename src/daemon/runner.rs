@@ -22,6 +22,9 @@ pub enum RunnerError {
     /// record store).
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// Promoting an approved build failed.
+    #[error(transparent)]
+    Approve(#[from] crate::pipeline::ApproveError),
 }
 
 /// What [`PipelineRunner::run`] returns.
@@ -85,6 +88,17 @@ pub trait PipelineRunner: Send + Sync + 'static {
     /// with its run id). Called at startup for runs a killed daemon left
     /// `running`.
     async fn cleanup_run(&self, run_id: &str);
+
+    /// Promotes a build just approved (by `by`) to the promote targets its
+    /// record names. A runner without registries promotes nothing.
+    async fn promote_approved(
+        &self,
+        record: &crate::record::ChainedRecord,
+        by: &str,
+    ) -> Result<Vec<crate::pipeline::PromotionOutcome>, RunnerError> {
+        let _ = (record, by);
+        Ok(Vec::new())
+    }
 }
 
 /// What a log event says.

@@ -1,16 +1,21 @@
-//! What `kiln serve` does before [`super::serve`]: find and load the config,
-//! bind the listener, connect to Docker and the registries, and open the
-//! state with the real pipeline runner.
+//! What `kiln serve` does before [`super::serve`], given the loaded operator
+//! config ([`crate::operator`]): load the TLS files, bind the listener,
+//! connect to Docker and the registries, and open the state with the real
+//! pipeline runner.
+//!
+//! **Architecture Invariant:** tokens never cross a network in plain text:
+//! the daemon refuses to listen on a non-loopback address without TLS
+//! unless the operator says `--insecure-http`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 use super::clock::SystemClock;
-use super::config::{ConfigError, DaemonConfig};
 use super::pipeline_runner::PipelineRunnerImpl;
+use super::tls::TlsError;
 use super::{DaemonError, DaemonOptions, DaemonState};
 use crate::docker::ConnectError;
 use crate::pipeline::Pipeline;
@@ -21,9 +26,6 @@ use crate::registry::{RegistryClient, RegistryError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
-    /// The config file is missing (when named) or invalid: a usage error.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -42,41 +44,72 @@ pub enum SetupError {
     /// The state database cannot be opened.
     #[error(transparent)]
     State(#[from] DaemonError),
+    /// A non-loopback address without TLS (and without `--insecure-http`).
+    #[error(
+        "refusing to listen on {addr} without TLS: API tokens would cross the network in plain text; give --tls-cert FILE --tls-key FILE, listen on 127.0.0.1, or pass --insecure-http"
+    )]
+    PlainHttp {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
-/// The config: `explicit` (which must exist), else `config/kiln.yaml` in
-/// the project when present, else the defaults. Returns the file it came
-/// from, which `POST /v1/config/reload` re-reads.
-pub fn load_config(
+/// How `kiln serve` listens.
+#[derive(Debug, Clone, Default)]
+pub struct ListenOptions {
+    /// Overrides the configured address.
+    pub addr: Option<SocketAddr>,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure_http: bool,
+}
+
+/// A daemon ready to serve.
+pub struct Server {
+    /// The bound address.
+    pub listener: TcpListener,
+    /// HTTPS, when `--tls-cert`/`--tls-key` were given.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The state.
+    pub state: DaemonState,
+}
+
+impl Server {
+    /// Serves until `shutdown` ([`super::serve`] or [`super::serve_tls`]).
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
+        match self.tls {
+            Some(tls) => super::serve_tls(self.listener, tls, self.state, shutdown).await,
+            None => super::serve(self.listener, self.state, shutdown).await,
+        }
+    }
+}
+
+/// Everything [`super::serve`] needs, for the project at `project`, from
+/// the loaded operator config; `listen` may override the configured address.
+pub async fn open(
     project: &Project,
-    explicit: Option<&Path>,
-) -> Result<(DaemonConfig, Option<PathBuf>), ConfigError> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None => project.dir("config").join("kiln.yaml"),
-    };
-    let config = if explicit.is_some() || path.exists() {
-        DaemonConfig::load(&path)?
-    } else {
-        tracing::warn!(path = %path.display(), "no daemon config; using defaults");
-        DaemonConfig::default()
-    };
+    operator: crate::operator::OperatorConfig,
+    listen: ListenOptions,
+) -> Result<Server, SetupError> {
+    let config = operator.daemon;
     if config.tokens.is_empty() {
         tracing::warn!("no API tokens configured: every call but /healthz will be refused");
     }
-    Ok((config, path.exists().then_some(path)))
-}
-
-/// Everything [`super::serve`] needs, for the project at `project`;
-/// `listen` overrides the configured address.
-pub async fn open(
-    project: &Project,
-    config: Option<&Path>,
-    listen: Option<SocketAddr>,
-    signing: Option<crate::sign::SigningKey>,
-) -> Result<(TcpListener, DaemonState), SetupError> {
-    let (config, config_path) = load_config(project, config)?;
-    let addr = listen.unwrap_or(config.listen);
+    let addr = listen.addr.unwrap_or(config.listen);
+    if listen.tls.is_none() && !listen.insecure_http && !addr.ip().is_loopback() {
+        return Err(SetupError::PlainHttp { addr });
+    }
+    let tls = match &listen.tls {
+        Some((cert, key)) => Some(super::tls::load(cert, key)?),
+        None => None,
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| SetupError::Listen { addr, source })?;
@@ -84,49 +117,22 @@ pub async fn open(
         project: project.clone(),
         docker: crate::docker::connect().await?,
         registry: RegistryClient::new(config.registries.client_config())?,
-        signing: signing.map(Arc::new),
+        signing: operator.signing.map(Arc::new),
+        governance: Arc::new(operator.governance),
     };
+    let keys = pipeline.chain_keys();
     let state = DaemonState::open(DaemonOptions {
         database: crate::record::db_path(project.root()),
         project: project.clone(),
         config,
-        config_path,
+        config_path: operator.path,
         runner: Arc::new(PipelineRunnerImpl::new(pipeline)),
         clock: Arc::new(SystemClock),
     })?;
-    Ok((listener, state))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_project_without_config_gets_the_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let project = Project::open(dir.path()).unwrap();
-        let (config, path) = load_config(&project, None).unwrap();
-        assert_eq!(config.listen, DaemonConfig::default().listen);
-        assert_eq!(path, None, "nothing to reload");
-    }
-
-    #[test]
-    fn a_named_config_that_is_missing_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let project = Project::open(dir.path()).unwrap();
-        let missing = dir.path().join("nope.yaml");
-        assert!(load_config(&project, Some(&missing)).is_err());
-    }
-
-    #[test]
-    fn the_project_config_is_found_and_kept_for_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("config")).unwrap();
-        let file = dir.path().join("config/kiln.yaml");
-        std::fs::write(&file, "listen: 127.0.0.1:7999\n").unwrap();
-        let project = Project::open(dir.path()).unwrap();
-        let (config, path) = load_config(&project, None).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:7999".parse().unwrap());
-        assert_eq!(path, Some(project.dir("config").join("kiln.yaml")));
-    }
+    state.set_record_keys(keys);
+    Ok(Server {
+        listener,
+        tls,
+        state,
+    })
 }

@@ -31,6 +31,17 @@ pub async fn follow(
     run_id: &str,
     live_too: bool,
 ) -> Result<impl Stream<Item = LogItem> + Send + 'static, DaemonError> {
+    follow_after(state, run_id, live_too, 0).await
+}
+
+/// [`follow`] from the event after sequence number `after` (a client's
+/// `Last-Event-ID`): a reconnecting reader neither loses nor repeats events.
+pub async fn follow_after(
+    state: &DaemonState,
+    run_id: &str,
+    live_too: bool,
+    after: i64,
+) -> Result<impl Stream<Item = LogItem> + Send + 'static, DaemonError> {
     let mut live = state.shared.events.subscribe();
     let run = state.queue().get(run_id).await?;
     let run = run.ok_or_else(|| DaemonError::UnknownRun {
@@ -40,7 +51,7 @@ pub async fn follow(
     let state = state.clone();
     let run_id = run_id.to_string();
     tokio::spawn(async move {
-        let mut last = 0;
+        let mut last = after;
         if !catch_up(&state, run, &mut last, &tx).await || !live_too {
             return;
         }

@@ -56,6 +56,12 @@ pub enum DaemonError {
     /// A blocking task failed.
     #[error("the record store task did not complete")]
     Task,
+    /// The build in the URL is not `pipeline:version-build` or a record id.
+    #[error(transparent)]
+    BadBuild(#[from] crate::record::BuildIdParseError),
+    /// The decision is recorded, but promoting the approved build failed.
+    #[error("the decision is recorded, but promotion failed")]
+    Promotion(#[source] Box<super::runner::RunnerError>),
     /// Another daemon runs on the same state file.
     #[error(transparent)]
     Lock(#[from] super::lock::LockError),
@@ -316,16 +322,58 @@ impl DaemonState {
     /// Runs a read-only record query on the blocking pool.
     pub async fn with_records<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, RecordError> + Send + 'static,
+        f: impl FnOnce(&mut Store) -> Result<T, RecordError> + Send + 'static,
     ) -> Result<T, DaemonError> {
         let store = self.shared.records.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard)
+            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
         })
         .await
         .map_err(|_| DaemonError::Task)?
         .map_err(DaemonError::from)
+    }
+
+    /// Records an approval decision by `by` on `build` (signed with the
+    /// daemon's key) and, for an approval, promotes the build through the
+    /// runner. Returns the decision and the promotions.
+    pub async fn decide(
+        &self,
+        build: &str,
+        decision: crate::record::Decision,
+        by: String,
+        note: Option<String>,
+    ) -> Result<crate::pipeline::Decided, DaemonError> {
+        let selector: crate::record::Selector = build.parse()?;
+        let who = by.clone();
+        let (record, event) = self
+            .with_records(move |s| s.decide(&selector, decision, &who, note))
+            .await?;
+        let promotions = match decision {
+            crate::record::Decision::Approve => self
+                .shared
+                .runner
+                .promote_approved(&record, &by)
+                .await
+                .map_err(|e| DaemonError::Promotion(Box::new(e)))?,
+            crate::record::Decision::Reject => Vec::new(),
+        };
+        Ok(crate::pipeline::Decided {
+            record,
+            decision: event,
+            promotions,
+        })
+    }
+
+    /// Signs (with a signing key) and checks every record the API serves
+    /// with `keys`, as the pipeline does.
+    pub fn set_record_keys(&self, keys: crate::record::ChainKeys) {
+        let mut store = self
+            .shared
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        store.set_keys(keys);
     }
 
     pub(super) fn broadcast_end(&self, run: RunRow) {

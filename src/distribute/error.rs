@@ -100,6 +100,16 @@ pub enum DistributeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A pushed image cannot be promoted as it is.
+    #[error("`{reference}` cannot be promoted to {}: {reason}", .target.label())]
+    NotPromotable {
+        /// The destination.
+        target: Box<Target>,
+        /// The source manifest.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
     /// A registry stored different bytes than kiln sent.
     #[error("`{repository}` reports {reported} for {what}, but kiln computed {expected}")]
     DigestMismatch {

@@ -3,34 +3,57 @@
 //! `<id>/layer.tar`) and the OCI layout of newer engines (`blobs/sha256/…`).
 //!
 //! Entries are classified by content, not by name: each regular file is
-//! spooled to an anonymous temp file while being hashed; a file hashing to the
-//! image id is the config, one hashing to a diff_id is a layer, anything else
-//! is dropped. Nothing is held in memory beyond a small read buffer.
+//! hashed as it is read; one hashing to the image id is the config, one
+//! hashing to a wanted diff_id is a layer, anything else is dropped. Large
+//! entries are compressed *while* they are read ([`compress_stream`]), before
+//! their digest is known — speculatively, except where the OCI layout's name
+//! already says the blob is not wanted; small ones (and config candidates)
+//! are read into memory first. Memory stays bounded by the blocks in flight.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::digest::{Digest, DigestWriter};
+use super::compress::{Codec, CompressPool, Compressed, compress_stream};
+use crate::digest::Digest;
 
 /// One useful item of the export.
 #[derive(Debug)]
 pub enum Exported {
     /// The config bytes (hash = image id).
     Config(Vec<u8>),
-    /// An uncompressed layer spooled to an anonymous temp file.
+    /// A layer, compressed into an anonymous temp file.
     Layer {
         /// sha256 of the layer tar.
         diff_id: Digest,
-        /// Its size.
+        /// Its uncompressed size.
         size: u64,
-        /// The spool file.
-        file: File,
+        /// The compressed layer.
+        compressed: Compressed,
     },
 }
+
+/// What [`walk_export`] looks for and how it compresses.
+pub struct Walk<'a> {
+    /// The config's digest.
+    pub image_id: &'a Digest,
+    /// The layers to compress (others are dropped).
+    pub wanted: &'a HashSet<Digest>,
+    /// Where compressed layers are spooled.
+    pub spool: &'a Path,
+    /// The compression.
+    pub codec: Codec,
+    /// The threads that compress.
+    pub pool: &'a CompressPool,
+}
+
+/// Entries up to this size are read into memory and classified before any
+/// compression.
+const SMALL: u64 = 1024 * 1024;
+/// The largest entry read into memory as a config candidate.
+const CONFIG_MAX: u64 = 64 * 1024 * 1024;
 
 /// A blocking [`Read`] over chunks sent from an async task (the bollard
 /// export stream), through a bounded channel so memory stays flat.
@@ -74,63 +97,76 @@ fn ignored(name: &str) -> bool {
 }
 
 /// Walks a `docker save` tar, calling `on_item` for the config and for each
-/// layer whose digest is in `diff_ids` (each at most once). Spool files go to
-/// `spool_dir`.
+/// layer in `walk.wanted` (each at most once), compressed.
 pub fn walk_export(
     reader: impl Read,
-    spool_dir: &Path,
-    image_id: &Digest,
-    diff_ids: &HashSet<Digest>,
+    walk: &Walk<'_>,
     mut on_item: impl FnMut(Exported),
 ) -> std::io::Result<()> {
     let mut archive = tar::Archive::new(reader);
     let mut seen = HashSet::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let id_hex = walk
+        .image_id
+        .to_string()
+        .trim_start_matches("sha256:")
+        .to_string();
     for entry in archive.entries()? {
         let mut entry = entry?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
         let name = entry.path()?.to_string_lossy().into_owned();
-        if ignored(&name) {
+        if ignored(&name) || unwanted_oci_blob(&name, walk.wanted, &id_hex) {
             continue;
         }
-        let mut file = tempfile::tempfile_in(spool_dir)?;
-        let mut hash = DigestWriter::new();
-        {
-            let mut out = std::io::BufWriter::with_capacity(256 * 1024, &file);
-            loop {
-                let n = entry.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hash.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-            }
-            out.flush()?;
-        }
-        let (digest, size) = hash.finish();
-        if &digest == image_id && seen.insert(digest.clone()) {
+        let size = entry.header().size()?;
+        let config_like = name.ends_with(".json") || name.ends_with(&id_hex);
+        if size <= SMALL || (config_like && size <= CONFIG_MAX) {
             let mut bytes = Vec::with_capacity(size as usize);
-            file.seek(SeekFrom::Start(0))?;
-            file.read_to_end(&mut bytes)?;
-            on_item(Exported::Config(bytes));
-        } else if diff_ids.contains(&digest) && seen.insert(digest.clone()) {
+            entry.read_to_end(&mut bytes)?;
+            let digest = Digest::of(&bytes);
+            if &digest == walk.image_id && seen.insert(digest.clone()) {
+                on_item(Exported::Config(bytes));
+            } else if walk.wanted.contains(&digest) && seen.insert(digest.clone()) {
+                let s = compress_stream(&mut &bytes[..], walk.codec, walk.pool, walk.spool)?;
+                on_item(Exported::Layer {
+                    diff_id: s.diff_id,
+                    size: s.size,
+                    compressed: s.compressed,
+                });
+            }
+            continue;
+        }
+        let s = compress_stream(&mut entry, walk.codec, walk.pool, walk.spool)?;
+        if walk.wanted.contains(&s.diff_id) && seen.insert(s.diff_id.clone()) {
             on_item(Exported::Layer {
-                diff_id: digest,
-                size,
-                file,
+                diff_id: s.diff_id,
+                size: s.size,
+                compressed: s.compressed,
             });
         }
     }
     Ok(())
 }
 
+/// An OCI-layout blob whose name is a digest neither wanted nor the config's
+/// (its content would not be used; the name is only trusted to skip work).
+fn unwanted_oci_blob(name: &str, wanted: &HashSet<Digest>, id_hex: &str) -> bool {
+    let Some(hex) = name.strip_prefix("blobs/sha256/") else {
+        return false;
+    };
+    hex != id_hex
+        && format!("sha256:{hex}")
+            .parse::<Digest>()
+            .is_ok_and(|d| !wanted.contains(&d))
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    /// A tar of `files` (name, bytes), for tests of archive readers.
+    pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, data) in files {
             let mut h = tar::Header::new_gnu();
@@ -145,16 +181,22 @@ mod tests {
     #[test]
     fn finds_config_and_layers_by_content_in_both_layouts() {
         let dir = tempfile::tempdir().unwrap();
+        let pool = CompressPool::new(2);
         let config = br#"{"rootfs":{}}"#;
         let (l1, l2) = (b"layer-one".as_slice(), b"layer-two".as_slice());
+        // Larger than SMALL: compressed while read, before its digest is known.
+        let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+        let other_big: Vec<u8> = big.iter().map(|b| b ^ 1).collect();
         let id = Digest::of(config);
-        let want: HashSet<_> = [Digest::of(l1), Digest::of(l2)].into();
+        let want: HashSet<_> = [Digest::of(l1), Digest::of(l2), Digest::of(&big)].into();
         for files in [
             vec![
                 ("abc/layer.tar", l1),
                 ("abc/json", b"{}".as_slice()),
                 ("def/layer.tar", l2),
                 ("def/layer.tar2", l1),
+                ("ghi/layer.tar", big.as_slice()),
+                ("jkl/layer.tar", other_big.as_slice()),
                 ("x.json", config.as_slice()),
                 ("manifest.json", b"[]".as_slice()),
             ],
@@ -163,11 +205,23 @@ mod tests {
                 ("blobs/sha256/bb", config.as_slice()),
                 ("blobs/sha256/cc", b"other".as_slice()),
                 ("blobs/sha256/dd", l1),
+                ("blobs/sha256/ee", other_big.as_slice()),
+                ("blobs/sha256/ff", big.as_slice()),
                 ("index.json", b"{}".as_slice()),
             ],
         ] {
             let mut got = Vec::new();
-            walk_export(&tar_of(&files)[..], dir.path(), &id, &want, |i| got.push(i)).unwrap();
+            let walk = Walk {
+                image_id: &id,
+                wanted: &want,
+                spool: dir.path(),
+                codec: Codec::Gzip {
+                    level: 1,
+                    adaptive: true,
+                },
+                pool: &pool,
+            };
+            walk_export(&tar_of(&files)[..], &walk, |i| got.push(i)).unwrap();
             let configs = got
                 .iter()
                 .filter(|i| matches!(i, Exported::Config(c) if c == config))
@@ -180,7 +234,28 @@ mod tests {
                 })
                 .collect();
             assert_eq!(configs, 1);
-            assert_eq!(layers, [(Digest::of(l1), 9), (Digest::of(l2), 9)].into());
+            let sizes = [(Digest::of(l1), 9), (Digest::of(l2), 9)];
+            let big_entry = (Digest::of(&big), big.len() as u64);
+            assert_eq!(layers, sizes.into_iter().chain([big_entry]).collect());
+            for item in got {
+                if let Exported::Layer {
+                    diff_id,
+                    mut compressed,
+                    ..
+                } = item
+                {
+                    use std::io::{Seek, SeekFrom};
+                    compressed.file.seek(SeekFrom::Start(0)).unwrap();
+                    let mut gz = Vec::new();
+                    compressed.file.read_to_end(&mut gz).unwrap();
+                    assert_eq!(Digest::of(&gz), compressed.digest);
+                    let mut raw = Vec::new();
+                    flate2::read::GzDecoder::new(&gz[..])
+                        .read_to_end(&mut raw)
+                        .unwrap();
+                    assert_eq!(Digest::of(&raw), diff_id);
+                }
+            }
         }
     }
 }

@@ -2,8 +2,9 @@
 //! exact config bytes and gzip layers. Plain data, no IO.
 //!
 //! kiln pushes OCI media types (`application/vnd.oci.image.manifest.v1+json`,
-//! config `…config.v1+json`, layers `…layer.v1.tar+gzip`); every registry
-//! and ECR accept them, and Docker 20.10 pulls them.
+//! config `…config.v1+json`, layers `…layer.v1.tar+gzip`, or `…tar+zstd`
+//! for a zstd target); every registry and ECR accept them, and Docker 20.10
+//! pulls them (but not zstd layers).
 
 use bytes::Bytes;
 use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType};
@@ -22,6 +23,8 @@ pub struct LayerBlob {
     pub digest: Digest,
     /// The size of the compressed bytes.
     pub size: u64,
+    /// Its OCI media type (`…tar+gzip`, `…tar+zstd`).
+    pub media_type: &'static str,
 }
 
 /// A serialized manifest and its locally computed digest.
@@ -51,7 +54,7 @@ pub fn build_manifest(config: &[u8], layers: &[LayerBlob]) -> BuiltManifest {
     );
     let layer_descs: Vec<Descriptor> = layers
         .iter()
-        .map(|l| Descriptor::new(MediaType::ImageLayerGzip, l.size, oci_digest(&l.digest)))
+        .map(|l| Descriptor::new(MediaType::from(l.media_type), l.size, oci_digest(&l.digest)))
         .collect();
     let manifest: ImageManifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -84,11 +87,13 @@ mod tests {
                 diff_id: Digest::of(b"a"),
                 digest: Digest::of(b"ga"),
                 size: 10,
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
             },
             LayerBlob {
                 diff_id: Digest::of(b"b"),
                 digest: Digest::of(b"gb"),
                 size: 20,
+                media_type: "application/vnd.oci.image.layer.v1.tar+zstd",
             },
         ];
         let m1 = build_manifest(b"{}", &layers);
@@ -108,5 +113,9 @@ mod tests {
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
         assert_eq!(v["layers"][0]["size"], 10);
+        assert_eq!(
+            v["layers"][1]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
     }
 }

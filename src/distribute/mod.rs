@@ -3,29 +3,30 @@
 //! serves, and never moves a tag.
 //!
 //! Flow: `inspect` (image id, diff_ids) → plan (blob cache, parent layers,
-//! what each target already has) → export (`docker save` stream, layers
-//! spooled to temp files) → compress (gzip, a thread per layer up to the core
-//! count) → upload (as soon as a layer is compressed; N blobs at once per
-//! target) → config → tag check → manifest `PUT` → read back by tag.
-//! A warm push (every blob present, config cached) skips export and
-//! compression entirely.
+//! what each target already has) → export (`docker save` stream) with the
+//! layers compressed *as they stream* (blocks on a thread per core, memory
+//! bounded by the blocks in flight) → upload (as soon as a layer is
+//! compressed; N blobs at once per target) → config → tag check → manifest
+//! `PUT` → read back by tag. A warm push (every blob present, config cached)
+//! skips export and compression entirely.
 //!
-//! Media types: OCI (see [`manifest`]). Compression: gzip level 1 (about
-//! 2× faster than level 6 for a few percent size), and "adaptive": a layer
-//! whose samples do not shrink at level 1 (random or already-compressed
-//! data) is written as stored deflate blocks, ~10× faster and smaller on such
-//! data. Both are pure functions of the bytes, so digests are reproducible;
-//! the setting is part of the cache key because it changes them.
+//! Media types: OCI (see [`manifest`]). Compression (see [`Codec`]): gzip
+//! level 1 by default (about 2× faster than level 6 for a few percent size),
+//! "adaptive" (blocks that do not shrink are stored), or zstd per recipe
+//! (`compression: zstd` on the targets). All are pure functions of the
+//! bytes, so digests are reproducible; the setting keys the blob cache.
 
 mod cache;
+pub mod cleanup;
 mod compress;
 mod ecr;
 mod error;
-mod export;
+pub(crate) mod export;
 pub mod manifest;
 mod oci;
 mod parent;
 mod pipeline;
+pub mod promote;
 mod push;
 mod sink;
 mod tagging;
@@ -33,11 +34,14 @@ mod tagging;
 use std::path::PathBuf;
 
 pub use cache::{BlobCache, CachedBlob};
-pub use compress::{adaptive_level, compression_key, gzip_file};
+pub use compress::{
+    Codec, CompressPool, Compressed, GZIP_LAYER, Streamed, ZSTD_LAYER, compress_stream,
+};
 pub use error::DistributeError;
-pub use export::{ChannelReader, Exported, walk_export};
+pub use export::{ChannelReader, Exported, Walk, walk_export};
 pub use manifest::{BuiltManifest, LayerBlob, MANIFEST_MEDIA_TYPE, build_manifest};
 pub use parent::{ParentLayer, parent_layers};
+pub use promote::{PromoteRequest, Promoted, promote};
 pub use push::distribute;
 
 use crate::digest::Digest;
@@ -76,14 +80,15 @@ pub struct PushRequest {
 pub struct PushOptions {
     /// Blob uploads in flight per target. Default 5, like docker.
     pub concurrency: usize,
-    /// gzip level 0–9. Default 1. Changes digests, so it keys the cache.
+    /// gzip level 0–9 (gzip targets). Default 1. Changes digests, so it
+    /// keys the cache.
     pub compression_level: u32,
-    /// Store (level 0) layers that do not compress (random or already
-    /// compressed data), judged from three samples. Default `true`.
+    /// Store (level 0) gzip blocks that do not compress (random or already
+    /// compressed data), judged from each block's first 64 KiB. Default `true`.
     pub adaptive: bool,
     /// Compression threads; 0 = one per core.
     pub compress_threads: usize,
-    /// Where spool files go; `None` = the system temp folder.
+    /// Where compressed layers are spooled; `None` = the system temp folder.
     pub spool_dir: Option<PathBuf>,
     /// Bytes of the `docker save` stream read so far (progress; shared so a
     /// caller can watch the export, and see it stop when the push is dropped).
@@ -246,7 +251,7 @@ mod tests {
             build: 4,
             distribute: DistributeConfig {
                 tags: tags.iter().map(|t| t.to_string()).collect(),
-                targets: vec![],
+                ..DistributeConfig::default()
             },
             parent: None,
             state_dir: None,

@@ -181,6 +181,26 @@ impl OciSink {
             .map_err(err)
     }
 
+    /// A tag other than `except` that points at `digest` (tag list, then one
+    /// `HEAD` per tag), if any.
+    pub(crate) async fn digest_held_elsewhere(
+        &self,
+        digest: &Digest,
+        except: &[String],
+    ) -> Result<Option<String>, DistributeError> {
+        let tags = self
+            .client
+            .list_tags(&self.repo)
+            .await
+            .map_err(|e| self.err("tag list".to_string(), e))?;
+        for t in tags.into_iter().filter(|t| !except.contains(t)) {
+            if self.tag(&t).await?.as_ref() == Some(digest) {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
     /// `GET` by tag; the digest is computed from the bytes served.
     pub(crate) async fn read_back(&self, tag: &str) -> Result<Digest, DistributeError> {
         self.client

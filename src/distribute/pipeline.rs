@@ -1,6 +1,7 @@
-//! The moving parts of a push: the export → spool → compress side (a
-//! blocking tar walker feeding a thread pool) and the per-target blob jobs
-//! (skip, mount, copy or upload under a concurrency limit).
+//! The moving parts of a push: the export → compress side (a blocking tar
+//! walker cutting layers into blocks for a thread pool as the export streams)
+//! and the per-target blob jobs (skip, mount, copy or upload under a
+//! concurrency limit), which start as soon as a layer is compressed.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -15,9 +16,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::compress::{CompressPool, adaptive_level, gzip_file};
+use super::compress::{Codec, CompressPool};
 use super::error::DistributeError;
-use super::export::{ChannelReader, Exported, walk_export};
+use super::export::{ChannelReader, Exported, Walk, walk_export};
 use super::parent::{CopyError, download_blob};
 use super::sink::Sink;
 use super::{PushEvent, PushRequest};
@@ -177,14 +178,14 @@ pub(super) fn config_file(bytes: &[u8], dir: &Path) -> std::io::Result<Arc<File>
     Ok(Arc::new(f))
 }
 
-/// Streams the export into a blocking tar walker that spools layers and
-/// hands those in `wanted` to the compression pool.
+/// Streams the export into a blocking tar walker that compresses the layers
+/// in `wanted` on a pool of `compress_threads` as they arrive.
 pub(super) fn start_export(
     docker: &bollard::Docker,
     req: &PushRequest,
     image_id: &Digest,
     wanted: HashSet<Digest>,
-    spool: &Path,
+    (spool, codec): (&Path, Codec),
     tx: mpsc::UnboundedSender<Produced>,
 ) {
     let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
@@ -218,61 +219,35 @@ pub(super) fn start_export(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let (level, adaptive, image, id, spool) = (
-        req.options.compression_level,
-        req.options.adaptive,
-        req.image.clone(),
-        image_id.clone(),
-        spool.to_path_buf(),
-    );
+    let (image, id, spool) = (req.image.clone(), image_id.clone(), spool.to_path_buf());
     tokio::task::spawn_blocking(move || {
         let pool = CompressPool::new(threads);
-        let walked =
-            walk_export(
-                ChannelReader::new(chunk_rx),
-                &spool,
-                &id,
-                &wanted,
-                |item| match item {
-                    Exported::Config(bytes) => {
-                        let _ = tx.send(Produced::Config(bytes));
-                    }
-                    Exported::Layer { diff_id, file, .. } => {
-                        let (tx, spool, image) = (tx.clone(), spool.clone(), image.clone());
-                        pool.submit(Box::new(move || {
-                            // Nobody waits for it any more: skip the work.
-                            if tx.is_closed() {
-                                return;
-                            }
-                            let level = if adaptive {
-                                adaptive_level(&file, level)
-                            } else {
-                                Ok(level)
-                            };
-                            let produced =
-                                match level.and_then(|level| gzip_file(&file, level, &spool)) {
-                                    Ok(c) => Produced::Layer {
-                                        diff_id,
-                                        digest: c.digest,
-                                        size: c.size,
-                                        file: c.file,
-                                    },
-                                    Err(source) => Produced::Failed(DistributeError::Io {
-                                        what: "compressing a layer",
-                                        image,
-                                        source,
-                                    }),
-                                };
-                            drop(file);
-                            let _ = tx.send(produced);
-                        }));
-                    }
+        let walk = Walk {
+            image_id: &id,
+            wanted: &wanted,
+            spool: &spool,
+            codec,
+            pool: &pool,
+        };
+        let walked = walk_export(ChannelReader::new(chunk_rx), &walk, |item| {
+            let _ = tx.send(match item {
+                Exported::Config(bytes) => Produced::Config(bytes),
+                Exported::Layer {
+                    diff_id,
+                    compressed,
+                    ..
+                } => Produced::Layer {
+                    diff_id,
+                    digest: compressed.digest,
+                    size: compressed.size,
+                    file: compressed.file,
                 },
-            );
+            });
+        });
         drop(pool);
         if let Err(source) = walked {
             let _ = tx.send(Produced::Failed(DistributeError::Io {
-                what: "reading the export",
+                what: "reading and compressing the export",
                 image,
                 source,
             }));

@@ -12,7 +12,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::cache::{BlobCache, CachedBlob};
-use super::compress::compression_key;
+use super::compress::{Codec, GZIP_LAYER};
 use super::error::DistributeError;
 use super::manifest::{LayerBlob, build_manifest};
 use super::parent::parent_layers;
@@ -29,6 +29,7 @@ use super::pipeline::{BlobFuture, Ctx, Done, Produced, Source, Tally, config_fil
 struct Known {
     digest: Digest,
     size: u64,
+    media_type: &'static str,
     /// A repository that has the blob (the parent's), when we did not make it.
     from: Option<ImageReference>,
 }
@@ -57,13 +58,18 @@ pub async fn distribute(
     let (image_id, diff_ids) = inspect(docker, &req.image).await?;
 
     // Plan: what is known without exporting, and what each target has.
-    let key = compression_key(req.options.compression_level, req.options.adaptive);
+    let codec = Codec::of(
+        req.distribute.compression,
+        req.options.compression_level,
+        req.options.adaptive,
+    );
+    let key = codec.key();
     let mut cache = req
         .state_dir
         .as_deref()
         .map(BlobCache::load)
         .unwrap_or_default();
-    let known = known_layers(client, req, &diff_ids, &cache, &key).await;
+    let known = known_layers(client, req, &diff_ids, &cache, codec).await;
     let mut probe: Vec<Digest> = known.values().map(|k| k.digest.clone()).collect();
     probe.push(image_id.clone());
     let present =
@@ -88,7 +94,8 @@ pub async fn distribute(
         on_event(&PushEvent::Exporting {
             layers_to_compress: need_local.len(),
         });
-        start_export(docker, req, &image_id, need_local.clone(), &spool, tx);
+        let wanted = need_local.clone();
+        start_export(docker, req, &image_id, wanted, (&spool, codec), tx);
     } else {
         drop(tx);
     }
@@ -100,7 +107,7 @@ pub async fn distribute(
         .map(|_| Semaphore::new(req.options.concurrency.max(1)))
         .collect();
     let mut jobs: FuturesUnordered<BlobFuture<'_>> = FuturesUnordered::new();
-    let mut layers: HashMap<Digest, (Digest, u64)> = HashMap::new();
+    let mut layers: HashMap<Digest, LayerBlob> = HashMap::new();
     let ctx = Ctx {
         sinks: &sinks,
         sems: &sems,
@@ -111,7 +118,7 @@ pub async fn distribute(
     };
     for d in &unique {
         if let Some(k) = known.get(d).filter(|_| !need_local.contains(d)) {
-            layers.insert(d.clone(), (k.digest.clone(), k.size));
+            layers.insert(d.clone(), blob(d, &k.digest, k.size, k.media_type));
             let src = k.from.clone().map(Source::Remote);
             ctx.schedule_everywhere(&mut jobs, &mut tallies, &k.digest, k.size, src);
         }
@@ -147,7 +154,7 @@ pub async fn distribute(
                         tracing::warn!(%diff_id, cached = %k.digest, fresh = %digest, "cached compressed digest differs; using the fresh one");
                     }
                     cache.insert_layer(&key, diff_id.clone(), CachedBlob { digest: digest.clone(), size });
-                    layers.insert(diff_id, (digest.clone(), size));
+                    layers.insert(diff_id.clone(), blob(&diff_id, &digest, size, codec.media_type()));
                     let file = Arc::new(file);
                     ctx.schedule_everywhere(&mut jobs, &mut tallies, &digest, size, Some(Source::File(file)));
                 }
@@ -307,8 +314,9 @@ async fn known_layers(
     req: &PushRequest,
     diff_ids: &[Digest],
     cache: &BlobCache,
-    key: &str,
+    codec: Codec,
 ) -> HashMap<Digest, Known> {
+    let key = codec.key();
     let parents = match &req.parent {
         Some(p) => parent_layers(client, p).await.unwrap_or_else(|e| {
             tracing::warn!(parent = %p, error = %e, "cannot read the parent's layers; compressing all layers");
@@ -324,13 +332,15 @@ async fn known_layers(
                 Known {
                     digest: p.digest.clone(),
                     size: p.size,
+                    media_type: GZIP_LAYER,
                     from: req.parent.clone(),
                 },
             );
-        } else if let Some(c) = cache.layer(key, d) {
+        } else if let Some(c) = cache.layer(&key, d) {
             known.entry(d.clone()).or_insert(Known {
                 digest: c.digest.clone(),
                 size: c.size,
+                media_type: codec.media_type(),
                 from: None,
             });
         }
@@ -355,24 +365,28 @@ fn to_export(
         .collect()
 }
 
+fn blob(diff_id: &Digest, digest: &Digest, size: u64, media_type: &'static str) -> LayerBlob {
+    LayerBlob {
+        diff_id: diff_id.clone(),
+        digest: digest.clone(),
+        size,
+        media_type,
+    }
+}
+
 /// The manifest's layers in image order, each as compressed and pushed.
 fn layer_blobs(
     image: &str,
     diff_ids: &[Digest],
-    layers: &HashMap<Digest, (Digest, u64)>,
+    layers: &HashMap<Digest, LayerBlob>,
 ) -> Result<Vec<LayerBlob>, DistributeError> {
     diff_ids
         .iter()
         .map(|d| {
-            let (digest, size) = layers
+            layers
                 .get(d)
                 .cloned()
-                .ok_or_else(|| bad_image(image, format!("the export has no layer {d}")))?;
-            Ok(LayerBlob {
-                diff_id: d.clone(),
-                digest,
-                size,
-            })
+                .ok_or_else(|| bad_image(image, format!("the export has no layer {d}")))
         })
         .collect()
 }

@@ -129,6 +129,19 @@ impl Sink {
         }
     }
 
+    /// A tag other than `except` that points at `digest`, if any (ECR: not
+    /// needed, its tag removal never takes other tags; always `None`).
+    pub(crate) async fn digest_held_elsewhere(
+        &self,
+        digest: &Digest,
+        except: &[String],
+    ) -> Result<Option<String>, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.digest_held_elsewhere(digest, except).await,
+            Sink::Ecr(_) => Ok(None),
+        }
+    }
+
     /// Removes a tag this push created; `Ok(false)` when the target cannot.
     pub(crate) async fn untag(
         &self,

@@ -128,6 +128,9 @@ pub fn prepare(
             )),
         }
     }
+    if r.distribute.compression == crate::load::Compression::Zstd {
+        notes.push("compression: zstd: Image Builder pushes gzip layers".into());
+    }
     let (tags, templated): (Vec<String>, Vec<String>) = r
         .distribute
         .tags

@@ -40,23 +40,7 @@ fn number_text(n: &serde_json::Number) -> String {
 
 /// A boolean written as `true`/`false` or as the strings `"true"`/`"false"`.
 pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Bool(bool),
-        Text(String),
-    }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Bool(b)) => Ok(Some(b)),
-        Some(Raw::Text(t)) => match t.to_ascii_lowercase().as_str() {
-            "true" => Ok(Some(true)),
-            "false" => Ok(Some(false)),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected true or false, found `{t}`"
-            ))),
-        },
-    }
+    Ok(Option::<super::scalar_forms::Flag>::deserialize(d)?.map(|f| f.0))
 }
 
 /// Octal permission digits (`755`, `0644`), or a `{{ placeholder }}` that

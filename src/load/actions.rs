@@ -190,7 +190,7 @@ fn list<T: serde::de::DeserializeOwned>(
         serde_json::Value::Array(_) => v.clone(),
         other => serde_json::Value::Array(vec![other.clone()]),
     };
-    let items: Vec<T> = serde_json::from_value(v).map_err(|e| format!("invalid inputs: {e}"))?;
+    let items: Vec<T> = decode_inputs(v)?;
     if items.is_empty() {
         return Err("`inputs` is empty".into());
     }
@@ -199,7 +199,34 @@ fn list<T: serde::de::DeserializeOwned>(
 
 fn one<T: serde::de::DeserializeOwned>(inputs: Option<&serde_json::Value>) -> Result<T, String> {
     let v = inputs.ok_or("this action needs `inputs`")?;
-    serde_json::from_value(v.clone()).map_err(|e| format!("invalid inputs: {e}"))
+    decode_inputs(v.clone())
+}
+
+/// Decodes inputs, naming the field that failed (`overwrite` of input 2),
+/// since the message alone does not say which one it is about.
+fn decode_inputs<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        use serde_path_to_error::Segment;
+        let mut item = None;
+        let mut field = Vec::new();
+        for segment in e.path().iter() {
+            match segment {
+                Segment::Seq { index } if item.is_none() && field.is_empty() => {
+                    item = Some(index + 1)
+                }
+                Segment::Seq { index } => field.push(format!("[{index}]")),
+                Segment::Map { key } => field.push(key.clone()),
+                Segment::Enum { variant } => field.push(variant.clone()),
+                Segment::Unknown => {}
+            }
+        }
+        let at = match (field.is_empty(), item) {
+            (true, _) => String::new(),
+            (false, Some(i)) => format!("`{}` of input {i}: ", field.join(".")),
+            (false, None) => format!("`{}`: ", field.join(".")),
+        };
+        format!("invalid inputs: {at}{}", e.into_inner())
+    })
 }
 
 /// Parses `inputs` for `action`; errors are plain messages.

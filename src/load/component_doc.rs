@@ -29,9 +29,9 @@ pub struct ComponentDoc {
     pub phases: Vec<PhaseDoc>,
 }
 
-/// `schemaVersion`, written as `1.0` or `"1.0"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+/// `schemaVersion`, written as `1.0` or `"1.0"`; deserialized in
+/// `scalar_forms.rs`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum SchemaVersion {
     /// Written as a number.
     Number(f64),
@@ -140,9 +140,8 @@ pub struct ForRange {
     pub update_by: i64,
 }
 
-/// `forEach` values.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+/// `forEach` values; deserialized in `scalar_forms.rs`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ForEach {
     /// A YAML list.
     List(Vec<crate::load::recipe::ScalarValue>),

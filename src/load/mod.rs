@@ -4,6 +4,7 @@
 
 pub mod action_inputs;
 pub mod actions;
+pub mod build_settings;
 pub mod component;
 pub mod component_doc;
 mod component_steps;
@@ -12,8 +13,11 @@ mod dotenv;
 mod env;
 pub mod model;
 pub mod nested;
+pub mod overrides;
 pub mod recipe;
 mod recipe_check;
+pub mod rules;
+mod scalar_forms;
 mod schedule_check;
 pub mod structure_check;
 pub mod structure_test;
@@ -92,13 +96,22 @@ pub fn list_recipes(project: &Project) -> Vec<String> {
 /// Loads and validates one recipe (by name or path) with its components and
 /// template.
 pub fn load_recipe(project: &Project, arg: &str) -> Result<LoadedRecipe, Diagnostics> {
+    load_recipe_with(project, arg, &overrides::Overrides::default())
+}
+
+/// [`load_recipe`] with a recipe test's parameter values over the recipe's.
+pub fn load_recipe_with(
+    project: &Project,
+    arg: &str,
+    overrides: &overrides::Overrides,
+) -> Result<LoadedRecipe, Diagnostics> {
     let path = recipe_path(project, arg)?;
     let shown = project.display(&path);
     let source = project
         .read(&path)
         .map_err(|e| Diagnostic::file(&shown, e.to_string()))?;
     let file: recipe::RecipeFile = crate::yaml::decode(&shown, &source)?;
-    recipe_check::check(project, &shown, &source, file)
+    recipe_check::check(project, &shown, &source, file, overrides)
 }
 
 /// Loads a component document by name from `components/`.

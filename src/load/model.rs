@@ -45,6 +45,8 @@ pub struct LoadedRecipe {
     pub distribute: DistributeConfig,
     /// Schedule.
     pub schedule: Option<Schedule>,
+    /// Builder and build secrets (`build:`).
+    pub build: super::build_settings::BuildSettings,
 }
 
 /// A Dockerfile template.
@@ -123,8 +125,27 @@ impl Default for ResourceLimits {
 pub struct DistributeConfig {
     /// Tag templates.
     pub tags: Vec<String>,
-    /// Targets.
+    /// Targets (staging, when approval is required).
     pub targets: Vec<Target>,
+    /// Whether a passing run waits for `kiln approve`.
+    pub approval_required: bool,
+    /// Where an approved build is promoted (copied registry to registry).
+    pub promote: Vec<Target>,
+    /// Layer compression of every target (the recipe writes it per target;
+    /// targets of one recipe must agree, since one manifest is pushed).
+    pub compression: Compression,
+}
+
+/// How pushed layers are compressed (`distribute.targets[].*.compression`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip: the default, pulled by every client.
+    #[default]
+    Gzip,
+    /// zstd: smaller and faster; needs containerd ≥ 1.5 / Docker ≥ 23 /
+    /// podman to pull (Docker 20.10 cannot).
+    Zstd,
 }
 
 /// A push target.
@@ -147,6 +168,23 @@ pub enum Target {
         /// Account id.
         registry_id: Option<String>,
     },
+}
+
+impl Target {
+    /// `REGISTRY/REPOSITORY` for OCI, `ecr:REGION/REPOSITORY` for ECR (the
+    /// account is known only once AWS answers): how `kiln promote --to`
+    /// names a target.
+    pub fn label(&self) -> String {
+        match self {
+            Target::Oci {
+                registry,
+                repository,
+            } => format!("{registry}/{repository}"),
+            Target::Ecr {
+                region, repository, ..
+            } => format!("ecr:{region}/{repository}"),
+        }
+    }
 }
 
 /// A cron schedule.

@@ -49,6 +49,9 @@ pub struct RecipeFile {
     /// When the daemon refreshes this pipeline.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// Builder and build secrets.
+    #[serde(default)]
+    pub build: Option<super::build_settings::BuildSpec>,
 }
 
 /// One component applied by a recipe.
@@ -62,9 +65,9 @@ pub struct ComponentUse {
     pub parameters: BTreeMap<String, Spanned<ScalarValue>>,
 }
 
-/// A scalar written where a string is expected (`8080`, `true`, `"x"`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+/// A scalar written where a string is expected (`8080`, `true`, `"x"`);
+/// deserialized in `scalar_forms.rs`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ScalarValue {
     /// A string.
     String(String),
@@ -158,6 +161,12 @@ pub struct DistributeSpec {
     /// Registries to push to.
     #[serde(default)]
     pub targets: Vec<Spanned<TargetSpec>>,
+    /// `required`: a passing run ends `awaiting_approval` (default `none`).
+    #[serde(default)]
+    pub approval: Option<Spanned<String>>,
+    /// Registries an approved build is copied to, digest for digest.
+    #[serde(default)]
+    pub promote: Vec<Spanned<TargetSpec>>,
 }
 
 /// One distribution target.
@@ -170,6 +179,9 @@ pub enum TargetSpec {
         registry: String,
         /// Repository path.
         repository: String,
+        /// Layer compression (default gzip).
+        #[serde(default)]
+        compression: Option<super::Compression>,
     },
     /// Amazon ECR.
     Ecr {
@@ -180,6 +192,9 @@ pub enum TargetSpec {
         /// Account (registry) id; default: the caller's.
         #[serde(default, rename = "registryId")]
         registry_id: Option<String>,
+        /// Layer compression (default gzip).
+        #[serde(default)]
+        compression: Option<super::Compression>,
     },
 }
 

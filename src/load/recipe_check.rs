@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::model::*;
+use super::overrides::Overrides;
 use super::recipe::{RecipeFile, ScalarValue, TargetSpec};
-use super::{env, template_check};
+use super::{env, rules, template_check};
 use crate::diagnostic::{Diagnostic, Diagnostics, closest};
 use crate::digest::Digest;
 use crate::project::Project;
@@ -80,6 +81,7 @@ pub(super) fn check(
     path: &Path,
     source: &str,
     f: RecipeFile,
+    overrides: &Overrides,
 ) -> Result<LoadedRecipe, Diagnostics> {
     let mut cx = Checker {
         path,
@@ -174,14 +176,21 @@ pub(super) fn check(
         }
         let upper = k.to_ascii_uppercase();
         if SECRET_WORDS.iter().any(|w| upper.contains(w)) {
-            cx.at(v, format!("build arg `{k}` looks like a secret; build args are visible in image history"))
-                .hint = Some("pass secrets at run time, or fetch them inside a component step from a mounted credential helper; never as build args".into());
+            let d = cx.at(
+                v,
+                format!(
+                    "build arg `{k}` looks like a secret; build args are visible in image history"
+                ),
+            );
+            d.rule = Some(&rules::SECRET_BUILD_ARG);
+            d.hint = Some("pass secrets at run time, or fetch them inside a component step from a mounted credential helper; never as build args".into());
         }
         if let Some(c) = has_control(&v.value) {
             cx.at(
                 v,
                 format!("build arg `{k}` contains the control character {c:?}"),
-            );
+            )
+            .rule = Some(&rules::CONTROL_CHARACTER);
         }
         // Build-arg values reach the Engine API URL; keep them out of logs.
         crate::redact::register(&v.value);
@@ -231,6 +240,7 @@ pub(super) fn check(
                         &use_.name,
                         format!("component `{name}` not found ({})", d.0[0].path.display()),
                     );
+                    diag.rule = Some(&rules::UNKNOWN_COMPONENT);
                     if let Some(h) = hint {
                         diag.hint = Some(format!("did you mean `{h}`?"));
                     }
@@ -252,6 +262,7 @@ pub(super) fn check(
                             value,
                             format!("component `{name}` has no parameter `{pname}`"),
                         );
+                        d.rule = Some(&rules::UNKNOWN_PARAMETER);
                         d.hint = Some(match hint {
                             Some(h) => format!("did you mean `{h}`?"),
                             None => format!(
@@ -267,13 +278,16 @@ pub(super) fn check(
                     }
                     let text = value.value.as_text();
                     if let Some(c) = has_control(&text) {
-                        cx.at(value, format!("parameter `{pname}` contains the control character {c:?}; parameter values are single-line"));
+                        cx.at(value, format!("parameter `{pname}` contains the control character {c:?}; parameter values are single-line"))
+                            .rule = Some(&rules::CONTROL_CHARACTER);
                     }
                 }
+                let over = overrides.of(name);
+                check_overrides(&mut cx, overrides, &component, name);
                 for (pname, default) in &component.parameters {
-                    match use_
-                        .parameters
-                        .get(pname)
+                    match over
+                        .and_then(|o| o.get(pname))
+                        .or(use_.parameters.get(pname))
                         .map(|v| v.value.as_text())
                         .or(default.clone())
                     {
@@ -281,7 +295,8 @@ pub(super) fn check(
                             params.insert(pname.clone(), v);
                         }
                         None => {
-                            cx.at(&use_.name, format!("component `{name}` needs parameter `{pname}` (it has no default)"));
+                            cx.at(&use_.name, format!("component `{name}` needs parameter `{pname}` (it has no default)"))
+                                .rule = Some(&rules::MISSING_PARAMETER);
                         }
                     }
                 }
@@ -292,6 +307,8 @@ pub(super) fn check(
             }
         }
     }
+    let used: Vec<&str> = f.components.iter().map(|u| u.name.value.as_str()).collect();
+    cx.diags.0.extend(overrides.unused(&used, path));
     let test = check_test(project, &mut cx, f.test.as_ref());
     let distribute = check_distribute(&mut cx, f.distribute.as_ref(), &f.name.value, &version);
     let schedule = super::schedule_check::check(&mut cx, f.schedule.as_ref());
@@ -320,6 +337,16 @@ pub(super) fn check(
         }
         _ => Vec::new(),
     };
+    let build =
+        super::build_settings::check(project, &mut cx, f.build.as_ref(), project.build_policy());
+    if let Some(t) = &template {
+        cx.extend(super::build_settings::check_mounts(
+            project,
+            path,
+            t,
+            build.builder,
+        ));
+    }
     let diags = std::mem::take(&mut cx.diags);
     let (Some(parent_image), Some(template)) = (parent_image, template) else {
         return Err(diags);
@@ -342,7 +369,40 @@ pub(super) fn check(
         test,
         distribute,
         schedule,
+        build,
     })
+}
+
+/// A test's `variables` for `component`: declared parameters, single-line values.
+fn check_overrides(
+    cx: &mut Checker<'_>,
+    overrides: &Overrides,
+    component: &super::Component,
+    name: &str,
+) {
+    for (pname, value) in overrides.of(name).into_iter().flatten() {
+        if !component.parameters.contains_key(pname) {
+            let hint = closest(pname, component.parameters.keys().map(String::as_str));
+            let mut d = overrides
+                .at(
+                    value,
+                    format!("component `{name}` has no parameter `{pname}`"),
+                )
+                .with_rule(&rules::UNKNOWN_PARAMETER);
+            d.hint = hint.map(|h| format!("did you mean `{h}`?"));
+            cx.diags.push(d);
+        }
+        if let Some(c) = has_control(&value.value.as_text()) {
+            let msg = format!(
+                "parameter `{pname}` contains the control character {c:?}; parameter values are single-line"
+            );
+            cx.diags.push(
+                overrides
+                    .at(value, msg)
+                    .with_rule(&rules::CONTROL_CHARACTER),
+            );
+        }
+    }
 }
 
 fn list_components(project: &Project) -> Vec<String> {
@@ -565,12 +625,58 @@ fn check_distribute(
     if d.tags.is_empty() {
         tags.push(DEFAULT_TAG.to_string());
     }
+    let compression = check_compression(cx, &d.targets);
+    let targets = check_targets(cx, &d.targets);
+    let promote = check_targets(cx, &d.promote);
+    for t in &d.promote {
+        if let TargetSpec::Oci { compression: Some(_), .. } | TargetSpec::Ecr { compression: Some(_), .. } = &t.value {
+            cx.at(
+                t,
+                "a promote target copies the pushed layers byte for byte, so it takes no `compression`; set it on distribute.targets",
+            );
+        }
+    }
+    let approval_required = match &d.approval {
+        None => false,
+        Some(a) if a.value == "required" => true,
+        Some(a) if a.value == "none" => false,
+        Some(a) => {
+            cx.at(
+                a,
+                format!(
+                    "distribute.approval must be `required` or `none`, not `{}`",
+                    a.value.escape_debug()
+                ),
+            );
+            false
+        }
+    };
+    if let Some(first) = d.promote.first()
+        && !approval_required
+    {
+        cx.at(
+            first,
+            "distribute.promote targets are pushed when a build is approved; set `approval: required`",
+        );
+    }
+    DistributeConfig {
+        tags,
+        targets,
+        approval_required,
+        promote,
+        compression,
+    }
+}
+
+/// Checks `targets` or `promote`: every target, each problem positioned.
+fn check_targets(cx: &mut Checker<'_>, specs: &[Spanned<TargetSpec>]) -> Vec<Target> {
     let mut targets = Vec::new();
-    for t in &d.targets {
+    for t in specs {
         match &t.value {
             TargetSpec::Oci {
                 registry,
                 repository,
+                ..
             } => {
                 let registry = match env::expand_env(registry) {
                     Ok(r) => r,
@@ -601,6 +707,7 @@ fn check_distribute(
                 region,
                 repository,
                 registry_id,
+                ..
             } => {
                 let region_ok = region.split('-').count() >= 3
                     && region
@@ -634,5 +741,41 @@ fn check_distribute(
             }
         }
     }
-    DistributeConfig { tags, targets }
+    targets
+}
+
+/// The one compression of all targets: kiln pushes one manifest, so a
+/// target whose `compression` differs from the first target's is refused.
+fn check_compression(
+    cx: &mut Checker<'_>,
+    targets: &[serde_saphyr::Spanned<TargetSpec>],
+) -> super::Compression {
+    let of = |t: &TargetSpec| match t {
+        TargetSpec::Oci { compression, .. } | TargetSpec::Ecr { compression, .. } => {
+            compression.unwrap_or_default()
+        }
+    };
+    let Some(first) = targets.first().map(|t| of(&t.value)) else {
+        return super::Compression::default();
+    };
+    for t in &targets[1..] {
+        if of(&t.value) != first {
+            cx.at(
+                t,
+                format!(
+                    "compression `{}` differs from the first target's `{}`: all targets of a recipe push one manifest, so they must share one compression",
+                    name_of(of(&t.value)),
+                    name_of(first)
+                ),
+            );
+        }
+    }
+    first
+}
+
+fn name_of(c: super::Compression) -> &'static str {
+    match c {
+        super::Compression::Gzip => "gzip",
+        super::Compression::Zstd => "zstd",
+    }
 }

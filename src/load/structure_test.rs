@@ -82,9 +82,9 @@ pub struct EnvVar {
     pub is_regex: bool,
 }
 
-/// `command:` — a string in 2.0.0, `[program, args…]` in 1.0.0.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+/// `command:` — a string in 2.0.0, `[program, args…]` in 1.0.0;
+/// deserialized in `scalar_forms.rs`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum CommandSpec {
     /// 2.0.0: the program; arguments in `args`.
     Program(String),

@@ -42,6 +42,10 @@ pub enum PipelineError {
         #[source]
         source: Box<StageError>,
     },
+    /// The recipe breaks the operator's policy (checked at load; nothing
+    /// was built or recorded).
+    #[error("the recipe violates the operator's policy:\n{0}")]
+    Policy(crate::operator::policy::Violations),
     /// The run was cancelled.
     #[error("cancelled during {stage}")]
     Cancelled {
@@ -84,6 +88,9 @@ pub enum StageError {
     /// Signing the pushed digests (sign).
     #[error(transparent)]
     Sign(Box<crate::sign::attach::SignError>),
+    /// Making the SBOM of the built image (sign).
+    #[error(transparent)]
+    Sbom(Box<crate::sbom::SbomError>),
     /// Finding credentials for the build's pulls (build).
     #[error(transparent)]
     PullCredentials(#[from] RegistryError),
@@ -137,6 +144,28 @@ pub enum StageError {
     /// Stopped through the run's cancellation token.
     #[error("cancelled")]
     Cancelled,
+    /// The built image breaks the operator's policy (gate).
+    #[error("the image violates the operator's policy: {}", .0.0.iter().map(|v| v.diagnostic.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Policy(crate::operator::policy::Violations),
+    /// The findings scan or a scanner hook could not run (gate).
+    #[error(transparent)]
+    Findings(Box<crate::findings::FindingsError>),
+    /// Findings at or above the threshold, not ignored (gate).
+    #[error(
+        "the findings gate blocked the push: {} finding{} at or above `{threshold}`: {}{}",
+        .findings.len(),
+        if .findings.len() == 1 { "" } else { "s" },
+        .findings.join("; "),
+        .expired.iter().map(|e| format!("; {e}")).collect::<String>()
+    )]
+    FindingsBlocked {
+        /// The threshold.
+        threshold: crate::findings::Severity,
+        /// Each blocking finding, described.
+        findings: Vec<String>,
+        /// Expired ignore entries, as `.kiln-ignore.yaml:LINE: …`.
+        expired: Vec<String>,
+    },
 }
 
 /// Renders an error with its chain of sources, `: `-separated, skipping a

@@ -22,6 +22,8 @@ pub enum Stage {
     Build,
     /// Run and probe the image.
     Test,
+    /// The operator's policy on the built image and the findings gate.
+    Gate,
     /// Push and verify.
     Distribute,
     /// Attach signatures to the pushed digests (only with a signing key).
@@ -39,6 +41,7 @@ impl Stage {
             Stage::Render => "render",
             Stage::Build => "build",
             Stage::Test => "test",
+            Stage::Gate => "gate",
             Stage::Distribute => "distribute",
             Stage::Sign => "sign",
             Stage::Record => "record",

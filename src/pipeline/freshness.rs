@@ -82,12 +82,15 @@ impl Pipeline {
             .build_key
             .digest;
         let db = record::db_path(self.project.root());
-        let (name, k) = (loaded.name.clone(), key.clone());
+        let (name, k, keys) = (loaded.name.clone(), key.clone(), self.chain_keys());
         let passing = tokio::task::spawn_blocking(move || {
             if !db.exists() {
                 return Ok(None);
             }
-            Store::open(&db)?.latest_passing_with_key(&name, &k)
+            Store::open(&db)?
+                .with_keys(keys)
+                .latest_with_key(&name, &k)
+                .map(|found| found.map(|(record, _)| record))
         })
         .await
         .map_err(|source| {

@@ -72,6 +72,7 @@ pub(super) async fn enter(
     root: &Path,
     recipe: &str,
     opts: &RunOptions,
+    keys: record::ChainKeys,
 ) -> Result<HeldLock, PipelineError> {
     let notice = |line| (opts.events)(PipelineEvent::Notice(line));
     let stage_error = |stage, source| PipelineError::Stage {
@@ -87,7 +88,7 @@ pub(super) async fn enter(
         Err(e) => return Err(stage_error(Stage::Load, e.into())),
     };
     let (root, name) = (root.to_path_buf(), recipe.to_string());
-    match tokio::task::spawn_blocking(move || reconcile(&root, &name)).await {
+    match tokio::task::spawn_blocking(move || reconcile(&root, &name, keys)).await {
         Ok(Ok(Some(note))) => notice(note),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => return Err(stage_error(Stage::Record, e.into())),
@@ -216,7 +217,11 @@ pub(super) fn clear(root: &Path, recipe: &str) {
 /// Appends the record a killed run of `recipe` left in its journal, if any
 /// (blocking; call under the pipeline lock). Returns the appended record's
 /// build and message for the user, `None` when there was nothing to do.
-fn reconcile(root: &Path, recipe: &str) -> Result<Option<String>, ReconcileError> {
+fn reconcile(
+    root: &Path,
+    recipe: &str,
+    keys: record::ChainKeys,
+) -> Result<Option<String>, ReconcileError> {
     let path = pending_path(root, recipe);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -227,7 +232,7 @@ fn reconcile(root: &Path, recipe: &str) -> Result<Option<String>, ReconcileError
         path: path.clone(),
         source,
     })?;
-    let mut store = Store::open(record::db_path(root))?;
+    let mut store = Store::open(record::db_path(root))?.with_keys(keys);
     let note = match store.append(&rec) {
         Ok(c) => Some(format!(
             "recorded {} as failed: {}",

@@ -27,10 +27,16 @@ pub struct Outputs {
     pub tests: Option<TestReport>,
     /// Pushes.
     pub pushed: Option<PushedImage>,
+    /// The findings gate's verdict.
+    pub findings: Option<crate::findings::FindingsReport>,
     /// Signatures attached by the sign stage.
     pub signatures: Vec<super::sign_stage::Signed>,
+    /// Attestation manifests attached, per target.
+    pub attestations: Vec<super::sign_stage::Signed>,
     /// Stage timings.
     pub timings_ms: BTreeMap<String, u64>,
+    /// The branch of a branch pipeline run.
+    pub branch: Option<String>,
 }
 
 /// The recipe's input hashes.
@@ -123,8 +129,14 @@ pub fn record(
                     .iter()
                     .find(|(h, r, _)| *h == t.registry_host && *r == t.repository)
                     .map(|(_, _, s)| format!("{}@{}", s.signature_ref, s.signature_manifest)),
+                attestations: outputs
+                    .attestations
+                    .iter()
+                    .find(|(h, r, _)| *h == t.registry_host && *r == t.repository)
+                    .map(|(_, _, s)| format!("{}@{}", s.signature_ref, s.signature_manifest)),
             })
             .collect(),
+        promote: recipe.distribute.promote.clone(),
         tests: outputs.tests.as_ref().map(|t| TestSummary {
             passed: t.passed,
             checks: t.checks.len() as u32,
@@ -132,10 +144,12 @@ pub fn record(
             duration_ms: t.duration.as_millis() as u64,
         }),
         timings_ms: outputs.timings_ms.clone(),
+        findings: outputs.findings.clone(),
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         failure,
         started_at,
         finished_at: Utc::now(),
+        branch: outputs.branch.clone(),
     }
 }
 

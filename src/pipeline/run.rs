@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::distribute::{self, PushOptions, PushRequest, PushedImage};
 use crate::load::{self, LoadedRecipe};
 use crate::project::Project;
-use crate::record::{self, Allocation, ChainedRecord, Failure, Status, Store};
+use crate::record::{self, Allocation, ChainKeys, ChainedRecord, Failure, Status, Store};
 use crate::registry::{LookupScope, RegistryClient};
 use crate::render::{self, Pins, RenderedBuild};
 use crate::test_phase::{self, TestReport};
@@ -35,6 +35,8 @@ pub struct Pipeline {
     pub registry: RegistryClient,
     /// The operator's signing key: with one, every verified push is signed.
     pub signing: Option<std::sync::Arc<crate::sign::SigningKey>>,
+    /// The operator's policy, findings gate and test-container allowances.
+    pub governance: std::sync::Arc<crate::operator::Governance>,
 }
 
 /// How to run.
@@ -53,6 +55,10 @@ pub struct RunOptions {
     /// follows moved parents. `None`: the lock as is (`update_parents`
     /// re-pins everything with `GET`s), as `kiln run` does.
     pub lookups: Option<LookupScope>,
+    /// A branch pipeline run: tags get the branch's suffix, the record
+    /// names the branch (never approvable), the up-to-date check looks at
+    /// this branch's records only.
+    pub branch: Option<crate::branch::BranchName>,
 }
 
 impl Default for RunOptions {
@@ -63,6 +69,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             events: super::events::discard(),
             lookups: None,
+            branch: None,
         }
     }
 }
@@ -94,18 +101,21 @@ struct Run<'a> {
     pipeline: &'a Pipeline,
     opts: &'a RunOptions,
     recipe: LoadedRecipe,
+    ignores: crate::findings::ignore::IgnoreFile,
     outputs: Outputs,
     timings: Vec<(Stage, Duration)>,
     started_at: chrono::DateTime<Utc>,
     stage_start: Instant,
 }
 
-/// Runs `f` on the record store in a blocking task.
-async fn with_store<T: Send + 'static>(
+/// Runs `f` on the record store (signing and checking with `keys`) in a
+/// blocking task.
+pub(super) async fn with_store<T: Send + 'static>(
     path: PathBuf,
+    keys: ChainKeys,
     f: impl FnOnce(&mut Store) -> Result<T, record::RecordError> + Send + 'static,
 ) -> Result<T, StageError> {
-    tokio::task::spawn_blocking(move || f(&mut Store::open(&path)?))
+    tokio::task::spawn_blocking(move || f(&mut Store::open(&path)?.with_keys(keys)))
         .await
         .map_err(|source| StageError::Task {
             what: "the record store task",
@@ -120,6 +130,24 @@ impl Pipeline {
         record::db_path(self.project.root())
     }
 
+    /// Approvals and promotions against this project's records and
+    /// registries, signed with the same key as the records.
+    pub fn approvals(&self) -> super::Approvals {
+        super::Approvals {
+            db: self.db_path(),
+            keys: self.chain_keys(),
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// The keys records are signed and checked with: the operator's signing
+    /// key, or none (records unsigned).
+    pub fn chain_keys(&self) -> ChainKeys {
+        self.signing
+            .clone()
+            .map_or_else(ChainKeys::default, ChainKeys::signing)
+    }
+
     /// Runs `recipe` (a name or path): resolve → render → build (skipped when
     /// a passing record has the same build key) → test → distribute → record.
     pub async fn run(&self, recipe: &str, opts: &RunOptions) -> Result<RunSummary, PipelineError> {
@@ -127,6 +155,13 @@ impl Pipeline {
         let t = Instant::now();
         emit(PipelineEvent::StageStarted(Stage::Load));
         let loaded = load::load_recipe(&self.project, recipe)?;
+        let policy = &self.governance.policy;
+        let violations =
+            crate::operator::policy_check::check_recipe(policy, &self.project, &loaded);
+        if !violations.0.is_empty() {
+            return Err(PipelineError::Policy(violations));
+        }
+        let ignores = crate::findings::ignore::IgnoreFile::load(&self.project)?;
         emit(PipelineEvent::StageFinished {
             stage: Stage::Load,
             elapsed: t.elapsed(),
@@ -138,11 +173,13 @@ impl Pipeline {
             ),
         });
         // One run of a pipeline at a time; held until `go` returns.
-        let _lock = guard::enter(self.project.root(), &loaded.name, opts).await?;
+        let _lock =
+            guard::enter(self.project.root(), &loaded.name, opts, self.chain_keys()).await?;
         let run = Run {
             pipeline: self,
             opts,
             recipe: loaded,
+            ignores,
             outputs: Outputs::default(),
             timings: vec![(Stage::Load, t.elapsed())],
             started_at: Utc::now(),
@@ -167,21 +204,31 @@ impl Run<'_> {
     }
 
     /// The sign stage, when a key is configured and something was pushed:
-    /// every verified OCI target's digest gets a cosign signature.
-    async fn sign(&mut self, allocation: Allocation) -> Result<Allocation, PipelineError> {
+    /// every verified OCI target's digest gets a cosign signature and the
+    /// provenance and SBOM attestations.
+    async fn sign(
+        &mut self,
+        image_id: &str,
+        allocation: Allocation,
+    ) -> Result<Allocation, PipelineError> {
         let (Some(key), Some(pushed)) = (&self.pipeline.signing, &self.outputs.pushed) else {
             return Ok(allocation);
         };
         let (key, pushed) = (key.clone(), pushed.clone());
         self.start(Stage::Sign).await?;
+        let predicates = match self.predicates(image_id, &allocation).await {
+            Ok(p) => p,
+            Err(error) => return Err(self.fail_allocated(Stage::Sign, error, allocation).await),
+        };
         let build = u64::from(allocation.build.build.0);
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.to_string());
         let registry = &self.pipeline.registry;
-        match super::sign_stage::sign_pushed(registry, &key, &pushed, &name, &version, build).await
-        {
-            Ok((signed, note)) => {
-                self.outputs.signatures = signed;
-                self.finish(Stage::Sign, note);
+        let who = (name.as_str(), version.as_str(), build);
+        match super::sign_stage::sign_pushed(registry, &key, &pushed, who, &predicates).await {
+            Ok(out) => {
+                self.outputs.signatures = out.signatures;
+                self.outputs.attestations = out.attestations;
+                self.finish(Stage::Sign, out.note);
                 Ok(allocation)
             }
             Err(e) => {
@@ -189,6 +236,40 @@ impl Run<'_> {
                 Err(self.fail_allocated(Stage::Sign, error, allocation).await)
             }
         }
+    }
+
+    /// The attestations' predicates: the SLSA provenance of the record this
+    /// run is about to append, and the CycloneDX SBOM of the built image.
+    async fn predicates(
+        &self,
+        image_id: &str,
+        allocation: &Allocation,
+    ) -> Result<super::sign_stage::Predicates, StageError> {
+        let rec = record_of::record(
+            &self.recipe,
+            allocation,
+            Status::Passed,
+            &self.outputs,
+            None,
+            self.started_at,
+        );
+        let provenance = record::provenance::statement(&rec)?;
+        let sbom = crate::sbom::generate(&self.pipeline.docker, image_id)
+            .await
+            .map_err(|e| StageError::Sbom(Box::new(e)))?;
+        let name = format!("{}:{}", self.recipe.name, rec.build_id());
+        Ok(super::sign_stage::Predicates {
+            list: vec![
+                (
+                    record::provenance::PREDICATE_TYPE.to_string(),
+                    serde_json::to_value(provenance.predicate).expect("provenance serialises"),
+                ),
+                (
+                    crate::sbom::cyclonedx::PREDICATE_TYPE.to_string(),
+                    sbom.cyclonedx(&name),
+                ),
+            ],
+        })
     }
 
     fn begin(&mut self, stage: Stage) {
@@ -225,9 +306,11 @@ impl Run<'_> {
     /// the error.
     async fn fail(&mut self, stage: Stage, error: StageError) -> PipelineError {
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        match with_store(self.pipeline.db_path(), move |s| {
-            s.allocate(&name, &version)
-        })
+        match with_store(
+            self.pipeline.db_path(),
+            self.pipeline.chain_keys(),
+            move |s| s.allocate(&name, &version),
+        )
         .await
         {
             Ok(a) => self.fail_allocated(stage, error, a).await,
@@ -284,13 +367,15 @@ impl Run<'_> {
             failure,
             self.started_at,
         );
-        let appended = with_store(path, move |s| s.append(&rec)).await?;
+        let keys = self.pipeline.chain_keys();
+        let appended = with_store(path, keys, move |s| s.append(&rec)).await?;
         guard::clear(self.pipeline.project.root(), &self.recipe.name);
         Ok(appended)
     }
 
     /// The stages after load, in order; each step records its own failure.
     async fn go(mut self) -> Result<RunSummary, PipelineError> {
+        self.outputs.branch = self.opts.branch.as_ref().map(|b| b.to_string());
         let pins = self.resolve().await?;
         let (rendered, request, prepared) = self.render(&pins).await?;
         let key = prepared.build_key.digest.clone();
@@ -299,8 +384,9 @@ impl Run<'_> {
         }
         let built = self.build(&rendered, request, prepared, &key).await?;
         self.test(&rendered, &built.image_id).await?;
+        self.gate(&built.image_id).await?;
         let allocation = self.distribute(&built.image_id).await?;
-        let allocation = self.sign(allocation).await?;
+        let allocation = self.sign(&built.image_id, allocation).await?;
         self.record(key, built.image_id, allocation).await
     }
 
@@ -353,22 +439,30 @@ impl Run<'_> {
         Ok((rendered, request, prepared))
     }
 
-    /// The approved references of a passing, verified record with the same
-    /// key and the same test and distribute settings, if there is one.
+    /// When an approved record — or one still awaiting approval — has the
+    /// same key and the same test and distribute settings: its approved
+    /// references (none while it awaits approval).
+    /// On a branch: a passed record of that branch with the same key (never
+    /// approved, so no references).
     async fn up_to_date(&mut self, key: &Digest) -> Result<Option<Vec<String>>, PipelineError> {
         let (name, k) = (self.recipe.name.clone(), key.clone());
-        let found = with_store(self.pipeline.db_path(), move |s| {
-            s.latest_passing_with_key(&name, &k)
-        })
+        let branch = self.outputs.branch.clone();
+        let found = with_store(
+            self.pipeline.db_path(),
+            self.pipeline.chain_keys(),
+            move |s| match branch {
+                Some(b) => Ok(s
+                    .latest_passing_on_branch(&name, &k, &b)?
+                    .map(|rec| (rec, None))),
+                None => s.latest_with_key(&name, &k),
+            },
+        )
         .await
         .map_err(|e| StageError::StoreRead(Box::new(e)));
         let found = self.or_fail(Stage::Record, found).await?;
         Ok(found
-            .filter(|rec| record_of::same_run_inputs(&rec.record, &self.recipe))
-            .map(|rec| {
-                let targets = rec.record.targets.iter();
-                targets.map(|t| t.pinned_reference()).collect()
-            }))
+            .filter(|(rec, _)| record_of::same_run_inputs(&rec.record, &self.recipe))
+            .map(|(_, approved)| approved.map(|a| a.references).unwrap_or_default()))
     }
 
     /// Builds the prepared context (the one scanned for the key).
@@ -382,6 +476,10 @@ impl Run<'_> {
         self.start(Stage::Build).await?;
         let credentials = super::pull_credentials(&self.pipeline.registry, rendered).await;
         request.credentials = self.or_fail(Stage::Build, credentials).await?;
+        let secrets = build::secrets::resolve(&self.pipeline.project, &self.recipe.build.secrets)
+            .await
+            .map_err(BuildError::from);
+        request.secret_values = self.or_fail(Stage::Build, secrets).await?;
         let events = self.opts.events.clone();
         let built = build::build_prepared(
             &self.pipeline.docker,
@@ -409,7 +507,8 @@ impl Run<'_> {
     /// Runs the recipe's tests; a failed check fails the run.
     async fn test(&mut self, rendered: &RenderedBuild, image: &str) -> Result<(), PipelineError> {
         self.start(Stage::Test).await?;
-        let input = test_phase::TestInput::from_recipe(&self.recipe, rendered, image)
+        let allow = self.pipeline.governance.test_containers;
+        let input = test_phase::TestInput::under(&self.recipe, rendered, image, allow)
             .map_err(Diagnostics::from);
         let input = self.or_fail(Stage::Test, input).await?;
         let cancel = self.opts.cancel.clone();
@@ -437,14 +536,28 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The policy on the built image, then the findings gate; the report
+    /// goes into the record whether it passes or blocks.
+    async fn gate(&mut self, image: &str) -> Result<(), PipelineError> {
+        self.start(Stage::Gate).await?;
+        let (docker, governance) = (&self.pipeline.docker, &self.pipeline.governance);
+        let (report, verdict) = super::gate::check(docker, image, governance, &self.ignores).await;
+        self.outputs.findings = report;
+        let note = self.or_fail(Stage::Gate, verdict).await?;
+        self.finish(Stage::Gate, note);
+        Ok(())
+    }
+
     /// Allocates the build number and pushes to every target (journalled
     /// first, so a killed run's tags are found by the next run).
     async fn distribute(&mut self, image: &str) -> Result<Allocation, PipelineError> {
         self.start(Stage::Distribute).await?;
         let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        let allocation = with_store(self.pipeline.db_path(), move |s| {
-            s.allocate(&name, &version)
-        })
+        let allocation = with_store(
+            self.pipeline.db_path(),
+            self.pipeline.chain_keys(),
+            move |s| s.allocate(&name, &version),
+        )
         .await;
         let allocation = self.or_fail(Stage::Distribute, allocation).await?;
         if self.recipe.distribute.targets.is_empty() {
@@ -493,12 +606,22 @@ impl Run<'_> {
     }
 
     fn push_request(&self, image: &str, allocation: &Allocation) -> PushRequest {
+        let mut distribute = self.recipe.distribute.clone();
+        if let Some(branch) = &self.opts.branch {
+            if distribute.tags.is_empty() {
+                distribute
+                    .tags
+                    .push(distribute::DEFAULT_TAG_TEMPLATE.to_string());
+            }
+            let suffix = branch.tag_suffix();
+            distribute.tags.iter_mut().for_each(|t| t.push_str(&suffix));
+        }
         PushRequest {
             image: image.to_string(),
             name: self.recipe.name.clone(),
             version: self.recipe.version.clone(),
             build: u64::from(allocation.build.build.0),
-            distribute: self.recipe.distribute.clone(),
+            distribute,
             parent: self.outputs.parents.first().map(|p| p.pinned.clone()),
             state_dir: Some(record::state_dir(self.pipeline.project.root())),
             options: PushOptions::default(),
@@ -541,8 +664,13 @@ impl Run<'_> {
         self.begin(Stage::Record);
         let t = Instant::now();
         self.outputs.timings_ms.insert("record".into(), 0);
+        let status = if self.recipe.distribute.approval_required {
+            Status::AwaitingApproval
+        } else {
+            Status::Passed
+        };
         let rec = self
-            .append(Status::Passed, None, allocation)
+            .append(status, None, allocation)
             .await
             .map_err(|source| PipelineError::Stage {
                 stage: Stage::Record,
@@ -561,7 +689,7 @@ impl Run<'_> {
             elapsed: t.elapsed(),
             note: rec.record.build_id().to_string(),
         });
-        let mut s = self.summary(Status::Passed, key, Some(image), Some(rec), approved);
+        let mut s = self.summary(status, key, Some(image), Some(rec), approved);
         s.tests = self.outputs.tests.take();
         s.pushed = self.outputs.pushed.take();
         Ok(s)

@@ -1,7 +1,10 @@
 //! The sign stage, between distribute and record: when the operator config
 //! names a signing key, every verified OCI target's manifest digest gets a
-//! cosign signature (`crate::sign::attach`). ECR targets are not signed yet
-//! (the stage note says so).
+//! cosign signature (`crate::sign::attach`) and two attestations
+//! (`crate::sign::attest`): the record's SLSA v1 provenance and the image's
+//! CycloneDX SBOM (`crate::sbom`), each an in-toto statement about that
+//! digest in a signed DSSE envelope. ECR targets are not signed yet (the
+//! stage note says so).
 
 use serde_json::json;
 
@@ -10,23 +13,41 @@ use crate::load::Target;
 use crate::registry::RegistryClient;
 use crate::sign::SigningKey;
 use crate::sign::attach::{self, SignError, SignTarget, SignedTarget};
+use crate::sign::attest::{self, Statement};
+use crate::sign::dsse;
 
 /// One signed target: `(registry host, repository, signature)`.
 pub(super) type Signed = (String, String, SignedTarget);
 
-/// Signs every verified OCI target of `pushed`; the payload's `optional`
-/// names the pipeline, version and build. Returns the signatures and the
-/// stage note.
+/// What the stage attaches besides the signature: predicate type and
+/// predicate of each attestation.
+pub(super) struct Predicates {
+    /// `(predicateType, predicate)` pairs.
+    pub(super) list: Vec<(String, serde_json::Value)>,
+}
+
+/// What the stage attached.
+#[derive(Default)]
+pub(super) struct SignOutput {
+    /// Signatures per target.
+    pub(super) signatures: Vec<Signed>,
+    /// Attestation manifests per target.
+    pub(super) attestations: Vec<Signed>,
+    /// The stage note.
+    pub(super) note: String,
+}
+
+/// Signs and attests every verified OCI target of `pushed`; the payload's
+/// `optional` names the pipeline, version and build.
 pub(super) async fn sign_pushed(
     registry: &RegistryClient,
     key: &SigningKey,
     pushed: &PushedImage,
-    pipeline: &str,
-    version: &str,
-    build: u64,
-) -> Result<(Vec<Signed>, String), SignError> {
+    (pipeline, version, build): (&str, &str, u64),
+    predicates: &Predicates,
+) -> Result<SignOutput, SignError> {
     let optional = json!({ "dev.kiln.pipeline": pipeline, "dev.kiln.version": version, "dev.kiln.build": build.to_string() });
-    let mut signed = Vec::new();
+    let mut out = SignOutput::default();
     let mut notes = Vec::new();
     for t in pushed.targets.iter().filter(|t| t.verified) {
         if !matches!(t.target, Target::Oci { .. }) {
@@ -42,12 +63,29 @@ pub(super) async fn sign_pushed(
             digest: t.manifest_digest.clone(),
         };
         let s = attach::sign_target(registry, key, &target, optional.clone()).await?;
+        let name = format!("{}/{}", t.registry_host, t.repository);
+        let statements: Vec<Statement> = predicates
+            .list
+            .iter()
+            .map(|(kind, predicate)| Statement {
+                predicate_type: kind.clone(),
+                bytes: dsse::statement(&name, &t.manifest_digest, kind, predicate.clone()),
+            })
+            .collect();
+        let a = attest::attest_target(registry, key, &target, &statements).await?;
+        let done = |pushed: bool, yes: &str, no: &str| if pushed { yes } else { no }.to_string();
         notes.push(format!(
-            "{} {}",
+            "{} {}, {} {}",
             s.signature_ref,
-            if s.pushed { "signed" } else { "already signed" }
+            done(s.pushed, "signed", "already signed"),
+            a.signature_ref,
+            done(a.pushed, "attested", "already attested")
         ));
-        signed.push((t.registry_host.clone(), t.repository.clone(), s));
+        out.signatures
+            .push((t.registry_host.clone(), t.repository.clone(), s));
+        out.attestations
+            .push((t.registry_host.clone(), t.repository.clone(), a));
     }
-    Ok((signed, notes.join(", ")))
+    out.note = notes.join(", ");
+    Ok(out)
 }

@@ -7,12 +7,12 @@
 
 use serde_json::Value;
 
-use super::model::Record;
 use crate::digest::Digest;
 
-/// Canonical JSON of `record`: object keys sorted, no whitespace.
-pub fn canonical_json(record: &Record) -> Result<String, serde_json::Error> {
-    let value = serde_json::to_value(record)?;
+/// Canonical JSON of a chain entry (record or event): object keys sorted, no
+/// whitespace.
+pub fn canonical_json(entry: &impl serde::Serialize) -> Result<String, serde_json::Error> {
+    let value = serde_json::to_value(entry)?;
     let mut out = String::new();
     write_canonical(&value, &mut out)?;
     Ok(out)

@@ -72,12 +72,24 @@ pub enum RecordError {
         /// The record id.
         id: RecordId,
     },
+    /// A branch cleanup record could not be written or read back.
+    #[error("error encoding or reading the cleanup record of branch `{branch}`")]
+    Cleanup {
+        /// The branch.
+        branch: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// No record matches what was asked for.
     #[error("no record `{selector}`")]
     NotFound {
         /// The id or `pipeline:version-build` asked for.
         selector: String,
     },
+    /// An approval decision was refused; nothing was appended.
+    #[error(transparent)]
+    Decision(Box<super::event_store::DecisionRefused>),
     /// Provenance needs at least one pushed image.
     #[error("record `{build}` pushed no images, so it has no provenance subject")]
     NoSubjects {

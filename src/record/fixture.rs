@@ -53,7 +53,9 @@ pub fn passing(alloc: &Allocation) -> Record {
             manifest_digest: Digest::of(format!("manifest {b}").as_bytes()),
             verified: true,
             signature: None,
+            attestations: None,
         }],
+        promote: Vec::new(),
         tests: Some(TestSummary {
             passed: true,
             checks: 3,
@@ -61,9 +63,11 @@ pub fn passing(alloc: &Allocation) -> Record {
             duration_ms: 1200,
         }),
         timings_ms: BTreeMap::from([("build".into(), 5000), ("test".into(), 1200)]),
+        findings: None,
         kiln_version: "0.1.0".into(),
         failure: None,
         started_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),
         finished_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 5, 6).unwrap(),
+        branch: None,
     }
 }

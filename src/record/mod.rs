@@ -8,13 +8,17 @@
 //! hash, and every read re-checks the row's own hash.
 
 mod chain;
+pub mod cleanup;
 pub mod error;
+pub mod event;
+mod event_store;
 #[cfg(test)]
 mod fixture;
 pub mod model;
 pub mod provenance;
 mod query;
 pub mod schema;
+pub mod signature;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -24,8 +28,11 @@ use std::path::{Path, PathBuf};
 
 pub use chain::{canonical_json, link_hash};
 pub use error::RecordError;
+pub use event::{ChainedEvent, Decision, Event, EventKind, Promotion};
+pub use event_store::DecisionRefused;
 pub use model::*;
 pub use query::Approved;
+pub use signature::ChainKeys;
 pub use store::{Allocation, Selector, Store};
 pub use verify::{BadRecord, Problem, VerifyReport};
 

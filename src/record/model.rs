@@ -40,10 +40,20 @@ pub struct Record {
     pub image_config: Option<Digest>,
     /// One entry per push target.
     pub targets: Vec<PushedTarget>,
+    /// Where the build goes once approved (`distribute.promote`), as the
+    /// recipe said when it ran (absent when empty, so older records hash the
+    /// same).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promote: Vec<Target>,
     /// Test results, when the test stage ran.
     pub tests: Option<TestSummary>,
     /// Wall time per stage in milliseconds (stage name → ms).
     pub timings_ms: BTreeMap<String, u64>,
+    /// The findings gate: every finding, the ignore entries used or
+    /// expired, and what blocked (absent when the gate did not run, so
+    /// records written before it hash the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<crate::findings::FindingsReport>,
     /// Version of kiln that ran the build.
     pub kiln_version: String,
     /// Where and why the run failed, when it did.
@@ -52,6 +62,11 @@ pub struct Record {
     pub started_at: DateTime<Utc>,
     /// When the run finished.
     pub finished_at: DateTime<Utc>,
+    /// The branch of a branch pipeline run (`kiln run --branch`); absent
+    /// for the main pipeline, so records written before branches hash the
+    /// same. Branch records are never approvable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 impl Record {
@@ -64,12 +79,24 @@ impl Record {
         }
     }
 
-    /// Whether this record can be handed to downstream teams: the run passed,
+    /// Whether this record can be handed to downstream teams: not a branch
+    /// build, and [`Record::passed_and_verified`]. The run passed,
     /// its tests ran and passed, it pushed at least once, and every push was
     /// verified against the locally computed digest.
     pub fn is_approvable(&self) -> bool {
-        self.status == Status::Passed
-            && self.tests.as_ref().is_some_and(|t| t.passed)
+        self.branch.is_none() && self.passed_and_verified()
+    }
+
+    /// Passed, and [`Record::tested_and_verified`]: what an up-to-date check
+    /// on a branch needs.
+    pub fn passed_and_verified(&self) -> bool {
+        self.status == Status::Passed && self.tested_and_verified()
+    }
+
+    /// Tests ran and passed, at least one push, every push verified: what
+    /// `passed` and `awaiting_approval` records both hold.
+    pub fn tested_and_verified(&self) -> bool {
+        self.tests.as_ref().is_some_and(|t| t.passed)
             && !self.targets.is_empty()
             && self.targets.iter().all(|t| t.verified)
     }
@@ -101,6 +128,10 @@ pub enum Status {
     UpToDate,
     /// Stopped before it finished (signal, shutdown).
     Cancelled,
+    /// Tested, pushed to its staging targets and verified, but the recipe
+    /// requires approval: never approved by itself, only by an approval
+    /// event (`kiln approve`).
+    AwaitingApproval,
 }
 
 impl Status {
@@ -111,6 +142,7 @@ impl Status {
             Status::Failed => "failed",
             Status::UpToDate => "up_to_date",
             Status::Cancelled => "cancelled",
+            Status::AwaitingApproval => "awaiting_approval",
         }
     }
 }
@@ -194,6 +226,10 @@ pub struct PushedTarget {
     /// so records written before signing hash the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The attestation manifest (provenance and SBOM),
+    /// `REGISTRY/REPOSITORY:sha256-<hex>.att@sha256:…` (absent when unsigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestations: Option<String>,
 }
 
 impl PushedTarget {

@@ -1,10 +1,15 @@
 //! Questions the rest of kiln asks the record store: which images are
 //! approved for a pipeline, and whether a build key already passed.
+//!
+//! Approved = a record whose (re-checked, and with a key configured, signed)
+//! row says the tests passed and every push was verified, with status
+//! `passed`, or `awaiting_approval` with a recorded `approve` decision.
 
 use rusqlite::params;
 use serde::Serialize;
 
 use super::error::RecordError;
+use super::event::{ChainedEvent, Decision, EventKind};
 use super::model::{ChainedRecord, Status};
 use super::store::Store;
 use crate::digest::Digest;
@@ -13,59 +18,169 @@ use crate::digest::Digest;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Approved {
-    /// `REGISTRY/REPOSITORY@sha256:…` per target, in target order.
+    /// `REGISTRY/REPOSITORY@sha256:…` per target, in target order, then per
+    /// promotion.
     pub references: Vec<String>,
     /// The record they come from.
     pub record: ChainedRecord,
+    /// The approval event, when the recipe required one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ChainedEvent>,
+    /// Promotions of the build, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub promotions: Vec<ChainedEvent>,
 }
 
 impl Store {
-    /// The newest record of `pipeline` whose tests passed and whose pushes
-    /// were all verified (see [`super::Record::is_approvable`]), with the
-    /// digest references to pull. Newer failed or unverified records do not
-    /// hide an older approved one.
+    /// The newest approved build of `pipeline` (module doc), with the digest
+    /// references to pull. Newer failed, unverified, undecided or rejected
+    /// records do not hide an older approved one.
     pub fn approved(&self, pipeline: &str) -> Result<Option<Approved>, RecordError> {
-        let candidates = self.passed_newest_first(pipeline, None)?;
-        Ok(candidates
-            .into_iter()
-            .find(|c| c.record.is_approvable())
-            .map(|record| Approved {
-                references: record
-                    .record
-                    .targets
-                    .iter()
-                    .map(|t| t.pinned_reference())
-                    .collect(),
-                record,
-            }))
+        for candidate in self.candidates_newest_first(pipeline, None)? {
+            if let Some(a) = self.serve(candidate)? {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
     }
 
-    /// The newest approvable record of `pipeline` built with `build_key`: when
+    /// Whether the build `record` is approved now; `Approved` when it is.
+    pub fn approval_state(&self, record: ChainedRecord) -> Result<Option<Approved>, RecordError> {
+        self.serve(record)
+    }
+
+    /// The newest approved record of `pipeline` built with `build_key`: when
     /// one exists, the pipeline can skip the build and record `up_to_date`.
     pub fn latest_passing_with_key(
         &self,
         pipeline: &str,
         build_key: &Digest,
     ) -> Result<Option<ChainedRecord>, RecordError> {
-        let candidates = self.passed_newest_first(pipeline, Some(build_key))?;
-        Ok(candidates.into_iter().find(|c| c.record.is_approvable()))
+        for candidate in self.candidates_newest_first(pipeline, Some(build_key))? {
+            if let Some(a) = self.serve(candidate)? {
+                return Ok(Some(a.record));
+            }
+        }
+        Ok(None)
     }
 
-    /// Passed records of a pipeline, newest first, optionally with one key.
-    /// The columns only narrow the search: every row is re-checked against
-    /// its hashed JSON before it is returned.
-    fn passed_newest_first(
+    /// The newest passed, verified record of `pipeline` with `build_key`
+    /// built on `branch` (never approvable; a branch's up-to-date check).
+    pub fn latest_passing_on_branch(
+        &self,
+        pipeline: &str,
+        build_key: &Digest,
+        branch: &str,
+    ) -> Result<Option<ChainedRecord>, RecordError> {
+        let candidates = self.candidates_newest_first(pipeline, Some(build_key))?;
+        Ok(candidates
+            .into_iter()
+            .find(|c| c.record.branch.as_deref() == Some(branch) && c.record.passed_and_verified()))
+    }
+
+    /// Every record built on a branch (all branches when `None`), oldest first.
+    pub fn branch_records(&self, branch: Option<&str>) -> Result<Vec<ChainedRecord>, RecordError> {
+        let all = self.select("listing branch records", "ORDER BY seq", [])?;
+        Ok(all
+            .into_iter()
+            .filter(|c| match (&c.record.branch, branch) {
+                (Some(b), Some(want)) => b == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
+            .collect())
+    }
+
+    /// The newest record of `pipeline` built with `build_key` that is
+    /// approved (`Some(Approved)`) or still awaits a decision (`None`): a run
+    /// with that key has nothing to do. Rejected builds do not count.
+    #[allow(clippy::type_complexity)]
+    pub fn latest_with_key(
+        &self,
+        pipeline: &str,
+        build_key: &Digest,
+    ) -> Result<Option<(ChainedRecord, Option<Approved>)>, RecordError> {
+        for candidate in self.candidates_newest_first(pipeline, Some(build_key))? {
+            if let Some(a) = self.serve(candidate.clone())? {
+                return Ok(Some((candidate, Some(a))));
+            }
+            let waiting = candidate.record.branch.is_none()
+                && candidate.record.status == Status::AwaitingApproval
+                && candidate.record.tested_and_verified()
+                && self.decision_of(&candidate.record.id.0)?.is_none();
+            if waiting {
+                return Ok(Some((candidate, None)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn serve(&self, c: ChainedRecord) -> Result<Option<Approved>, RecordError> {
+        // A branch build is never handed to downstream teams.
+        if c.record.branch.is_some() || !c.record.tested_and_verified() {
+            return Ok(None);
+        }
+        let events = self.events_of(&c.record.id.0)?;
+        let approval = events
+            .iter()
+            .find(|e| matches!(e.event.kind, EventKind::Approval { .. }))
+            .cloned();
+        let approved = match c.record.status {
+            Status::Passed => true,
+            Status::AwaitingApproval => matches!(
+                approval.as_ref().map(|e| &e.event.kind),
+                Some(EventKind::Approval {
+                    decision: Decision::Approve,
+                    ..
+                })
+            ),
+            _ => false,
+        };
+        if !approved {
+            return Ok(None);
+        }
+        let promotions: Vec<ChainedEvent> = events
+            .into_iter()
+            .filter(|e| matches!(e.event.kind, EventKind::Promotion(_)))
+            .collect();
+        let mut references: Vec<String> = c
+            .record
+            .targets
+            .iter()
+            .map(|t| t.pinned_reference())
+            .collect();
+        for p in &promotions {
+            if let EventKind::Promotion(p) = &p.event.kind
+                && !references.contains(&p.pinned_reference())
+            {
+                references.push(p.pinned_reference());
+            }
+        }
+        Ok(Some(Approved {
+            references,
+            record: c,
+            approval,
+            promotions,
+        }))
+    }
+
+    /// Passed and awaiting-approval records of a pipeline, newest first,
+    /// optionally with one key. The columns only narrow the search: every
+    /// row is re-checked against its hashed JSON (and signature) before it is
+    /// returned.
+    fn candidates_newest_first(
         &self,
         pipeline: &str,
         build_key: Option<&Digest>,
     ) -> Result<Vec<ChainedRecord>, RecordError> {
         self.select(
             "querying passed records",
-            "WHERE pipeline = ?1 AND status = ?2 AND (?3 IS NULL OR build_key = ?3) \
+            "WHERE pipeline = ?1 AND status IN (?2, ?3) AND (?4 IS NULL OR build_key = ?4) \
              ORDER BY seq DESC",
             params![
                 pipeline,
                 Status::Passed.as_str(),
+                Status::AwaitingApproval.as_str(),
                 build_key.map(Digest::to_string)
             ],
         )

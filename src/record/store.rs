@@ -17,6 +17,7 @@ use super::chain::{canonical_json, link_hash};
 use super::error::RecordError;
 use super::model::{BuildId, BuildNumber, ChainedRecord, Record, RecordId};
 use super::schema::{self, Migrated};
+use super::signature::ChainKeys;
 use super::verify::{self, Columns, Row, VerifyReport};
 use crate::digest::Digest;
 
@@ -26,8 +27,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// An open record database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
+    /// Signs appended entries and checks read ones (none: unsigned).
+    keys: ChainKeys,
 }
 
 /// A build number handed out by [`Store::allocate`], with the run's id.
@@ -118,7 +121,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err("setting synchronous mode"))?;
         match schema::migrate(&mut conn).map_err(err("migrating the schema"))? {
-            Migrated::Current => Ok(Store { conn, path }),
+            Migrated::Current => Ok(Store {
+                conn,
+                path,
+                keys: ChainKeys::default(),
+            }),
             Migrated::TooNew(found) => Err(RecordError::SchemaTooNew {
                 path,
                 found,
@@ -130,6 +137,31 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Signs every entry appended from now on and checks every entry read
+    /// with `keys` (see `signature.rs`).
+    pub fn with_keys(mut self, keys: ChainKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// [`Store::with_keys`] on an open store.
+    pub fn set_keys(&mut self, keys: ChainKeys) {
+        self.keys = keys;
+    }
+
+    /// The keys entries are signed and checked with.
+    pub fn keys(&self) -> &ChainKeys {
+        &self.keys
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Wraps a rusqlite error with what kiln was doing and the file.
@@ -219,24 +251,7 @@ impl Store {
             let id = record.id.clone();
             return Err(RecordError::NotAllocated { build, id });
         }
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(&err)?;
-        let prev_hash = match &last {
-            None => None,
-            Some((seq, text)) => {
-                Some(text.parse::<Digest>().map_err(|_| RecordError::Tampered {
-                    seq: *seq,
-                    path: self.path.clone(),
-                    problem: verify::Problem::MalformedHash(text.escape_debug().to_string()),
-                })?)
-            }
-        };
+        let prev_hash = chain_head(&tx, &self.path)?;
         let hash = link_hash(prev_hash.as_ref(), &json);
         tx.execute(
             "INSERT INTO records (id, pipeline, version, build, status, build_key, finished_at, \
@@ -250,11 +265,12 @@ impl Store {
                 cols.build_key,
                 cols.finished_at,
                 json,
-                last.map(|(_, h)| h),
+                prev_hash.as_ref().map(Digest::to_string),
                 hash.to_string()
             ],
         )
         .map_err(&err)?;
+        insert_signature(&tx, &self.keys, &hash, &self.path)?;
         let seq = tx.last_insert_rowid();
         tx.commit().map_err(&err)?;
         Ok(ChainedRecord {
@@ -300,14 +316,8 @@ impl Store {
     /// Walks the whole chain from the first record and reports the first one
     /// whose hash, link or columns do not match.
     pub fn verify(&self) -> Result<VerifyReport, RecordError> {
-        let err = self.db_error("verifying the record chain");
-        let sql = format!("SELECT {} FROM records ORDER BY seq", Row::COLUMNS);
-        let mut stmt = self.conn.prepare(&sql).map_err(&err)?;
-        let rows = stmt
-            .query_map([], Row::from_sql)
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
-            .map_err(&err)?;
-        Ok(verify::walk(rows))
+        let entries = self.entries()?;
+        Ok(verify::walk(entries, &self.keys, |h| self.signature_of(h)))
     }
 
     /// Rows matching `filter` (SQL after `FROM records`), each checked
@@ -330,12 +340,60 @@ impl Store {
         rows.into_iter()
             .map(|row| {
                 let seq = row.seq;
-                row.check().map_err(|problem| RecordError::Tampered {
+                let tampered = |problem| RecordError::Tampered {
                     seq,
                     path: self.path.clone(),
                     problem,
-                })
+                };
+                let chained = row.check().map_err(tampered)?;
+                self.check_signature(&chained.hash).map_err(tampered)?;
+                Ok(chained)
             })
             .collect()
     }
+}
+
+/// The hash of the newest chain entry (record or event) inside `tx`.
+pub(super) fn chain_head(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+) -> Result<Option<Digest>, RecordError> {
+    let text: Option<String> = tx
+        .query_row("SELECT hash FROM chain_head", [], |r| r.get(0))
+        .optional()
+        .map_err(|source| RecordError::Database {
+            operation: "reading the chain head",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    text.map(|t| {
+        t.parse::<Digest>().map_err(|_| RecordError::Tampered {
+            seq: 0,
+            path: path.to_path_buf(),
+            problem: verify::Problem::MalformedHash(t.escape_debug().to_string()),
+        })
+    })
+    .transpose()
+}
+
+/// Stores the signature of a new entry's `hash`, when `keys` sign.
+pub(super) fn insert_signature(
+    tx: &rusqlite::Transaction<'_>,
+    keys: &ChainKeys,
+    hash: &Digest,
+    path: &Path,
+) -> Result<(), RecordError> {
+    let Some(sig) = keys.sign(hash) else {
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO signatures (hash, key_id, signature) VALUES (?1, ?2, ?3)",
+        params![hash.to_string(), sig.key_id, sig.signature],
+    )
+    .map(|_| ())
+    .map_err(|source| RecordError::Database {
+        operation: "storing a signature",
+        path: path.to_path_buf(),
+        source,
+    })
 }

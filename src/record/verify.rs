@@ -1,10 +1,10 @@
-//! Integrity checks on stored rows: each row against itself (hash, columns)
-//! on every read, and the whole chain (links between rows) in
-//! [`super::Store::verify`].
+//! Integrity checks on stored rows: each row against itself (hash, columns,
+//! signature when a key is configured) on every read, and the whole chain
+//! (links between records and events) in [`super::Store::verify`].
 //!
-//! The chain is tamper-evident, not tamper-proof: whoever can write the file
-//! can rewrite the tail of the chain and recompute every hash after an edit.
-//! Keep the [`VerifyReport::head`] hash somewhere else to detect that too.
+//! Without a signing key the chain is tamper-evident, not tamper-proof:
+//! whoever can write the file can rewrite the tail and recompute every hash.
+//! With one, a rewritten entry has no valid signature (`signature.rs`).
 
 use std::fmt;
 
@@ -37,6 +37,23 @@ pub enum Problem {
     Undecodable(String),
     /// An indexed column disagrees with the hashed JSON.
     ColumnMismatch(&'static str),
+    /// A key is configured and the entry carries no signature.
+    Unsigned {
+        /// The configured key's fingerprint.
+        key_id: String,
+    },
+    /// The entry is signed by another key than the configured one.
+    OtherKey {
+        /// The signer's fingerprint.
+        found: String,
+        /// The configured key's fingerprint.
+        expected: String,
+    },
+    /// The stored signature does not verify for this entry's hash.
+    BadSignature {
+        /// The key it claims.
+        key_id: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -60,6 +77,18 @@ impl fmt::Display for Problem {
             Problem::ColumnMismatch(c) => {
                 write!(f, "column `{c}` disagrees with the hashed record JSON")
             }
+            Problem::Unsigned { key_id } => write!(
+                f,
+                "it carries no signature, but records are signed with key {key_id} \
+                 (rewritten without the key?)"
+            ),
+            Problem::OtherKey { found, expected } => {
+                write!(f, "it is signed by key {found}, not by key {expected}")
+            }
+            Problem::BadSignature { key_id } => write!(
+                f,
+                "its signature by key {key_id} does not verify (the entry or its signature was altered)"
+            ),
         }
     }
 }
@@ -69,20 +98,29 @@ impl fmt::Display for Problem {
 pub struct VerifyReport {
     /// Records checked before the walk ended.
     pub checked: u64,
+    /// Events (approvals, promotions) checked before the walk ended.
+    pub events: u64,
+    /// Entries checked that carry a signature row.
+    pub signed: u64,
+    /// The key signatures were checked with (`None`: not checked).
+    pub key_id: Option<String>,
     /// Hash of the last record (when the chain is intact).
     pub head: Option<Digest>,
     /// The first record that failed, if any.
     pub first_bad: Option<BadRecord>,
 }
 
-/// A record that failed verification.
+/// A chain entry that failed verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRecord {
-    /// Chain position.
+    /// `record`, or the event's kind (`approval`, `promotion`).
+    pub kind: String,
+    /// Position among records (or among events).
     pub seq: i64,
     /// Record id as stored.
     pub id: String,
-    /// `pipeline:version-build` as stored in the columns.
+    /// `pipeline:version-build` as stored in the columns (for an event, of
+    /// the record it is about).
     pub build: String,
     /// What is wrong.
     pub problem: Problem,
@@ -201,39 +239,97 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Walks rows in chain order and reports the first that fails.
-pub(super) fn walk(rows: impl IntoIterator<Item = Row>) -> VerifyReport {
+/// One entry of the chain as stored.
+pub(super) enum Entry {
+    /// A `records` row.
+    Record(Row),
+    /// An `events` row.
+    Event(super::event_store::EventRow),
+}
+
+impl Entry {
+    fn prev_hash(&self) -> Option<&String> {
+        match self {
+            Entry::Record(r) => r.prev_hash.as_ref(),
+            Entry::Event(e) => Some(&e.prev_hash),
+        }
+    }
+
+    fn hash(&self) -> &str {
+        match self {
+            Entry::Record(r) => &r.hash,
+            Entry::Event(e) => &e.hash,
+        }
+    }
+
+    /// Kind, seq, id and build for a report.
+    fn describe(&self) -> (String, i64, String, String) {
+        match self {
+            Entry::Record(r) => ("record".into(), r.seq, r.id.clone(), r.build_label()),
+            Entry::Event(e) => (e.kind.clone(), e.seq, e.id.clone(), e.build_label()),
+        }
+    }
+
+    /// The entry's own check; its hash when it passes.
+    fn check(self) -> Result<(bool, Digest), Problem> {
+        match self {
+            Entry::Record(r) => r.check().map(|c| (false, c.hash)),
+            Entry::Event(e) => e.check().map(|c| (true, c.hash)),
+        }
+    }
+}
+
+/// Walks entries in chain order, checking links, each entry and its
+/// signature (`signature_of` finds the stored one), and reports the first
+/// that fails.
+pub(super) fn walk(
+    entries: impl IntoIterator<Item = Entry>,
+    keys: &super::signature::ChainKeys,
+    signature_of: impl Fn(&str) -> Option<super::signature::StoredSignature>,
+) -> VerifyReport {
     let mut report = VerifyReport {
         checked: 0,
+        events: 0,
+        signed: 0,
+        key_id: keys.verifier().map(|k| k.id().to_string()),
         head: None,
         first_bad: None,
     };
     let mut expected: Option<String> = None;
-    for row in rows {
-        let (seq, id, build) = (row.seq, row.id.clone(), row.build_label());
-        let bad = |problem| BadRecord {
-            seq,
-            id: id.clone(),
-            build: build.clone(),
-            problem,
-        };
-        if row.prev_hash != expected {
-            report.first_bad = Some(bad(Problem::BrokenLink {
-                expected,
-                found: row.prev_hash,
-            }));
+    for entry in entries {
+        let (kind, seq, id, build) = entry.describe();
+        let fail = |report: &mut VerifyReport, problem| {
+            report.first_bad = Some(BadRecord {
+                kind,
+                seq,
+                id,
+                build,
+                problem,
+            });
             report.head = None;
+        };
+        if entry.prev_hash() != expected.as_ref() {
+            let found = entry.prev_hash().cloned();
+            fail(&mut report, Problem::BrokenLink { expected, found });
             return report;
         }
-        expected = Some(row.hash.clone());
-        match row.check() {
-            Ok(chained) => {
-                report.checked += 1;
-                report.head = Some(chained.hash);
+        let stored = signature_of(entry.hash());
+        expected = Some(entry.hash().to_string());
+        let checked = entry
+            .check()
+            .and_then(|(event, hash)| keys.check(&hash, stored.as_ref()).map(|()| (event, hash)));
+        match checked {
+            Ok((event, hash)) => {
+                if event {
+                    report.events += 1;
+                } else {
+                    report.checked += 1;
+                }
+                report.signed += u64::from(stored.is_some());
+                report.head = Some(hash);
             }
             Err(problem) => {
-                report.first_bad = Some(bad(problem));
-                report.head = None;
+                fail(&mut report, problem);
                 return report;
             }
         }

@@ -241,6 +241,15 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
+    /// A tag list answer is not `{"tags": [...]}`.
+    #[error("cannot parse the tag list of `{repository}`")]
+    BadTagList {
+        /// `host/repository`.
+        repository: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// An index has no manifest for the requested platform.
     #[error("`{reference}` has no manifest for platform {platform} (available: {})", .available.join(", "))]
     NoMatchingPlatform {

@@ -20,6 +20,7 @@ mod media;
 mod platform;
 mod push_request;
 mod retry;
+mod tags;
 mod throttle;
 mod transport;
 mod upload;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::load::build_settings::Builder;
 use crate::load::component::PhaseKind;
 use crate::load::template::{self, COMPONENTS, ENVIRONMENTS};
 use crate::load::{LoadedRecipe, canonical_placeholder_line};
@@ -107,11 +108,15 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
                 o.folder = format!("{GENERATED_DIR}/{dir}/{}", o.folder);
                 o
             }));
-            // The scripts leave nothing behind in the final filesystem.
-            script = script.replace(
-                "\ntoe_finish\n",
-                "\nrm -rf \"$(dirname \"${BASH_SOURCE[0]}\")\"\ntoe_finish\n",
-            );
+            let buildkit = recipe.build.builder == Builder::Buildkit;
+            if !buildkit {
+                // The scripts leave nothing behind in the final filesystem
+                // (but the COPY layer below still holds them).
+                script = script.replace(
+                    "\ntoe_finish\n",
+                    "\nrm -rf \"$(dirname \"${BASH_SOURCE[0]}\")\"\ntoe_finish\n",
+                );
+            }
             files.push(GeneratedFile {
                 path: format!("{GENERATED_DIR}/{dir}/toe.sh"),
                 contents: toe_script::TOE_RUNTIME.as_bytes().to_vec(),
@@ -124,11 +129,23 @@ pub fn render(recipe: &LoadedRecipe, pins: &Pins) -> RenderedBuild {
             });
             let _ = writeln!(
                 component_lines,
-                "# kiln component {}: {} ({})\nCOPY {GENERATED_DIR}/{dir}/ {IMAGE_SCRIPT_DIR}/{dir}/\nRUN [\"/bin/bash\", \"{IMAGE_SCRIPT_DIR}/{dir}/build.sh\"]",
+                "# kiln component {}: {} ({})",
                 i + 1,
                 c.name,
                 c.digest
             );
+            let _ = if buildkit {
+                // Bind-mounted (writes discarded): no layer holds the scripts.
+                writeln!(
+                    component_lines,
+                    "RUN --mount=type=bind,source={GENERATED_DIR}/{dir},target={IMAGE_SCRIPT_DIR}/{dir},rw [\"/bin/bash\", \"{IMAGE_SCRIPT_DIR}/{dir}/build.sh\"]"
+                )
+            } else {
+                writeln!(
+                    component_lines,
+                    "COPY {GENERATED_DIR}/{dir}/ {IMAGE_SCRIPT_DIR}/{dir}/\nRUN [\"/bin/bash\", \"{IMAGE_SCRIPT_DIR}/{dir}/build.sh\"]"
+                )
+            };
         }
         if let Some(p) = toe_script::phase_script_with_s3(
             c,

@@ -17,7 +17,7 @@ use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::registry::{RegistryClient, RegistryError};
 use crate::sign::SigningKey;
-use crate::sign::cosign::{self, SignatureArtifact};
+use crate::sign::cosign::{self, Artifact};
 
 /// Largest payload blob read back when checking an existing signature.
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -81,6 +81,15 @@ pub enum SignError {
         /// The digest read back.
         found: Digest,
     },
+    /// The key (KMS) could not sign.
+    #[error("signing `{reference}`")]
+    Sign {
+        /// The signature or attestation reference.
+        reference: String,
+        /// Why.
+        #[source]
+        source: crate::sign::kms::KmsError,
+    },
     /// Spooling a blob to a temp file failed.
     #[error("cannot spool a signature blob for `{reference}`")]
     Spool {
@@ -100,66 +109,20 @@ pub async fn sign_target(
     target: &SignTarget,
     optional: serde_json::Value,
 ) -> Result<SignedTarget, SignError> {
-    let repo = ImageReference::parse(&format!("{}/{}", target.registry, target.repository))
-        .expect("a pushed target names a valid repository");
-    let tag = cosign::signature_tag(&target.digest);
-    let sig_ref = ImageReference {
-        tag: Some(tag.clone()),
-        digest: None,
-        ..repo.clone()
-    };
-    let reference = format!("{}:{tag}", repo.name());
-    let reg = |action: &'static str| {
-        let reference = reference.clone();
-        move |source| SignError::Registry {
-            reference,
-            action,
-            source,
+    let (repo, sig_ref, reference) = tagged(target, cosign::signature_tag(&target.digest));
+    if let Some((bytes, digest)) = existing(client, &sig_ref, &reference).await? {
+        if holds_our_signature(client, key, &repo, &bytes, &target.digest).await {
+            return Ok(kept(reference, digest));
         }
-    };
-    match client.get_manifest(&sig_ref).await {
-        Ok(existing) => {
-            if holds_our_signature(client, key, &repo, &existing.bytes, &target.digest).await {
-                return Ok(SignedTarget {
-                    signature_ref: reference,
-                    signature_manifest: existing.digest,
-                    pushed: false,
-                });
-            }
-            return Err(SignError::TagTaken {
-                reference,
-                digest: target.digest.clone(),
-            });
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(reg("reading the signature tag")(e)),
+        return Err(taken(reference, target));
     }
     let payload = cosign::payload(&repo.name(), &target.digest, optional);
-    let signature = key.sign(&payload);
-    let artifact = SignatureArtifact::new(payload, &signature);
-    for blob in [&artifact.payload, &artifact.config] {
-        upload_small_blob(client, &repo, blob, &reference).await?;
-    }
-    let sent = Digest::of(&artifact.manifest);
-    client
-        .put_manifest(
-            &sig_ref,
-            cosign::OCI_MANIFEST,
-            Bytes::from(artifact.manifest),
-        )
-        .await
-        .map_err(reg("pushing the signature manifest"))?;
-    let back = client
-        .get_manifest(&sig_ref)
-        .await
-        .map_err(reg("reading the signature back"))?;
-    if back.digest != sent {
-        return Err(SignError::NotVerified {
-            reference,
-            sent,
-            found: back.digest,
-        });
-    }
+    let signature = key.sign(&payload).await.map_err(|source| SignError::Sign {
+        reference: reference.clone(),
+        source,
+    })?;
+    let artifact = Artifact::signature(payload, &signature);
+    let sent = push_artifact(client, &sig_ref, &artifact, &reference).await?;
     Ok(SignedTarget {
         signature_ref: reference,
         signature_manifest: sent,
@@ -167,8 +130,95 @@ pub async fn sign_target(
     })
 }
 
+/// The target's repository, `tag` in it, and that reference as text.
+pub(crate) fn tagged(target: &SignTarget, tag: String) -> (ImageReference, ImageReference, String) {
+    let repo = ImageReference::parse(&format!("{}/{}", target.registry, target.repository))
+        .expect("a pushed target names a valid repository");
+    let reference = format!("{}:{tag}", repo.name());
+    let tag_ref = ImageReference {
+        tag: Some(tag),
+        digest: None,
+        ..repo.clone()
+    };
+    (repo, tag_ref, reference)
+}
+
+/// The answer when the tag already holds kiln's own manifest: nothing
+/// pushed.
+pub(crate) fn kept(reference: String, manifest: Digest) -> SignedTarget {
+    SignedTarget {
+        signature_ref: reference,
+        signature_manifest: manifest,
+        pushed: false,
+    }
+}
+
+/// The error when the tag holds something else: it is never moved.
+pub(crate) fn taken(reference: String, target: &SignTarget) -> SignError {
+    SignError::TagTaken {
+        reference,
+        digest: target.digest.clone(),
+    }
+}
+
+/// The manifest under `tag_ref` (bytes and digest), `None` when the tag
+/// does not exist.
+pub(crate) async fn existing(
+    client: &RegistryClient,
+    tag_ref: &ImageReference,
+    reference: &str,
+) -> Result<Option<(Vec<u8>, Digest)>, SignError> {
+    match client.get_manifest(tag_ref).await {
+        Ok(m) => Ok(Some((m.bytes.to_vec(), m.digest))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(source) => Err(SignError::Registry {
+            reference: reference.to_string(),
+            action: "reading the tag",
+            source,
+        }),
+    }
+}
+
+/// Uploads the artifact's blobs, `PUT`s its manifest under `tag_ref` and
+/// reads it back; returns the manifest digest.
+pub(crate) async fn push_artifact(
+    client: &RegistryClient,
+    tag_ref: &ImageReference,
+    artifact: &Artifact,
+    reference: &str,
+) -> Result<Digest, SignError> {
+    let reg = |action: &'static str| {
+        move |source| SignError::Registry {
+            reference: reference.to_string(),
+            action,
+            source,
+        }
+    };
+    for blob in &artifact.blobs {
+        upload_small_blob(client, tag_ref, blob, reference).await?;
+    }
+    let sent = Digest::of(&artifact.manifest);
+    let body = Bytes::from(artifact.manifest.clone());
+    client
+        .put_manifest(tag_ref, cosign::OCI_MANIFEST, body)
+        .await
+        .map_err(reg("pushing the manifest"))?;
+    let back = client
+        .get_manifest(tag_ref)
+        .await
+        .map_err(reg("reading the manifest back"))?;
+    if back.digest != sent {
+        return Err(SignError::NotVerified {
+            reference: reference.to_string(),
+            sent,
+            found: back.digest,
+        });
+    }
+    Ok(sent)
+}
+
 /// Uploads `bytes` as a blob unless the repository has it.
-async fn upload_small_blob(
+pub(crate) async fn upload_small_blob(
     client: &RegistryClient,
     repo: &ImageReference,
     bytes: &[u8],
@@ -219,7 +269,7 @@ async fn holds_our_signature(
     digest: &Digest,
 ) -> bool {
     for layer in cosign::signature_layers(manifest) {
-        let Some(payload) = read_small_blob(client, repo, &layer.payload).await else {
+        let Some(payload) = read_small_blob(client, repo, &layer.payload, MAX_PAYLOAD).await else {
             continue;
         };
         if cosign::payload_names(&payload, digest) && key.verifies(&payload, &layer.signature) {
@@ -229,17 +279,18 @@ async fn holds_our_signature(
     false
 }
 
-/// A verified blob of at most [`MAX_PAYLOAD`] bytes, or `None`.
-async fn read_small_blob(
+/// A verified blob of at most `max` bytes, or `None`.
+pub(crate) async fn read_small_blob(
     client: &RegistryClient,
     repo: &ImageReference,
     digest: &Digest,
+    max: usize,
 ) -> Option<Vec<u8>> {
     let mut stream = client.get_blob(repo, digest).await.ok()?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.ok()?);
-        if out.len() > MAX_PAYLOAD {
+        if out.len() > max {
             return None;
         }
     }

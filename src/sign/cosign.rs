@@ -45,29 +45,55 @@ pub fn payload(repository: &str, digest: &Digest, optional: serde_json::Value) -
     serde_json::to_vec(&doc).expect("a JSON value serialises")
 }
 
-/// A signature manifest and the two blobs it references.
+/// One layer of a manifest kiln attaches to an image (a signature payload
+/// or an attestation envelope).
 #[derive(Debug, Clone)]
-pub struct SignatureArtifact {
-    /// The payload blob (the signed bytes).
-    pub payload: Vec<u8>,
-    /// The config blob.
-    pub config: Vec<u8>,
-    /// The manifest bytes, PUT under [`signature_tag`].
+pub struct ArtifactLayer {
+    /// The layer's media type.
+    pub media_type: &'static str,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// A manifest kiln attaches (under `sha256-<hex>.sig` or `.att`) and the
+/// blobs it references: the layers, then the config.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Every blob the manifest references.
+    pub blobs: Vec<Vec<u8>>,
+    /// The manifest bytes.
     pub manifest: Vec<u8>,
 }
 
-impl SignatureArtifact {
-    /// Builds the artifact for `payload` signed with `der_signature`.
-    pub fn new(payload: Vec<u8>, der_signature: &[u8]) -> Self {
-        let payload_digest = Digest::of(&payload);
+impl Artifact {
+    /// An OCI image manifest of `layers` with a config listing them as
+    /// `rootfs.diff_ids`, as cosign writes it.
+    pub fn new(layers: Vec<ArtifactLayer>) -> Self {
+        let digests: Vec<String> = layers
+            .iter()
+            .map(|l| Digest::of(&l.bytes).to_string())
+            .collect();
         let config = serde_json::to_vec(&json!({
             "architecture": "",
             "os": "",
             "config": {},
-            "rootfs": { "type": "layers", "diff_ids": [payload_digest.to_string()] },
+            "rootfs": { "type": "layers", "diff_ids": digests },
         }))
         .expect("a JSON value serialises");
-        let signature = base64::engine::general_purpose::STANDARD.encode(der_signature);
+        let descriptors: Vec<serde_json::Value> = layers
+            .iter()
+            .zip(&digests)
+            .map(|(l, d)| {
+                json!({
+                    "mediaType": l.media_type,
+                    "digest": d,
+                    "size": l.bytes.len(),
+                    "annotations": l.annotations,
+                })
+            })
+            .collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -76,19 +102,22 @@ impl SignatureArtifact {
                 "digest": Digest::of(&config).to_string(),
                 "size": config.len(),
             },
-            "layers": [{
-                "mediaType": SIMPLE_SIGNING,
-                "digest": payload_digest.to_string(),
-                "size": payload.len(),
-                "annotations": { SIGNATURE_ANNOTATION: signature },
-            }],
+            "layers": descriptors,
         }))
         .expect("a JSON value serialises");
-        Self {
-            payload,
-            config,
-            manifest,
-        }
+        let mut blobs: Vec<Vec<u8>> = layers.into_iter().map(|l| l.bytes).collect();
+        blobs.push(config);
+        Self { blobs, manifest }
+    }
+
+    /// The signature manifest for `payload` signed with `der_signature`.
+    pub fn signature(payload: Vec<u8>, der_signature: &[u8]) -> Self {
+        let signature = base64::engine::general_purpose::STANDARD.encode(der_signature);
+        Self::new(vec![ArtifactLayer {
+            media_type: SIMPLE_SIGNING,
+            bytes: payload,
+            annotations: [(SIGNATURE_ANNOTATION.to_string(), signature)].into(),
+        }])
     }
 }
 
@@ -107,22 +136,31 @@ struct ManifestDoc {
     layers: Vec<LayerDoc>,
 }
 
-#[derive(Deserialize, Serialize)]
-struct LayerDoc {
+/// One layer descriptor of an attached manifest, as read back.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LayerDoc {
+    /// Its media type.
     #[serde(rename = "mediaType")]
-    media_type: String,
-    digest: String,
+    pub media_type: String,
+    /// Its digest (unparsed).
+    pub digest: String,
+    /// Its annotations.
     #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// The layer descriptors of an attached manifest (none when it does not
+/// parse).
+pub fn layers(manifest: &[u8]) -> Vec<LayerDoc> {
+    serde_json::from_slice::<ManifestDoc>(manifest)
+        .map(|d| d.layers)
+        .unwrap_or_default()
 }
 
 /// The simple-signing layers of a signature manifest; layers of other types
 /// and layers whose digest or signature does not parse are left out.
 pub fn signature_layers(manifest: &[u8]) -> Vec<SignatureLayer> {
-    let Ok(doc) = serde_json::from_slice::<ManifestDoc>(manifest) else {
-        return Vec::new();
-    };
-    doc.layers
+    layers(manifest)
         .into_iter()
         .filter(|l| l.media_type == SIMPLE_SIGNING)
         .filter_map(|l| {
@@ -132,6 +170,15 @@ pub fn signature_layers(manifest: &[u8]) -> Vec<SignatureLayer> {
             Some(SignatureLayer { payload, signature })
         })
         .collect()
+}
+
+/// The repository (`critical.identity.docker-reference`) a simple-signing
+/// payload names.
+pub fn payload_identity(payload: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    v.pointer("/critical/identity/docker-reference")
+        .and_then(|d| d.as_str())
+        .map(str::to_string)
 }
 
 /// Whether `payload` is a simple-signing payload for `digest`.
@@ -156,7 +203,8 @@ mod tests {
         let p = payload("localhost:5000/app", &d, serde_json::Value::Null);
         assert!(payload_names(&p, &d));
         assert!(!payload_names(&p, &Digest::of(b"other")));
-        let a = SignatureArtifact::new(p.clone(), b"\x30\x01sig");
+        let a = Artifact::signature(p.clone(), b"\x30\x01sig");
+        assert_eq!(a.blobs[0], p);
         let layers = signature_layers(&a.manifest);
         assert_eq!(
             layers,

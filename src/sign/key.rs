@@ -25,7 +25,15 @@ const P256_OID: &str = "1.2.840.10045.3.1.7";
 /// A loaded signing key and the file it came from.
 pub struct SigningKey {
     path: PathBuf,
-    key: p256::ecdsa::SigningKey,
+    backend: Backend,
+}
+
+/// Where the private key lives.
+enum Backend {
+    /// In this process, read from a PEM file.
+    Local(p256::ecdsa::SigningKey),
+    /// In AWS KMS; only signatures come back.
+    Kms(Box<crate::sign::kms::KmsKey>),
 }
 
 impl fmt::Debug for SigningKey {
@@ -132,7 +140,17 @@ impl SigningKey {
         })?;
         Ok(Self {
             path: path.to_path_buf(),
-            key,
+            backend: Backend::Local(key),
+        })
+    }
+
+    /// The KMS key `uri` (`awskms:///…`), checked (spec, usage, state) and
+    /// with its public key fetched.
+    pub async fn kms(uri: &str) -> Result<Self, crate::sign::kms::KmsError> {
+        let key = crate::sign::kms::KmsKey::connect(uri).await?;
+        Ok(Self {
+            path: PathBuf::from(uri),
+            backend: Backend::Kms(Box::new(key)),
         })
     }
 
@@ -159,40 +177,58 @@ impl SigningKey {
             .map_err(write_err(&key_path))?;
         let signer = Self {
             path: key_path.clone(),
-            key,
+            backend: Backend::Local(key),
         };
         crate::atomic_file::write(&pub_path, signer.public_pem().as_bytes(), 0o644)
             .map_err(write_err(&pub_path))?;
         Ok((key_path, pub_path))
     }
 
-    /// The key file this key was read from.
+    /// The key file this key was read from (for KMS: the `awskms:///` URI).
     pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn verifying(&self) -> p256::ecdsa::VerifyingKey {
+        match &self.backend {
+            Backend::Local(k) => *k.verifying_key(),
+            Backend::Kms(k) => k.verifying_key(),
+        }
+    }
+
+    /// The key file, or the `awskms:///` URI of a KMS key.
+    pub fn location(&self) -> &Path {
         &self.path
     }
 
     /// The public key as a PKIX `PUBLIC KEY` PEM (what cosign's `--key` and
     /// containers-policy.json's `keyPath` take).
     pub fn public_pem(&self) -> String {
-        self.key
-            .verifying_key()
+        self.verifying()
             .to_public_key_pem(LineEnding::LF)
             .expect("a P-256 public key encodes as PKIX")
     }
+
 
     /// Whether `der` is this key's ECDSA-P256-SHA256 signature of `message`.
     pub fn verifies(&self, message: &[u8], der: &[u8]) -> bool {
         use p256::ecdsa::signature::Verifier as _;
         p256::ecdsa::Signature::from_der(der)
-            .is_ok_and(|sig| self.key.verifying_key().verify(message, &sig).is_ok())
+            .is_ok_and(|sig| self.verifying().verify(message, &sig).is_ok())
     }
 
     /// ECDSA-P256-SHA256 signature of `message`, ASN.1 DER.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let sig: p256::ecdsa::Signature = self.key.sign(message);
-        sig.to_der().as_bytes().to_vec()
+    pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, crate::sign::kms::KmsError> {
+        match &self.backend {
+            Backend::Local(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(message);
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Backend::Kms(k) => k.sign(message).await,
+        }
     }
 }
+
 
 /// Refuses PKCS#8 documents that are not id-ecPublicKey on P-256, naming
 /// what they are.
@@ -229,14 +265,14 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn generated_key_loads_signs_and_verifies_with_the_pub_file() {
+    #[tokio::test]
+    async fn generated_key_loads_signs_and_verifies_with_the_pub_file() {
         let dir = tempfile::tempdir().unwrap();
         let (k, p) = SigningKey::generate(dir.path()).unwrap();
         let mode = std::fs::metadata(&k).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let key = SigningKey::load(&k).unwrap();
-        let sig = key.sign(b"payload");
+        let sig = key.sign(b"payload").await.unwrap();
         let pub_pem = std::fs::read_to_string(&p).unwrap();
         assert!(
             pub_pem.starts_with("-----BEGIN PUBLIC KEY-----"),

@@ -7,7 +7,13 @@
 //! sent anywhere; only signatures and the public key leave.
 
 pub mod attach;
+pub mod attest;
 pub mod cosign;
+pub mod dsse;
 pub mod key;
+pub mod kms;
+pub mod public;
+pub mod verify;
 
 pub use key::{KeyError, SigningKey};
+pub use public::{PublicKey, PublicKeyError};

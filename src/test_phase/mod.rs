@@ -11,7 +11,7 @@ mod checks;
 mod exec;
 mod files;
 mod http;
-mod keepalive;
+pub mod keepalive;
 mod metadata;
 mod policy;
 mod readiness;
@@ -63,19 +63,30 @@ pub struct TestInput {
 }
 
 impl TestInput {
-    /// The input for `image` built from `recipe`, under the operator's
-    /// [`TestPolicy`] (from the environment). Unknown-key warnings of the
-    /// structure-test files are logged; a privileged container or a bind
-    /// mount the operator does not allow is a positioned error.
+    /// The input for `image` built from `recipe`, with nothing loosened
+    /// (the default [`TestPolicy`]); see [`TestInput::under`].
     pub fn from_recipe(
         recipe: &LoadedRecipe,
         rendered: &RenderedBuild,
         image: impl Into<String>,
     ) -> Result<Self, Diagnostic> {
+        Self::under(recipe, rendered, image, TestPolicy::default())
+    }
+
+    /// The input for `image` built from `recipe`, under the operator's
+    /// `policy` (`testContainers:` of the operator config). Unknown-key
+    /// warnings of the structure-test files are logged; a privileged
+    /// container or a bind mount the operator does not allow is a positioned
+    /// error.
+    pub fn under(
+        recipe: &LoadedRecipe,
+        rendered: &RenderedBuild,
+        image: impl Into<String>,
+        policy: TestPolicy,
+    ) -> Result<Self, Diagnostic> {
         for w in recipe.test.warnings() {
             tracing::warn!("{w}");
         }
-        let policy = TestPolicy::from_env();
         policy.check(&recipe.test.structure_tests)?;
         Ok(TestInput {
             image: image.into(),

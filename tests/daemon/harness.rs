@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub const READER: &str = "reader-token";
 pub const TRIGGER: &str = "trigger-token";
 pub const ADMIN: &str = "admin-token";
+pub const APPROVER: &str = "approver-token";
 
 /// A runner that records its calls; `gated` runs wait for [`FakeRunner::release`].
 pub struct FakeRunner {
@@ -155,9 +156,11 @@ pub fn config(grace_seconds: u64) -> DaemonConfig {
             token("r", Role::Reader, READER),
             token("t", Role::Trigger, TRIGGER),
             token("a", Role::Admin, ADMIN),
+            token("qa", Role::Approver, APPROVER),
         ],
         registries: Default::default(),
         catch_up_missed_slots: true,
+        ..Default::default()
     }
 }
 
@@ -230,6 +233,16 @@ impl Daemon {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let req = self.http.post(format!("{}{path}", self.url));
+        req.bearer_auth(token).json(body).send().await.unwrap()
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>) -> reqwest::Response {

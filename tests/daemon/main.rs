@@ -3,11 +3,16 @@
 //! recovery over a real SQLite file.
 
 mod api;
+mod approval;
+mod browser;
 mod harness;
 mod log_store;
+mod openapi;
+mod page;
 mod queue;
 mod recovery;
 mod scale;
 mod schedule;
+mod sse_client;
 #[path = "../support/mod.rs"]
 mod support;

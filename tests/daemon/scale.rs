@@ -83,6 +83,7 @@ async fn daemon(
         docker: s.docker().await,
         registry: RegistryClient::with_defaults().unwrap(),
         signing: None,
+        governance: Default::default(),
     };
     let runner = Arc::new(PipelineRunnerImpl::new(pipeline));
     serve_with(dir, Arc::new(SystemClock), runner, config(30)).await

@@ -63,3 +63,19 @@ pub async fn registry_tags(repo: &str) -> Vec<String> {
         .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
         .unwrap_or_default()
 }
+
+/// A pipeline over the test services for project `dir`, under the
+/// operator's `governance`.
+pub async fn pipeline_under(
+    dir: &Path,
+    governance: kiln::operator::Governance,
+) -> kiln::pipeline::Pipeline {
+    let s = services();
+    kiln::pipeline::Pipeline {
+        project: kiln::project::Project::open(dir).unwrap(),
+        docker: s.docker().await,
+        registry: kiln::registry::RegistryClient::with_defaults().unwrap(),
+        signing: None,
+        governance: std::sync::Arc::new(governance),
+    }
+}

@@ -6,10 +6,12 @@
 pub mod count_relay;
 pub mod example;
 pub mod fault_proxy;
+pub mod keys;
 pub mod push;
 pub mod push_proxy;
 pub mod registry_process;
 pub mod seed;
+pub mod serve_process;
 pub mod upload_proxy;
 
 use std::collections::BTreeMap;
@@ -110,6 +112,18 @@ pub fn services() -> Services {
     .clone()
 }
 
+/// `key` from the environment, else from `target/services.env` (written by
+/// `scripts/services up`).
+pub fn services_env(key: &str) -> Option<String> {
+    let prefix = format!("export {key}=");
+    std::env::var(key).ok().or_else(|| {
+        let env = env_file()?;
+        let text = std::fs::read_to_string(env).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+    })
+}
+
 /// A repository or tag name unique to this run.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:08x}", std::process::id(), fastrand::u32(..))
@@ -165,8 +179,8 @@ pub fn push_request(
         version: semver::Version::new(1, 2, 3),
         build,
         distribute: kiln::load::DistributeConfig {
-            tags: vec![],
             targets,
+            ..Default::default()
         },
         parent: None,
         state_dir: Some(state.to_path_buf()),

@@ -34,6 +34,7 @@ pub async fn up_to_date(dir: &Path) -> usize {
         docker: s.docker().await,
         registry,
         signing: None,
+        governance: Default::default(),
     };
     let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
     let scope = LookupScope::now();
@@ -81,7 +82,9 @@ fn passing(r: &LoadedRecipe, a: kiln::record::Allocation, key: Digest, registry:
             manifest_digest: Digest::of(r.name.as_bytes()),
             verified: true,
             signature: None,
+            attestations: None,
         }],
+        promote: Vec::new(),
         tests: Some(TestSummary {
             passed: true,
             checks: 1,
@@ -89,9 +92,11 @@ fn passing(r: &LoadedRecipe, a: kiln::record::Allocation, key: Digest, registry:
             duration_ms: 1,
         }),
         timings_ms: BTreeMap::new(),
+        findings: None,
         kiln_version: "seeded by tests/support/seed.rs".into(),
         failure: None,
         started_at: Utc::now(),
         finished_at: Utc::now(),
+        branch: None,
     }
 }

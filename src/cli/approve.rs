@@ -1,0 +1,144 @@
+//! `kiln approve BUILD [--note TEXT]`, `kiln reject BUILD --note TEXT` and
+//! `kiln promote BUILD --to TARGET`: the approval gate and promotion against
+//! the local record store (decisions signed with the operator's key).
+
+use kiln::pipeline::{Approvals, Decided, PromotionOutcome, approve::local_user};
+use kiln::project::Project;
+use kiln::record::{Decision, Selector};
+use kiln::registry::RegistryClient;
+
+use super::{Outcome, report};
+
+/// Arguments of `kiln approve`.
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The build (`pipeline:version-build` or a record id).
+    pub build: String,
+    /// Why (kept in the approval event).
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// Arguments of `kiln reject`.
+#[derive(Debug, clap::Args)]
+pub struct RejectArgs {
+    /// The build (`pipeline:version-build` or a record id).
+    pub build: String,
+    /// Why (required).
+    #[arg(long)]
+    pub note: String,
+}
+
+/// Arguments of `kiln promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The build (`pipeline:version-build` or a record id).
+    pub build: String,
+    /// One of the build's promote targets: `REGISTRY/REPOSITORY` or
+    /// `ecr:REGION/REPOSITORY`.
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+}
+
+fn approvals(
+    project: &Project,
+    operator: kiln::operator::OperatorConfig,
+) -> Result<Approvals, Outcome> {
+    let registry = RegistryClient::with_defaults().map_err(|e| {
+        report(&e);
+        Outcome::Failed
+    })?;
+    Ok(Approvals {
+        db: kiln::record::db_path(project.root()),
+        keys: kiln::operator::record_keys::signing_keys(operator),
+        registry,
+    })
+}
+
+fn selector(build: &str) -> Result<Selector, Outcome> {
+    build.parse().map_err(|e| {
+        report(&e);
+        Outcome::Usage
+    })
+}
+
+/// `kiln approve` and `kiln reject`.
+pub async fn decide(
+    project: &Project,
+    operator: kiln::operator::OperatorConfig,
+    build: &str,
+    decision: Decision,
+    note: Option<String>,
+) -> Outcome {
+    let (a, sel) = match (approvals(project, operator), selector(build)) {
+        (Ok(a), Ok(s)) => (a, s),
+        (Err(o), _) | (_, Err(o)) => return o,
+    };
+    match a.decide(sel, decision, local_user(), note).await {
+        Ok(d) => {
+            print_decided(&d);
+            Outcome::Ok
+        }
+        Err(e) => {
+            report(&e);
+            Outcome::Failed
+        }
+    }
+}
+
+fn print_decided(d: &Decided) {
+    let e = &d.decision.event;
+    let what = match &e.kind {
+        kiln::record::EventKind::Approval { decision, .. } => decision.to_string(),
+        _ => "decided".into(),
+    };
+    println!("{} {what} by {} (event {})", e.build, e.by, d.decision.hash);
+    for p in &d.promotions {
+        print_promotion(p);
+    }
+}
+
+fn print_promotion(p: &PromotionOutcome) {
+    let c = &p.copied;
+    let tags = c.tags.join(",");
+    let state = if p.no_op {
+        "already promoted"
+    } else {
+        "promoted"
+    };
+    println!(
+        "{state} {}/{}:{tags}@{} ({} bytes uploaded, {} blobs mounted{})",
+        c.registry,
+        c.repository,
+        c.manifest_digest,
+        c.bytes_uploaded,
+        c.blobs_mounted,
+        if c.attached.is_empty() {
+            String::new()
+        } else {
+            format!(", with {}", c.attached.join(", "))
+        }
+    );
+}
+
+/// `kiln promote BUILD --to TARGET`.
+pub async fn promote(
+    project: &Project,
+    operator: kiln::operator::OperatorConfig,
+    args: PromoteArgs,
+) -> Outcome {
+    let (a, sel) = match (approvals(project, operator), selector(&args.build)) {
+        (Ok(a), Ok(s)) => (a, s),
+        (Err(o), _) | (_, Err(o)) => return o,
+    };
+    match a.promote(sel, &args.to, &local_user()).await {
+        Ok(p) => {
+            print_promotion(&p);
+            Outcome::Ok
+        }
+        Err(e) => {
+            report(&e);
+            Outcome::Failed
+        }
+    }
+}
