@@ -54,11 +54,7 @@ pub async fn remote(args: Args) -> Outcome {
 /// Prints one `REGISTRY/REPOSITORY@sha256:…` line per target (and
 /// promotion) of the newest approved build; with a key, only signed records
 /// are served.
-pub fn run(
-    project: &Project,
-    args: Args,
-    operator: &kiln::operator::OperatorConfig,
-) -> Outcome {
+pub fn run(project: &Project, args: Args, operator: &kiln::operator::OperatorConfig) -> Outcome {
     let keys = match super::records::reading_keys(operator, args.key.as_deref()) {
         Ok(k) => k,
         Err(o) => return o,

@@ -64,7 +64,7 @@ pub async fn cleanup(project: &Project, args: CleanupArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let pipeline = match super::test_recipes::pipeline(project, false).await {
+    let pipeline = match super::test_recipes::pipeline(project, false, Default::default()).await {
         Ok(p) => p,
         Err(o) => return o,
     };

@@ -5,8 +5,8 @@
 
 #[macro_use]
 pub mod output;
-mod approve;
 mod affected;
+mod approve;
 mod approved;
 mod branches;
 mod build;
@@ -272,7 +272,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Approved(a) => approved::run(&project, a, &operator),
         Command::Build(a) => build::run(&project, a).await,
         Command::Test(a) => test::run(&project, a, operator.governance.test_containers).await,
-        Command::TestRecipes(a) => test_recipes::run(&project, a).await,
+        Command::TestRecipes(a) => test_recipes::run(&project, a, operator.governance).await,
         Command::Push(a) => push::run(&project, a).await,
         Command::Serve(a) => serve::run(&project, a, operator).await,
         Command::Schedule(a) => schedule::run(&project, a),

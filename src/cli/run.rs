@@ -232,7 +232,11 @@ pub async fn run(
         (None, None) => unreachable!("clap requires one"),
     };
     if args.affected_since.is_some() {
-        let names = if recipes.is_empty() { "none".into() } else { recipes.join(", ") };
+        let names = if recipes.is_empty() {
+            "none".into()
+        } else {
+            recipes.join(", ")
+        };
         errln!("affected: {names}");
     }
     let mut outcome = Outcome::Ok;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kiln::operator::Governance;
 use kiln::pipeline::Pipeline;
 use kiln::project::Project;
 use kiln::recipe_test::{self, Command, RunResult};
@@ -23,7 +24,7 @@ pub struct Args {
 }
 
 /// Loads every file, then runs every run in order.
-pub async fn run(project: &Project, args: Args) -> Outcome {
+pub async fn run(project: &Project, args: Args, governance: Governance) -> Outcome {
     let files = if args.files.is_empty() {
         recipe_test::discover(project)
     } else {
@@ -50,7 +51,7 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     let needs_docker = loaded
         .iter()
         .any(|t| t.runs.iter().any(|r| r.command == Command::Apply));
-    let pipeline = match pipeline(project, needs_docker).await {
+    let pipeline = match pipeline(project, needs_docker, governance).await {
         Ok(p) => p,
         Err(o) => return o,
     };
@@ -94,9 +95,13 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     }
 }
 
-/// A pipeline handle without a signing key; Docker is connected (and
+/// A pipeline handle under the operator's `governance`, without a signing key; Docker is connected (and
 /// asked for its version) only when `needs_docker`.
-pub(super) async fn pipeline(project: &Project, needs_docker: bool) -> Result<Pipeline, Outcome> {
+pub(super) async fn pipeline(
+    project: &Project,
+    needs_docker: bool,
+    governance: Governance,
+) -> Result<Pipeline, Outcome> {
     let docker = if needs_docker {
         kiln::docker::connect().await
     } else {
@@ -115,6 +120,7 @@ pub(super) async fn pipeline(project: &Project, needs_docker: bool) -> Result<Pi
         docker,
         registry,
         signing: None,
+        governance: std::sync::Arc::new(governance),
     })
 }
 

@@ -25,6 +25,9 @@ pub struct Args {
     /// API token for --server (prefer the KILN_TOKEN environment variable).
     #[arg(long, env = "KILN_TOKEN", hide_env_values = true, requires = "server")]
     pub token: Option<String>,
+    /// Trust only these PEM CA certificates for an https:// --server.
+    #[arg(long, env = "KILN_CACERT", value_name = "FILE", requires = "server")]
+    pub cacert: Option<PathBuf>,
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
@@ -38,8 +41,8 @@ async fn key(args: &Args, config: Option<&Path>, project: &Path) -> Result<Publi
             Outcome::Failed
         });
     }
-    let path = kiln::operator::OperatorConfig::locate(config);
-    let loaded = kiln::operator::OperatorConfig::load(path.as_deref(), project).await;
+    let located = kiln::operator::OperatorConfig::locate(config, project);
+    let loaded = kiln::operator::OperatorConfig::load(&located, project).await;
     let operator = loaded.map_err(|e| {
         super::report(&e);
         Outcome::Failed
@@ -69,10 +72,12 @@ pub async fn run(config: Option<&Path>, project: &Path, args: Args) -> Outcome {
         }
     };
     let server = match &args.server {
-        Some(url) => match super::client::connect(url, args.token.clone()) {
-            Ok(c) => Some(c),
-            Err(o) => return o,
-        },
+        Some(url) => {
+            match super::client::connect(url, args.token.clone(), args.cacert.as_deref()) {
+                Ok(c) => Some(c),
+                Err(o) => return o,
+            }
+        }
         None => None,
     };
     let registry = match RegistryClient::with_defaults() {

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::auth::{self, AuthError, Role};
 #[allow(unused_imports)] // used only by the `#[utoipa::path]` attributes
-use super::openapi::{ApprovedBody, BadRequest, Conflict, NotFound, Unprocessable};
+use super::openapi::{ApprovedBody, BadGateway, BadRequest, Conflict, NotFound, Unprocessable};
 use super::openapi::{PipelineSummary, RunDetail, StatusBody, Triggered};
 use super::page::{
     self,

@@ -629,7 +629,15 @@ fn check_distribute(
     let targets = check_targets(cx, &d.targets);
     let promote = check_targets(cx, &d.promote);
     for t in &d.promote {
-        if let TargetSpec::Oci { compression: Some(_), .. } | TargetSpec::Ecr { compression: Some(_), .. } = &t.value {
+        if let TargetSpec::Oci {
+            compression: Some(_),
+            ..
+        }
+        | TargetSpec::Ecr {
+            compression: Some(_),
+            ..
+        } = &t.value
+        {
             cx.at(
                 t,
                 "a promote target copies the pushed layers byte for byte, so it takes no `compression`; set it on distribute.targets",

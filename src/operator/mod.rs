@@ -13,11 +13,11 @@
 //! policy. The file and the key it names must lie outside the project folder;
 //! the project fallback exists for compatibility and may not name a key.
 
+pub mod build;
 pub mod findings;
 pub mod policy;
 pub mod policy_check;
 pub mod record_keys;
-pub mod build;
 
 mod signing;
 
@@ -203,17 +203,18 @@ impl OperatorConfig {
             findings: daemon.findings.clone(),
             test_containers: daemon.test_containers,
         };
+        let build = daemon
+            .build
+            .clone()
+            .map(build::BuildFile::policy)
+            .unwrap_or_default();
         Ok(Self {
             path: Some(path.to_path_buf()),
             source: located.source,
             daemon,
             signing,
             governance,
-            build: daemon
-                .build
-                .clone()
-                .map(build::BuildFile::policy)
-                .unwrap_or_default(),
+            build,
         })
     }
 }
@@ -299,7 +300,9 @@ mod tests {
         let path = ops.path().join("kiln.yaml");
         let key = p.path().join("kiln.key");
         std::fs::write(&path, format!("signing:\n  key: {}\n", key.display())).unwrap();
-        let e = OperatorConfig::load(&explicit(&path), p.path()).await.unwrap_err();
+        let e = OperatorConfig::load(&explicit(&path), p.path())
+            .await
+            .unwrap_err();
         assert!(matches!(e, OperatorConfigError::InProject { .. }), "{e}");
     }
 

@@ -17,6 +17,15 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
+    /// Signing a new entry's hash failed.
+    #[error("error signing a new entry of `{path}`")]
+    Sign {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: crate::sign::kms::KmsError,
+    },
     /// A database call failed.
     #[error("error {operation} in `{path}`")]
     Database {

@@ -11,6 +11,7 @@ use base64::Engine as _;
 
 use super::verify::Problem;
 use crate::digest::Digest;
+use crate::sign::kms::KmsError;
 use crate::sign::{PublicKey, SigningKey};
 
 /// What is signed for an entry: a fixed prefix (so a record signature can
@@ -59,12 +60,15 @@ impl ChainKeys {
     }
 
     /// The signature row for a new entry with `hash`, when signing.
-    pub fn sign(&self, hash: &Digest) -> Option<StoredSignature> {
-        let key = self.signer.as_ref()?;
-        Some(StoredSignature {
+    pub fn sign(&self, hash: &Digest) -> Result<Option<StoredSignature>, KmsError> {
+        let Some(key) = self.signer.as_ref() else {
+            return Ok(None);
+        };
+        let der = key.sign_blocking(&message(hash))?;
+        Ok(Some(StoredSignature {
             key_id: PublicKey::of(key).id().to_string(),
-            signature: base64::engine::general_purpose::STANDARD.encode(key.sign(&message(hash))),
-        })
+            signature: base64::engine::general_purpose::STANDARD.encode(der),
+        }))
     }
 
     /// Checks the signature stored for `hash` (`None`: no row). Without a
@@ -106,7 +110,7 @@ mod tests {
         let (k, _) = SigningKey::generate(dir.path()).unwrap();
         let keys = ChainKeys::signing(Arc::new(SigningKey::load(&k).unwrap()));
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
-        let sig = keys.sign(&a).unwrap();
+        let sig = keys.sign(&a).unwrap().unwrap();
         assert_eq!(keys.check(&a, Some(&sig)), Ok(()));
         assert!(matches!(
             keys.check(&b, Some(&sig)),
@@ -124,6 +128,6 @@ mod tests {
             Err(Problem::OtherKey { .. })
         ));
         assert_eq!(ChainKeys::default().check(&a, None), Ok(()));
-        assert!(ChainKeys::default().sign(&a).is_none());
+        assert!(ChainKeys::default().sign(&a).unwrap().is_none());
     }
 }

@@ -383,7 +383,11 @@ pub(super) fn insert_signature(
     hash: &Digest,
     path: &Path,
 ) -> Result<(), RecordError> {
-    let Some(sig) = keys.sign(hash) else {
+    let signed = keys.sign(hash).map_err(|source| RecordError::Sign {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Some(sig) = signed else {
         return Ok(());
     };
     tx.execute(

@@ -209,7 +209,6 @@ impl SigningKey {
             .expect("a P-256 public key encodes as PKIX")
     }
 
-
     /// Whether `der` is this key's ECDSA-P256-SHA256 signature of `message`.
     pub fn verifies(&self, message: &[u8], der: &[u8]) -> bool {
         use p256::ecdsa::signature::Verifier as _;
@@ -227,8 +226,30 @@ impl SigningKey {
             Backend::Kms(k) => k.sign(message).await,
         }
     }
-}
 
+    /// [`SigningKey::sign`] for synchronous callers (the record store signs
+    /// inside its transaction). A KMS key blocks the calling thread on the
+    /// current tokio runtime, which must be multi-threaded or the caller a
+    /// `spawn_blocking` task.
+    pub fn sign_blocking(&self, message: &[u8]) -> Result<Vec<u8>, crate::sign::kms::KmsError> {
+        match &self.backend {
+            Backend::Local(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(message);
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Backend::Kms(k) => {
+                let no_runtime = || crate::sign::kms::KmsError::NoRuntime {
+                    key: self.location().display().to_string(),
+                };
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
+                if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+                    return Err(no_runtime());
+                }
+                tokio::task::block_in_place(|| handle.block_on(k.sign(message)))
+            }
+        }
+    }
+}
 
 /// Refuses PKCS#8 documents that are not id-ecPublicKey on P-256, naming
 /// what they are.

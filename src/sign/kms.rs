@@ -98,6 +98,12 @@ pub enum KmsError {
         /// The key.
         key: String,
     },
+    /// A KMS key was asked to sign outside a multi-threaded tokio runtime.
+    #[error("KMS key `{key}` cannot sign here: the call needs kiln's tokio runtime")]
+    NoRuntime {
+        /// The key.
+        key: String,
+    },
     /// KMS returned a signature its own public key does not verify.
     #[error("KMS key `{key}` returned a signature its public key does not verify")]
     BadSignature {

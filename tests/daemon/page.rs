@@ -48,6 +48,7 @@ fn approve(dir: &std::path::Path, pipeline: &str) -> String {
         manifest_digest: Digest::of(pipeline.as_bytes()),
         verified: true,
         signature: None,
+        attestations: None,
     };
     let reference = target.pinned_reference();
     let record = Record {
@@ -69,6 +70,9 @@ fn approve(dir: &std::path::Path, pipeline: &str) -> String {
         parents: Vec::new(),
         image_config: None,
         targets: vec![target],
+        promote: Vec::new(),
+        findings: None,
+        branch: None,
         tests: Some(TestSummary {
             passed: true,
             checks: 1,
