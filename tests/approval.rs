@@ -303,9 +303,11 @@ async fn the_daemon_approves_with_an_approver_token_signs_and_promotes() {
         s.registry
     );
     let (dir, repo, prod, _) = approval_project(&promote);
-    std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kiln.yaml");
-    std::fs::copy(shipped, dir.path().join("config/kiln.yaml")).unwrap();
+    // The operator config: the shipped dev tokens and the signing key.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kiln.yaml");
+    let dev = std::fs::read_to_string(shipped).unwrap();
+    let signing = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{dev}\n{signing}")).unwrap();
     let (d, c) = (dir.path(), config.as_path());
     let (out, _) = kiln(d, c, &["run", "hello-web", "--quiet"], 0);
     assert!(out.contains("awaiting approval"), "{out}");
@@ -364,5 +366,42 @@ async fn the_daemon_approves_with_an_approver_token_signs_and_promotes() {
     assert!(
         out.contains("(2 events)") && out.contains("every entry signed"),
         "{out}"
+    );
+}
+
+/// `policy.requireApproval` in the operator config: a recipe without an
+/// `approval` key waits at the gate all the same, and one that says
+/// `approval: none` is refused at load, naming the line and the rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policy_requires_approval_of_every_build() {
+    services();
+    let (_ops, config, _) = operator();
+    let signing = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{signing}policy:\n  requireApproval: true\n"),
+    )
+    .unwrap();
+    let (dir, _) = example_project(|t| t);
+    let (d, c) = (dir.path(), config.as_path());
+    let (out, _) = kiln(d, c, &["run", "hello-web", "--quiet"], 0);
+    assert!(out.contains("awaiting approval"), "{out}");
+    let (approved, err) = kiln(d, c, &["approved", "hello-web"], 1);
+    assert!(approved.trim().is_empty(), "{approved}{err}");
+
+    let (none, _) =
+        example_project(|t| t.replacen("distribute:\n", "distribute:\n  approval: none\n", 1));
+    let recipe = std::fs::read_to_string(none.path().join("recipes/hello-web.yaml")).unwrap();
+    let line = recipe
+        .lines()
+        .position(|l| l.contains("approval: none"))
+        .unwrap()
+        + 1;
+    let (_, err) = kiln(none.path(), c, &["run", "hello-web"], 3);
+    let expect = format!("recipes/hello-web.yaml:{line}:13: policy `requireApproval`");
+    assert!(err.contains(&expect), "expected `{expect}` in:\n{err}");
+    assert!(
+        !none.path().join(".kiln").exists(),
+        "nothing built or recorded"
     );
 }

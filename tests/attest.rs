@@ -377,7 +377,7 @@ async fn kiln_verify_with_a_server_checks_that_the_daemon_approves_the_digest() 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::copy(
-        root.join("config/kiln.yaml"),
+        root.join("deploy/kiln.yaml"),
         dir.path().join("config/kiln.yaml"),
     )
     .unwrap();

@@ -19,7 +19,7 @@ fn project() -> tempfile::TempDir {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
     std::fs::copy(
-        repo.join("config/kiln.yaml"),
+        repo.join("deploy/kiln.yaml"),
         dir.path().join("config/kiln.yaml"),
     )
     .unwrap();

@@ -32,7 +32,7 @@ fn refused_at_load(dir: &Path, policy: &str, expect: &str) {
     let (_ops, config) = operator_config(policy);
     let args = ["--config", config.to_str().unwrap(), "run", "hello-web"];
     let (code, out, err) = kiln_on(dir, &args);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, 3, "exit 3: validation failed\n{out}{err}");
     assert!(err.contains(expect), "expected `{expect}` in:\n{err}");
     assert!(err.contains("nothing was built"), "{err}");
     assert!(!out.contains("build"), "no stage ran: {out}");
@@ -93,7 +93,7 @@ fn validate_with_a_policy_file_lists_every_violation_without_running() {
     );
     let args = ["validate", "--policy", config.to_str().unwrap()];
     let (code, _, err) = kiln_on(dir.path(), &args);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "exit 3: validation failed\n{err}");
     for rule in ["allowedParents", "allowedActions"] {
         assert!(err.contains(&format!("policy `{rule}`")), "{rule}: {err}");
     }
@@ -101,7 +101,7 @@ fn validate_with_a_policy_file_lists_every_violation_without_running() {
     assert!(!dir.path().join(".kiln").exists());
     let (_ops, bad) = operator_config("policy:\n  forbiddenActions: [ExecuteBsh]\n");
     let (code, _, err) = kiln_on(dir.path(), &["validate", "--policy", bad.to_str().unwrap()]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 3, "an invalid policy file is invalid input: {err}");
     assert!(err.contains("did you mean `ExecuteBash`"), "{err}");
 }
 
@@ -390,7 +390,7 @@ fn the_project_fallback_is_used_with_a_loud_warning() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&cmd.stderr);
-    assert_eq!(cmd.status.code(), Some(1), "{err}");
+    assert_eq!(cmd.status.code(), Some(3), "{err}");
     assert!(err.contains("USING THE PROJECT'S"), "{err}");
     assert!(err.contains("policy `forbiddenActions`"), "{err}");
     assert!(!dir.path().join(".kiln").exists());

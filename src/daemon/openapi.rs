@@ -178,6 +178,7 @@ impl Modify for CommonErrors {
         super::page::logout,
         super::page::trigger,
         super::page::cancel,
+        super::page::approval,
         super::page::style,
         super::page::script,
     ),

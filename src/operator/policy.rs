@@ -132,8 +132,9 @@ pub struct Policy {
     /// The largest image (uncompressed, as the engine reports it).
     #[serde(default)]
     pub max_image_size: Option<Size>,
-    /// Pushes of approved pipelines wait for an approval (exposed here; the
-    /// approval step itself is wired where `distribute.approval` lives).
+    /// Every build waits at the approval gate, as with the recipe's
+    /// `distribute.approval: required`; a recipe saying `approval: none` is
+    /// a violation.
     #[serde(default)]
     pub require_approval: bool,
 }

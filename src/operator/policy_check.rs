@@ -62,6 +62,8 @@ impl Source {
 static PARENT_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*parentImage\s*:\s*(\S)").expect("regex"));
 static TEST_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(test)\s*:").expect("regex"));
+static APPROVAL_NONE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"^\s*approval\s*:\s*["']?(none)\b"#).expect("regex"));
 static ACTION_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^\s*(?:-\s*)?action\s*:\s*["']?([A-Za-z0-9]+)"#).expect("regex")
 });
@@ -88,6 +90,12 @@ pub fn check_recipe(policy: &Policy, project: &Project, recipe: &LoadedRecipe) -
             let d = recipe_src.find(&TEST_KEY, m);
             out.push(Violation::new(Rule::RequireTests, d));
         }
+    }
+    if policy.require_approval && recipe_src.text.lines().any(|l| APPROVAL_NONE.is_match(l)) {
+        let m =
+            "the policy requires approval; the recipe sets `distribute.approval: none`".to_string();
+        let d = recipe_src.find(&APPROVAL_NONE, m);
+        out.push(Violation::new(Rule::RequireApproval, d));
     }
     template_rules(policy, recipe, &recipe_src, template_src.as_ref(), &mut out);
     Violations(out)

@@ -44,7 +44,7 @@ pub enum PipelineError {
     },
     /// The recipe breaks the operator's policy (checked at load; nothing
     /// was built or recorded).
-    #[error("the recipe violates the operator's policy:\n{0}")]
+    #[error("the recipe violates the operator's policy; nothing was built:\n{0}")]
     Policy(crate::operator::policy::Violations),
     /// The run was cancelled.
     #[error("cancelled during {stage}")]

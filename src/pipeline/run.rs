@@ -154,13 +154,15 @@ impl Pipeline {
         let emit = |e| (opts.events)(e);
         let t = Instant::now();
         emit(PipelineEvent::StageStarted(Stage::Load));
-        let loaded = load::load_recipe(&self.project, recipe)?;
+        let mut loaded = load::load_recipe(&self.project, recipe)?;
         let policy = &self.governance.policy;
         let violations =
             crate::operator::policy_check::check_recipe(policy, &self.project, &loaded);
         if !violations.0.is_empty() {
             return Err(PipelineError::Policy(violations));
         }
+        // `requireApproval`: every build waits at the approval gate.
+        loaded.distribute.approval_required |= policy.require_approval;
         let ignores = crate::findings::ignore::IgnoreFile::load(&self.project)?;
         emit(PipelineEvent::StageFinished {
             stage: Stage::Load,

@@ -104,15 +104,36 @@ impl Store {
             if let Some(a) = self.serve(candidate.clone())? {
                 return Ok(Some((candidate, Some(a))));
             }
-            let waiting = candidate.record.branch.is_none()
-                && candidate.record.status == Status::AwaitingApproval
-                && candidate.record.tested_and_verified()
-                && self.decision_of(&candidate.record.id.0)?.is_none();
-            if waiting {
+            if self.is_waiting(&candidate)? {
                 return Ok(Some((candidate, None)));
             }
         }
         Ok(None)
+    }
+
+    /// Every build waiting at the approval gate (tested, verified, on no
+    /// branch, no decision yet), oldest first.
+    pub fn awaiting_approval(&self) -> Result<Vec<ChainedRecord>, RecordError> {
+        let rows = self.select(
+            "listing builds awaiting approval",
+            "WHERE status = ?1 ORDER BY seq",
+            params![Status::AwaitingApproval.as_str()],
+        )?;
+        let mut out = Vec::new();
+        for c in rows {
+            if self.is_waiting(&c)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `c` awaits a decision that could approve it.
+    fn is_waiting(&self, c: &ChainedRecord) -> Result<bool, RecordError> {
+        Ok(c.record.branch.is_none()
+            && c.record.status == Status::AwaitingApproval
+            && c.record.tested_and_verified()
+            && self.decision_of(&c.record.id.0)?.is_none())
     }
 
     fn serve(&self, c: ChainedRecord) -> Result<Option<Approved>, RecordError> {

@@ -101,3 +101,72 @@ async fn only_approvers_decide_once_and_approved_follows_the_decision() {
     let report = store.verify().unwrap();
     assert_eq!((report.events, report.first_bad), (2, None));
 }
+
+/// The status page lists the waiting build; only an approver sees the form,
+/// and the form records the same decision as the API (a cookie session
+/// needs the CSRF field, a bearer header does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_approves_a_waiting_build_for_approvers_only() {
+    let d = start(project(&[("web", None)]), Arc::new(SystemClock), 0).await;
+    let mut store = Store::open(kiln::record::db_path(d.dir.path())).unwrap();
+    let build = awaiting(&mut store);
+    let form_marker = "/approval\">";
+    let reader_page = d.get("/", Some(READER)).await.text().await.unwrap();
+    assert!(reader_page.contains(&build), "{reader_page}");
+    assert!(!reader_page.contains(form_marker), "{reader_page}");
+    let approver_page = d.get("/", Some(APPROVER)).await.text().await.unwrap();
+    assert!(approver_page.contains(form_marker), "{approver_page}");
+    let action = approver_page
+        .split("action=\"")
+        .map(|s| s.split('"').next().unwrap_or_default())
+        .find(|a| a.ends_with("/approval"))
+        .expect("an approval form")
+        .to_string();
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = "decision=approve&note=looks+right";
+    let urlencoded = "application/x-www-form-urlencoded";
+    let post = |token: &str| {
+        http.post(format!("{}{action}", d.url))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, urlencoded)
+            .body(form)
+    };
+    for token in [READER, TRIGGER, ADMIN] {
+        let r = post(token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{token}");
+    }
+    let cookie = format!(
+        "kiln_token={}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, APPROVER)
+    );
+    let no_csrf = http
+        .post(format!("{}{action}", d.url))
+        .header(reqwest::header::COOKIE, cookie)
+        .header(reqwest::header::CONTENT_TYPE, urlencoded)
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    assert_eq!(store.verify().unwrap().events, 0, "nothing decided yet");
+
+    let ok = post(APPROVER).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let after = d.get("/", Some(APPROVER)).await.text().await.unwrap();
+    assert!(after.contains("Nothing is waiting"), "{after}");
+    let served: Value = d
+        .get("/v1/pipelines/web/approved", Some(READER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served["approval"]["event"]["by"], "token:qa", "{served}");
+    assert_eq!(
+        served["approval"]["event"]["note"], "looks right",
+        "{served}"
+    );
+}

@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/ui/logout"),
     ("post", "/ui/pipelines/{name}/trigger"),
     ("post", "/ui/runs/{id}/cancel"),
+    ("post", "/ui/builds/{id}/approval"),
     ("get", "/ui/static/style.css"),
     ("get", "/ui/static/live.js"),
 ];

@@ -61,6 +61,7 @@ pub fn routes(cookies: CookiePolicy) -> Router<DaemonState> {
         .route("/ui/logout", post(logout))
         .route("/ui/pipelines/{name}/trigger", post(trigger))
         .route("/ui/runs/{id}/cancel", post(cancel))
+        .route("/ui/builds/{id}/approval", post(approval))
         .route("/ui/static/style.css", get(style))
         .route("/ui/static/live.js", get(script))
         .layer(Extension(cookies))
@@ -138,8 +139,7 @@ fn common(who: &Principal, csrf: &str) -> Value {
         role => who.role.to_string(),
         can_trigger => who.role >= Role::Trigger,
         can_cancel => who.role >= Role::Admin,
-        // No approver role on this daemon yet: the approval gate sets it.
-        can_approve => false,
+        can_approve => who.role.allows(Role::Approver),
         csrf,
     }
 }
@@ -196,12 +196,18 @@ async fn index(
     headers: HeaderMap,
 ) -> Response {
     let who = signed_in!(state, headers, cookies, "/", Role::Reader);
-    match view::pipelines(&state).await {
-        Ok(pipelines) => {
+    let views = async {
+        Ok((
+            view::pipelines(&state).await?,
+            view::approvals(&state).await?,
+        ))
+    };
+    match views.await {
+        Ok((pipelines, approvals)) => {
             let ctx = context! {
                 title => "Pipelines",
                 pipelines => Serde(pipelines),
-                approvals => Serde(view::approvals(&state)),
+                approvals => Serde(approvals),
             };
             page(&headers, cookies, &who, "index.html", ctx)
         }
@@ -443,6 +449,51 @@ async fn cancel(
     }
     match state.cancel(&id).await {
         Ok(_) => Redirect::to(&here).into_response(),
+        Err(e) => failed(&e),
+    }
+}
+
+/// The approval form: the CSRF field, the decision and an optional note.
+#[derive(Debug, Deserialize)]
+struct ApprovalForm {
+    #[serde(default)]
+    csrf: String,
+    decision: crate::record::Decision,
+    #[serde(default)]
+    note: String,
+}
+
+/// Approves or rejects a build awaiting approval (role `approver`; form:
+/// `csrf`, `decision`, `note`), as `POST /v1/builds/{id}/approval` does.
+#[utoipa::path(
+    post,
+    path = "/ui/builds/{id}/approval",
+    operation_id = "page_approval", security((), ("bearer" = [])), params(("id" = String, Path, description = "The record id.")), responses(
+    (status = 303, description = "Back to the pipelines page"), (status = 400, description = "No decision in the form, or a rejection without a note", content_type = "text/html", body = String), (status = 401, description = "Invalid bearer token", content_type = "text/html", body = String), (status = 403, description = "Role too low, or a form without a valid CSRF field", content_type = "text/html", body = String), (status = 404, description = "No such build", content_type = "text/html", body = String), (status = 409, description = "The build was already decided", content_type = "text/html", body = String), (status = 500, description = "The daemon failed", content_type = "text/html", body = String)))]
+async fn approval(
+    State(state): State<DaemonState>,
+    Extension(cookies): Extension<CookiePolicy>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ApprovalForm>, FormRejection>,
+) -> Response {
+    let (who, via) = match session::viewer(&state, &headers, Role::Approver) {
+        Ok(v) => v,
+        Err(d) => return denied(d, "/", cookies),
+    };
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return message(StatusCode::BAD_REQUEST, "Refused", e.body_text()),
+    };
+    if via == Via::Cookie
+        && let Err(e) = session::check_csrf(&headers, &f.csrf)
+    {
+        return message(StatusCode::FORBIDDEN, "Refused", e);
+    }
+    let note = Some(f.note.trim().to_string()).filter(|n| !n.is_empty());
+    let by = format!("token:{}", who.name);
+    match state.decide(&id, f.decision, by, note).await {
+        Ok(_) => Redirect::to("/").into_response(),
         Err(e) => failed(&e),
     }
 }

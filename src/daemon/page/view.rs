@@ -90,23 +90,22 @@ pub struct AwaitingBuild {
     pub references: Vec<String>,
 }
 
-/// The approvals section: whether this daemon has an approval gate, and the
-/// builds waiting at it.
-#[derive(Debug, Serialize)]
-pub struct Approvals {
-    /// The daemon has an approval gate.
-    pub enabled: bool,
-    /// Builds waiting at it, oldest first.
-    pub builds: Vec<AwaitingBuild>,
-}
-
-/// The builds awaiting approval. This daemon has no approval gate yet, so
-/// the section says so; the gate fills `builds` and sets `enabled`.
-pub fn approvals(_state: &DaemonState) -> Approvals {
-    Approvals {
-        enabled: false,
-        builds: Vec::new(),
-    }
+/// The builds awaiting approval, oldest first.
+pub async fn approvals(state: &DaemonState) -> Result<Vec<AwaitingBuild>, DaemonError> {
+    let waiting = state.with_records(|s| s.awaiting_approval()).await?;
+    Ok(waiting
+        .into_iter()
+        .map(|c| AwaitingBuild {
+            id: c.record.id.0.clone(),
+            build: c.record.build_id().to_string(),
+            references: c
+                .record
+                .targets
+                .iter()
+                .map(|t| t.pinned_reference())
+                .collect(),
+        })
+        .collect())
 }
 
 /// A run page.
