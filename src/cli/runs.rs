@@ -46,10 +46,15 @@ pub async fn run(args: Args) -> Outcome {
     );
     for r in runs {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        // A branch run shows as `pipeline@branch`.
+        let pipeline = match r["branch"].as_str() {
+            Some(b) => format!("{}@{b}", s("pipeline")),
+            None => s("pipeline"),
+        };
         outln!(
             "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  {}",
             s("id"),
-            s("pipeline"),
+            pipeline,
             s("status"),
             s("trigger"),
             s("queuedAt"),

@@ -11,6 +11,10 @@ use super::output;
 pub struct Args {
     /// The pipeline.
     pub pipeline: String,
+    /// Run the branch pipeline of this git branch (tags get a branch
+    /// suffix; never approvable), as `kiln run --branch` does.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
     /// Follow the run's log until it ends; exit with its outcome.
     #[arg(long)]
     pub wait: bool,
@@ -28,7 +32,7 @@ pub async fn run(args: Args) -> Outcome {
         Ok(c) => c,
         Err(o) => return o,
     };
-    let body = match client.trigger(&args.pipeline).await {
+    let body = match client.trigger(&args.pipeline, args.branch.as_deref()).await {
         Ok(b) => b,
         Err(e) => return super::fail(super::exit_code::client(&e), &e),
     };

@@ -34,6 +34,7 @@ use super::queue::Enqueued;
 use super::run::{RunRow, TriggerKind, stages};
 use super::sse::{LogItem, follow_after};
 use super::state::{DaemonError, DaemonState};
+use crate::branch::BranchName;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -136,7 +137,7 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND
             }
             DaemonError::Records(crate::record::RecordError::Decision(_)) => StatusCode::CONFLICT,
-            DaemonError::BadBuild(_) => StatusCode::BAD_REQUEST,
+            DaemonError::BadBuild(_) | DaemonError::BadBranch(_) => StatusCode::BAD_REQUEST,
             DaemonError::Promotion(_) => StatusCode::BAD_GATEWAY,
             DaemonError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
             e => {
@@ -391,22 +392,47 @@ async fn metrics(State(state): State<DaemonState>) -> ApiResult {
         .into_response())
 }
 
-/// Starts a run (role `trigger`), or joins the pipeline's active run.
-#[utoipa::path(post, path = "/v1/pipelines/{name}/runs", security(("bearer" = [])), params(("name" = String, Path, description = "The pipeline (recipe name).")), responses(
+/// The query of `POST /v1/pipelines/{name}/runs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct TriggerQuery {
+    /// Run the branch pipeline of this git branch (tags get a branch
+    /// suffix; never approvable); absent: the main pipeline.
+    branch: Option<String>,
+}
+
+/// Starts a run (role `trigger`), or joins the pipeline's (or the branch's)
+/// active run.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/runs", security(("bearer" = [])), params(("name" = String, Path, description = "The pipeline (recipe name)."), TriggerQuery), responses(
         (status = 202, description = "A run was queued", body = Triggered),
         (status = 200, description = "The active run was joined", body = Triggered),
+        (status = 400, response = BadRequest),
         (status = 404, response = NotFound)))]
-async fn trigger(State(state): State<DaemonState>, Path(name): Path<String>) -> ApiResult {
-    Ok(
-        match state.trigger(&name, TriggerKind::Manual, false).await? {
-            Enqueued::Created(run) => {
-                (StatusCode::ACCEPTED, Json(Triggered { joined: false, run })).into_response()
-            }
-            Enqueued::Joined(run) => {
-                (StatusCode::OK, Json(Triggered { joined: true, run })).into_response()
-            }
-        },
-    )
+async fn trigger(
+    State(state): State<DaemonState>,
+    Path(name): Path<String>,
+    query: Result<Query<TriggerQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, e.body_text())),
+    };
+    let enqueued = match query.branch.as_deref().map(BranchName::parse) {
+        None => state.trigger(&name, TriggerKind::Manual, false).await?,
+        Some(branch) => {
+            let branch = branch.map_err(DaemonError::from)?;
+            state.trigger_branch(&name, &branch).await?
+        }
+    };
+    Ok(match enqueued {
+        Enqueued::Created(run) => {
+            (StatusCode::ACCEPTED, Json(Triggered { joined: false, run })).into_response()
+        }
+        Enqueued::Joined(run) => {
+            (StatusCode::OK, Json(Triggered { joined: true, run })).into_response()
+        }
+    })
 }
 
 /// Cancels a queued or running run (role `admin`).

@@ -173,9 +173,15 @@ impl Client {
         self.json(reqwest::Method::GET, url).await
     }
 
-    /// `POST /v1/pipelines/{pipeline}/runs`: the queued (or joined) run.
-    pub async fn trigger(&self, pipeline: &str) -> Result<Value, ClientError> {
-        let url = self.url(&["v1", "pipelines", pipeline, "runs"], &[]);
+    /// `POST /v1/pipelines/{pipeline}/runs[?branch=]`: the queued (or
+    /// joined) run of the main pipeline, or of `branch`'s.
+    pub async fn trigger(
+        &self,
+        pipeline: &str,
+        branch: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let query: Vec<(&str, &str)> = branch.map(|b| ("branch", b)).into_iter().collect();
+        let url = self.url(&["v1", "pipelines", pipeline, "runs"], &query);
         self.json(reqwest::Method::POST, url).await
     }
 

@@ -117,7 +117,7 @@ impl PipelineRunner for PipelineRunnerImpl {
             cancel,
             events: Arc::new(move |e| log_event(&sink_log, e)),
             lookups: Some(scope(run.queued, &log)),
-            branch: None,
+            branch: run.branch.clone(),
         };
         match self.pipeline.run(&run.pipeline, &opts).await {
             Ok(s) => {

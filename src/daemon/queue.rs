@@ -1,8 +1,8 @@
 //! The persistent run queue and run log in SQLite (the tables of migration 2
 //! in [`crate::record::schema`]). Every state change is one transaction:
 //! runs are queued, claimed and finished atomically, and a partial unique
-//! index keeps at most one queued/running run per pipeline, so a second
-//! trigger joins the active run instead of starting a duplicate.
+//! index keeps at most one queued/running run per pipeline and branch, so a
+//! second trigger joins the active run instead of starting a duplicate.
 //!
 //! The functions are synchronous (rusqlite); [`Queue`] runs them on the
 //! blocking pool over one connection.
@@ -82,7 +82,7 @@ fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
 }
 
 const RUN_COLUMNS: &str = "id, pipeline, trigger, check_first, status, summary, record_id, \
-                           retry_of, queued_at, started_at, finished_at";
+                           retry_of, queued_at, started_at, finished_at, branch";
 
 fn run_from_sql(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let bad = |i, what: &str| {
@@ -104,6 +104,7 @@ fn run_from_sql(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         queued_at: parse_ts(r.get(8)?).ok_or_else(|| bad(8, "timestamp"))?,
         started_at: parse_ts(r.get(9)?),
         finished_at: parse_ts(r.get(10)?),
+        branch: r.get(11)?,
     })
 }
 
@@ -119,6 +120,7 @@ fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRow>> {
 fn insert(
     conn: &Connection,
     pipeline: &str,
+    branch: Option<&str>,
     trigger: TriggerKind,
     check_first: bool,
     retry_of: Option<&str>,
@@ -126,15 +128,16 @@ fn insert(
 ) -> rusqlite::Result<RunRow> {
     let id = new_run_id(now);
     conn.execute(
-        "INSERT INTO runs (id, pipeline, trigger, check_first, status, retry_of, queued_at) \
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+        "INSERT INTO runs (id, pipeline, trigger, check_first, status, retry_of, queued_at, branch) \
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
         params![
             id,
             pipeline,
             trigger.as_str(),
             check_first,
             retry_of,
-            ts(now)
+            ts(now),
+            branch
         ],
     )?;
     get(conn, &id).map(|r| r.expect("row just inserted"))
@@ -197,16 +200,31 @@ impl Queue {
         check_first: bool,
         now: DateTime<Utc>,
     ) -> Result<Enqueued, QueueError> {
+        self.enqueue_on(pipeline, None, trigger, check_first, now)
+            .await
+    }
+
+    /// [`Queue::enqueue`] for `branch` (`None`: the main pipeline): runs of
+    /// different branches of one pipeline queue side by side.
+    pub async fn enqueue_on(
+        &self,
+        pipeline: &str,
+        branch: Option<&str>,
+        trigger: TriggerKind,
+        check_first: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued, QueueError> {
         let pipeline = pipeline.to_string();
+        let branch = branch.map(str::to_string);
         self.call("queueing a run", move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let active = tx
                 .query_row(
                     &format!(
                         "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline = ?1 \
-                         AND status IN ('queued', 'running')"
+                         AND branch IS ?2 AND status IN ('queued', 'running')"
                     ),
-                    [&pipeline],
+                    params![pipeline, branch],
                     run_from_sql,
                 )
                 .optional()?;
@@ -217,7 +235,10 @@ impl Queue {
                     Enqueued::Joined(get(&tx, &run.id)?.expect("row exists"))
                 }
                 Some(run) => Enqueued::Joined(run),
-                None => Enqueued::Created(insert(&tx, &pipeline, trigger, check_first, None, now)?),
+                None => {
+                    let b = branch.as_deref();
+                    Enqueued::Created(insert(&tx, &pipeline, b, trigger, check_first, None, now)?)
+                }
             };
             tx.commit()?;
             Ok(result)
@@ -291,6 +312,7 @@ impl Queue {
                 let retry = insert(
                     &tx,
                     &old.pipeline,
+                    old.branch.as_deref(),
                     TriggerKind::Retry,
                     old.check_first,
                     Some(&old.id),

@@ -147,6 +147,10 @@ pub struct RunRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The branch of a branch pipeline run (`POST …/trigger?branch=`);
+    /// absent for the main pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// A log event as stored and streamed: numbered within its run.

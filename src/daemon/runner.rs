@@ -49,6 +49,8 @@ pub struct RunRequest {
     /// When the run was queued: registry lookups shared with other runs
     /// must have been asked at or after this instant.
     pub queued: Instant,
+    /// The branch of a branch pipeline run (validated when queued).
+    pub branch: Option<crate::branch::BranchName>,
 }
 
 /// The answer of [`PipelineRunner::needs_build`].

@@ -56,6 +56,9 @@ pub enum DaemonError {
     /// A blocking task failed.
     #[error("the record store task did not complete")]
     Task,
+    /// The branch asked for is not a valid branch name.
+    #[error(transparent)]
+    BadBranch(#[from] crate::branch::BranchError),
     /// The build in the URL is not `pipeline:version-build` or a record id.
     #[error(transparent)]
     BadBuild(#[from] crate::record::BuildIdParseError),
@@ -221,12 +224,35 @@ impl DaemonState {
         self.trigger_at(pipeline, kind, check_first, now).await
     }
 
+    /// A manual run of `pipeline` on `branch` (tags suffixed, never
+    /// approvable; see [`crate::branch`]), or the branch's active run.
+    pub async fn trigger_branch(
+        &self,
+        pipeline: &str,
+        branch: &crate::branch::BranchName,
+    ) -> Result<Enqueued, DaemonError> {
+        let now = self.shared.clock.now();
+        self.enqueue(pipeline, Some(branch), TriggerKind::Manual, false, now)
+            .await
+    }
+
     /// [`DaemonState::trigger`] with the queue time given: the scheduler
     /// passes the slot instant, so every run of one slot has the same queue
     /// time and can share registry lookups begun at or after it.
     pub async fn trigger_at(
         &self,
         pipeline: &str,
+        kind: TriggerKind,
+        check_first: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued, DaemonError> {
+        self.enqueue(pipeline, None, kind, check_first, now).await
+    }
+
+    async fn enqueue(
+        &self,
+        pipeline: &str,
+        branch: Option<&crate::branch::BranchName>,
         kind: TriggerKind,
         check_first: bool,
         now: DateTime<Utc>,
@@ -239,7 +265,7 @@ impl DaemonState {
         let result = self
             .shared
             .queue
-            .enqueue(pipeline, kind, check_first, now)
+            .enqueue_on(pipeline, branch.map(|b| b.as_str()), kind, check_first, now)
             .await?;
         match &result {
             Enqueued::Created(run) => {

@@ -209,10 +209,24 @@ async fn drive(
             }
         }
     }
+    let branch = match run.branch.as_deref().map(crate::branch::BranchName::parse) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => {
+            let summary = format!("the queued branch cannot be built: {e}");
+            sink.line(summary.clone());
+            return RunOutcome {
+                status: Status::Failed,
+                summary,
+                record_id: None,
+            };
+        }
+    };
     let request = RunRequest {
         run_id: run.id.clone(),
         pipeline: run.pipeline.clone(),
         queued,
+        branch,
     };
     runner.run(request, sink, cancel).await
 }

@@ -177,6 +177,14 @@ BEGIN SELECT RAISE(ABORT, 'cleanups are append-only'); END;
 CREATE TRIGGER cleanups_no_delete BEFORE DELETE ON cleanups
 BEGIN SELECT RAISE(ABORT, 'cleanups are append-only'); END;
 "#,
+    // 5: branch runs in the daemon's queue: one active run per pipeline and
+    // branch (the main pipeline is the empty branch).
+    r#"
+ALTER TABLE runs ADD COLUMN branch TEXT;
+DROP INDEX runs_one_active;
+CREATE UNIQUE INDEX runs_one_active ON runs (pipeline, ifnull(branch, ''))
+    WHERE status IN ('queued', 'running');
+"#,
 ];
 
 /// The schema version this build writes.

@@ -260,7 +260,7 @@ async fn client_encodes_names_in_paths_and_queries() {
     let runs = c.runs(Some("a b&limit=1"), 5).await.unwrap();
     assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
     for name in ["a b", "web/runs", "web?x=1", "../v1/runs"] {
-        let err = c.trigger(name).await.unwrap_err();
+        let err = c.trigger(name, None).await.unwrap_err();
         assert!(
             matches!(err, ClientError::Status { status: 404, .. }),
             "{name}: {err:?}"
@@ -285,4 +285,53 @@ async fn client_encodes_names_in_paths_and_queries() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// `POST /v1/pipelines/{name}/runs?branch=NAME` queues a branch run beside
+/// the main pipeline's (each joins only its own active run), hands the
+/// branch to the runner, and refuses an invalid name or an unknown query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_trigger_queues_beside_the_main_pipeline() {
+    let d = start(project(&[("web", None)]), Arc::new(SystemClock), 0).await;
+    d.runner.gated.store(true, Ordering::SeqCst);
+    let branch = "/v1/pipelines/web/runs?branch=feature%2Flogin";
+    let first = d.post(branch, Some(TRIGGER)).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["run"]["branch"], "feature/login", "{first}");
+    let again: Value = d.post(branch, Some(TRIGGER)).await.json().await.unwrap();
+    assert_eq!(again["joined"], true, "{again}");
+    assert_eq!(again["run"]["id"], first["run"]["id"]);
+    let main = d.post("/v1/pipelines/web/runs", Some(TRIGGER)).await;
+    assert_eq!(
+        main.status(),
+        StatusCode::ACCEPTED,
+        "not joined to the branch run"
+    );
+    let main: Value = main.json().await.unwrap();
+    assert!(main["run"].get("branch").is_none(), "{main}");
+
+    for bad in ["?branch=a..b", "?branch=", "?brnch=x"] {
+        let r = d
+            .post(&format!("/v1/pipelines/web/runs{bad}"), Some(TRIGGER))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    d.runner.release();
+    d.runner.release();
+    let id = first["run"]["id"].as_str().unwrap().to_string();
+    d.wait_finished(&id).await;
+    d.wait_finished(main["run"]["id"].as_str().unwrap()).await;
+    let seen = d.runner.branches.lock().unwrap().clone();
+    assert!(
+        seen.contains(&(id, Some("feature/login".into()))),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|(_, b)| b.is_none()).count(),
+        1,
+        "{seen:?}"
+    );
 }

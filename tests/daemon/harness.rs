@@ -32,6 +32,8 @@ pub struct FakeRunner {
     pub runs: Mutex<Vec<(String, String, DateTime<Utc>)>>,
     pub checks: Mutex<Vec<(String, DateTime<Utc>)>>,
     pub cleanups: Mutex<Vec<String>>,
+    /// The branch of each run, by run id.
+    pub branches: Mutex<Vec<(String, Option<String>)>>,
     pub need: Mutex<BuildNeed>,
     pub gated: AtomicBool,
     pub fail: AtomicBool,
@@ -45,6 +47,7 @@ impl FakeRunner {
             runs: Mutex::default(),
             checks: Mutex::default(),
             cleanups: Mutex::default(),
+            branches: Mutex::default(),
             need: Mutex::new(BuildNeed::Needed("parent moved".into())),
             gated: AtomicBool::new(false),
             fail: AtomicBool::new(false),
@@ -65,6 +68,11 @@ impl FakeRunner {
 impl PipelineRunner for FakeRunner {
     async fn run(&self, run: RunRequest, log: LogSink, cancel: CancellationToken) -> RunOutcome {
         let now = self.clock.now();
+        let branch = run.branch.as_ref().map(|b| b.as_str().to_string());
+        self.branches
+            .lock()
+            .unwrap()
+            .push((run.run_id.clone(), branch));
         self.runs
             .lock()
             .unwrap()
