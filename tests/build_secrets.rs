@@ -196,7 +196,7 @@ fn files_outside_the_project_and_forbidden_sources_are_refused_at_validate() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("secrets/canary.txt", "../outside.txt")).unwrap();
     let (code, _, err) = kiln(dir.path(), &[], &["validate"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "exit 3: validation failed\n{err}");
     assert!(err.contains(":9:") && err.contains(".."), "{err}");
     std::fs::write(&path, text).unwrap();
     let ops = tempfile::tempdir().unwrap();
@@ -204,7 +204,7 @@ fn files_outside_the_project_and_forbidden_sources_are_refused_at_validate() {
     std::fs::write(&config, "build:\n  secretSources: [awsSecretsManager]\n").unwrap();
     let config = config.display().to_string();
     let (code, _, err) = kiln(dir.path(), &[], &["--config", &config, "validate"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("`from-env`: the operator config does not allow")
             && err.contains("`from-file`: the operator config does not allow")

@@ -229,7 +229,7 @@ fn validate_refuses_mount_in_a_classic_recipe() {
         "FROM {{{ imagebuilder:parentImage }}}\n# cache\nRUN --mount=type=cache,target=/c true\n";
     let dir = project(df, "build:\n  builder: classic\n");
     let (code, out, err) = kiln_on(dir.path(), &["validate"]);
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, 3, "exit 3: validation failed\n{out}{err}");
     assert!(
         err.contains("dockerfiles/bk.Dockerfile:3:") && err.contains("BuildKit"),
         "{err}"
@@ -241,7 +241,7 @@ fn validate_refuses_mount_in_a_classic_recipe() {
     // The operator's default builder applies to recipes that name none.
     let dir = project(df, "");
     let (code, _, err) = kiln_on(dir.path(), &["validate"]);
-    assert_eq!(code, 1, "classic is the default: {err}");
+    assert_eq!(code, 3, "classic is the default: {err}");
     let ops = tempfile::tempdir().unwrap();
     let config = ops.path().join("kiln.yaml");
     std::fs::write(&config, "build:\n  defaultBuilder: buildkit\n").unwrap();

@@ -204,8 +204,12 @@ fn the_cli_connects_over_tls_with_cacert_and_fails_without() {
 
     let untrusted = runs(&https, None);
     assert!(!untrusted.status.success());
-    let err = String::from_utf8_lossy(&untrusted.stderr);
-    assert!(err.contains("cannot reach the kiln daemon"), "{err}");
+    // Under --json the error is the JSON document on stdout.
+    let answer: serde_json::Value = serde_json::from_slice(&untrusted.stdout).unwrap();
+    assert!(
+        answer.to_string().contains("cannot reach the kiln daemon"),
+        "{answer}"
+    );
 
     let cookie = login_cookie_over_tls(&https, &certs.path().join("ca.pem"));
     assert!(
@@ -227,8 +231,9 @@ fn the_cli_connects_over_tls_with_cacert_and_fails_without() {
     let empty = certs.path().join("server.ext");
     let bad = runs(&https, Some(&empty));
     assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("server.ext"), "{err}");
+    // Under --json the error is the JSON document on stdout.
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert!(said.contains("server.ext"), "{said}");
 }
 
 /// The status page's CSRF cookie as a TLS daemon sets it.

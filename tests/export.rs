@@ -141,7 +141,8 @@ fn a_schedule_image_builder_cannot_say_is_an_error() {
     let (code, out, err) = kiln_on(dir.path(), &["export", "cloudformation", "hello-web"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("recipe `hello-web`: schedule: `0 3 1 * 1` has no Image Builder form"),
+        err.contains("error: recipe `hello-web`: schedule")
+            && err.contains("`0 3 1 * 1` has no Image Builder form"),
         "{err}"
     );
     assert!(out.is_empty());

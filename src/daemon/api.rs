@@ -126,25 +126,29 @@ impl From<super::queue::QueueError> for ApiError {
     }
 }
 
+/// The HTTP status a daemon error answers with, for the API and the pages
+/// alike (a server-side failure is logged here).
+pub(super) fn status_of(e: &DaemonError) -> StatusCode {
+    match e {
+        DaemonError::UnknownPipeline { .. } | DaemonError::UnknownRun { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        DaemonError::RunFinished { .. } => StatusCode::CONFLICT,
+        DaemonError::Records(crate::record::RecordError::NotFound { .. }) => StatusCode::NOT_FOUND,
+        DaemonError::Records(crate::record::RecordError::Decision(_)) => StatusCode::CONFLICT,
+        DaemonError::BadBuild(_) | DaemonError::BadBranch(_) => StatusCode::BAD_REQUEST,
+        DaemonError::Promotion(_) => StatusCode::BAD_GATEWAY,
+        DaemonError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        e => {
+            tracing::error!(error = %e, "api call failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
-            DaemonError::UnknownPipeline { .. } | DaemonError::UnknownRun { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            DaemonError::RunFinished { .. } => StatusCode::CONFLICT,
-            DaemonError::Records(crate::record::RecordError::NotFound { .. }) => {
-                StatusCode::NOT_FOUND
-            }
-            DaemonError::Records(crate::record::RecordError::Decision(_)) => StatusCode::CONFLICT,
-            DaemonError::BadBuild(_) | DaemonError::BadBranch(_) => StatusCode::BAD_REQUEST,
-            DaemonError::Promotion(_) => StatusCode::BAD_GATEWAY,
-            DaemonError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            e => {
-                tracing::error!(error = %e, "api call failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
+        let status = status_of(&self.0);
         if let DaemonError::Promotion(_) = &self.0 {
             // Say which target failed and why, not only that one did.
             return error(status, crate::pipeline::chain(&self.0));

@@ -156,6 +156,17 @@ async fn the_status_page_approves_a_waiting_build_for_approvers_only() {
 
     let ok = post(APPROVER).send().await.unwrap();
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let twice = post(APPROVER).send().await.unwrap();
+    assert_eq!(twice.status(), StatusCode::CONFLICT);
+    let unknown = http
+        .post(format!("{}/ui/builds/web:1.0.0-9/approval", d.url))
+        .bearer_auth(APPROVER)
+        .header(reqwest::header::CONTENT_TYPE, urlencoded)
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let after = d.get("/", Some(APPROVER)).await.text().await.unwrap();
     assert!(after.contains("Nothing is waiting"), "{after}");
     let served: Value = d

@@ -162,17 +162,16 @@ fn page(
     resp
 }
 
+/// A failed action's page, with the status the API would answer.
 fn failed(e: &DaemonError) -> Response {
-    match e {
-        DaemonError::UnknownRun { .. } | DaemonError::UnknownPipeline { .. } => {
-            message(StatusCode::NOT_FOUND, "Not found", e)
-        }
-        DaemonError::RunFinished { .. } => message(StatusCode::CONFLICT, "Already ended", e),
-        e => {
-            tracing::error!(error = %e, "page failed");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Error", e)
-        }
-    }
+    let status = super::api::status_of(e);
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Refused",
+        StatusCode::BAD_REQUEST => "Bad request",
+        _ => "Error",
+    };
+    message(status, title, crate::pipeline::chain(e))
 }
 
 macro_rules! signed_in {
@@ -469,7 +468,7 @@ struct ApprovalForm {
     post,
     path = "/ui/builds/{id}/approval",
     operation_id = "page_approval", security((), ("bearer" = [])), params(("id" = String, Path, description = "The record id.")), responses(
-    (status = 303, description = "Back to the pipelines page"), (status = 400, description = "No decision in the form, or a rejection without a note", content_type = "text/html", body = String), (status = 401, description = "Invalid bearer token", content_type = "text/html", body = String), (status = 403, description = "Role too low, or a form without a valid CSRF field", content_type = "text/html", body = String), (status = 404, description = "No such build", content_type = "text/html", body = String), (status = 409, description = "The build was already decided", content_type = "text/html", body = String), (status = 500, description = "The daemon failed", content_type = "text/html", body = String)))]
+    (status = 303, description = "Back to the pipelines page"), (status = 400, description = "No decision in the form, or a rejection without a note", content_type = "text/html", body = String), (status = 401, description = "Invalid bearer token", content_type = "text/html", body = String), (status = 403, description = "Role too low, or a form without a valid CSRF field", content_type = "text/html", body = String), (status = 404, description = "No such build", content_type = "text/html", body = String), (status = 409, description = "The build was already decided", content_type = "text/html", body = String), (status = 502, description = "The decision is recorded, but promotion failed", content_type = "text/html", body = String), (status = 500, description = "The daemon failed", content_type = "text/html", body = String)))]
 async fn approval(
     State(state): State<DaemonState>,
     Extension(cookies): Extension<CookiePolicy>,
