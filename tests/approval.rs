@@ -214,8 +214,20 @@ async fn approval_gates_staging_promotes_the_same_digest_and_rejection_promotes_
             "{out}"
         );
     }
+    let args = ["promote", "hello-web:1.0.0-1", "--to", &same_host, "--json"];
+    let (out, _) = kiln(d, c, &args, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["noOp"], true, "{json}");
+    assert_eq!(json["copied"]["manifestDigest"], digest.to_string(), "{json}");
     let (_, err) = kiln(d, c, &["approve", "hello-web:1.0.0-1"], 1);
     assert!(err.contains("already approved by `local:"), "{err}");
+    // Under --json the refusal is the JSON error document on stdout.
+    let (out, _) = kiln(d, c, &["approve", "hello-web:1.0.0-1", "--json"], 1);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json["error"].to_string().contains("already approved"),
+        "{json}"
+    );
     let (out, _) = kiln(d, c, &["records", "--verify"], 0);
     assert!(
         out.contains("1 records, chain intact (4 events)") && out.contains("every entry signed"),

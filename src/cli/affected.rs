@@ -32,15 +32,14 @@ pub fn run(project: &Project, args: Args) -> Outcome {
         Err(o) => return o,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
-        return Outcome::Ok;
+        return super::output::json_result(&a);
     }
     for r in &a.recipes {
         let files: Vec<String> = r.changed.iter().map(|p| p.display().to_string()).collect();
-        println!("{}", r.recipe);
-        eprintln!("    changed: {}", files.join(", "));
+        outln!("{}", r.recipe);
+        errln!("    changed: {}", files.join(", "));
     }
-    eprintln!(
+    errln!(
         "{} of the project's recipes affected since {}",
         a.recipes.len(),
         &a.since[..a.since.len().min(12)]

@@ -17,6 +17,9 @@ pub struct ApproveArgs {
     /// Why (kept in the approval event).
     #[arg(long)]
     pub note: Option<String>,
+    /// Print the decision and its promotions as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `kiln reject`.
@@ -27,6 +30,9 @@ pub struct RejectArgs {
     /// Why (required).
     #[arg(long)]
     pub note: String,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `kiln promote`.
@@ -38,6 +44,9 @@ pub struct PromoteArgs {
     /// `ecr:REGION/REPOSITORY`.
     #[arg(long, value_name = "TARGET")]
     pub to: String,
+    /// Print the promotion as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn approvals(
@@ -75,6 +84,7 @@ pub async fn decide(
         (Err(o), _) | (_, Err(o)) => return o,
     };
     match a.decide(sel, decision, local_user(), note).await {
+        Ok(d) if super::output::mode().json => super::output::json_result(&d),
         Ok(d) => {
             print_decided(&d);
             Outcome::Ok
@@ -92,7 +102,7 @@ fn print_decided(d: &Decided) {
         kiln::record::EventKind::Approval { decision, .. } => decision.to_string(),
         _ => "decided".into(),
     };
-    println!("{} {what} by {} (event {})", e.build, e.by, d.decision.hash);
+    outln!("{} {what} by {} (event {})", e.build, e.by, d.decision.hash);
     for p in &d.promotions {
         print_promotion(p);
     }
@@ -106,7 +116,7 @@ fn print_promotion(p: &PromotionOutcome) {
     } else {
         "promoted"
     };
-    println!(
+    outln!(
         "{state} {}/{}:{tags}@{} ({} bytes uploaded, {} blobs mounted{})",
         c.registry,
         c.repository,
@@ -132,6 +142,7 @@ pub async fn promote(
         (Err(o), _) | (_, Err(o)) => return o,
     };
     match a.promote(sel, &args.to, &local_user()).await {
+        Ok(p) if args.json => super::output::json_result(&p),
         Ok(p) => {
             print_promotion(&p);
             Outcome::Ok

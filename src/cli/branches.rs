@@ -33,8 +33,7 @@ pub async fn list(project: &Project, args: Args) -> Outcome {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-        return Outcome::Ok;
+        return super::output::json_result(&all);
     }
     for b in &all {
         let cleaned = match b.cleaned_at {
@@ -42,14 +41,14 @@ pub async fn list(project: &Project, args: Args) -> Outcome {
             Some(at) => format!("built again after the cleanup of {}", at.to_rfc3339()),
             None => "not cleaned up".into(),
         };
-        println!(
+        outln!(
             "{}  {} build(s), {} tag(s), {cleaned}",
             b.branch,
             b.builds.len(),
             b.tags.len()
         );
         for build in &b.builds {
-            println!("    {build}");
+            outln!("    {build}");
         }
     }
     Outcome::Ok
@@ -71,12 +70,12 @@ pub async fn cleanup(project: &Project, args: CleanupArgs) -> Outcome {
     match pipeline.cleanup_branch(&branch).await {
         Ok(rec) => {
             for t in &rec.removed {
-                println!("removed {t}");
+                outln!("removed {t}");
             }
             for (t, why) in &rec.left {
-                println!("left    {t}: {why}");
+                outln!("left    {t}: {why}");
             }
-            eprintln!(
+            errln!(
                 "branch `{branch}`: {} tag(s) removed, {} left; cleanup recorded",
                 rec.removed.len(),
                 rec.left.len()

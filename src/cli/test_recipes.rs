@@ -31,11 +31,9 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
         args.files.clone()
     };
     if files.is_empty() {
-        eprintln!(
-            "error: no recipe tests in {}",
-            project.dir("tests").display()
-        );
-        return Outcome::Failed;
+        let dir = project.dir("tests");
+        let m = format!("no recipe tests in {}", dir.display());
+        return super::output::fail_msg(Outcome::Failed, m);
     }
     let mut results = Vec::new();
     let mut loaded = Vec::new();
@@ -43,7 +41,7 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
         match recipe_test::load(project, f) {
             Ok(t) => loaded.push(t),
             Err(d) => {
-                eprintln!("{d}");
+                errln!("{d}");
                 results.push(unreadable(project, f, &d));
             }
         }
@@ -59,7 +57,7 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
     let c = cancel.clone();
     tokio::spawn(async move {
         kiln::shutdown::requested().await;
-        eprintln!("interrupted: cancelling and cleaning up");
+        errln!("interrupted: cancelling and cleaning up");
         c.cancel();
     });
     for file in &loaded {
@@ -67,7 +65,7 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
             if cancel.is_cancelled() {
                 break;
             }
-            eprintln!(
+            errln!(
                 "... {} {} ({})",
                 file.shown.display(),
                 r.name,
@@ -79,13 +77,13 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
         }
     }
     let failed = results.iter().filter(|r| !r.passed).count();
-    println!("{} passed, {failed} failed", results.len() - failed);
+    outln!("{} passed, {failed} failed", results.len() - failed);
     if let Some(path) = &args.junit {
         let xml = recipe_test::junit::to_junit(&results);
         if let Err(e) = kiln::atomic_file::write(path, xml.as_bytes(), kiln::atomic_file::USER_FILE)
         {
-            eprintln!("error: cannot write JUnit report `{}`: {e}", path.display());
-            return Outcome::Failed;
+            let m = format!("cannot write JUnit report `{}`: {e}", path.display());
+            return super::output::fail_msg(Outcome::Failed, m);
         }
     }
     if failed > 0 || cancel.is_cancelled() {
@@ -126,7 +124,7 @@ pub(super) async fn pipeline(
 
 fn print_result(r: &RunResult) {
     let mark = if r.passed { "ok  " } else { "FAIL" };
-    println!(
+    outln!(
         "{mark} {} {} ({}, {:.2}s)",
         r.file.display(),
         r.name,
@@ -134,7 +132,7 @@ fn print_result(r: &RunResult) {
         r.elapsed.as_secs_f64()
     );
     for m in &r.messages {
-        println!("       {m}");
+        outln!("       {m}");
     }
 }
 

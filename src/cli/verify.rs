@@ -49,12 +49,10 @@ async fn key(args: &Args, config: Option<&Path>, project: &Path) -> Result<Publi
     })?;
     match operator.signing {
         Some(k) => Ok(PublicKey::of(&k)),
-        None => {
-            eprintln!(
-                "error: no key to verify with: pass --key kiln.pub (or an operator config with `signing.key`)"
-            );
-            Err(Outcome::Usage)
-        }
+        None => Err(super::output::fail_msg(
+            Outcome::Usage,
+            "no key to verify with: pass --key kiln.pub (or an operator config with `signing.key`)",
+        )),
     }
 }
 
@@ -95,16 +93,18 @@ pub async fn run(config: Option<&Path>, project: &Path, args: Args) -> Outcome {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        if super::output::json_result(&v) != Outcome::Ok {
+            return Outcome::Failed;
+        }
     } else {
         for c in &v.checks {
             let mark = if c.passed { "ok  " } else { "FAIL" };
-            println!("{mark} {}: {}", c.name, c.detail);
+            outln!("{mark} {}: {}", c.name, c.detail);
         }
         let failed = v.checks.iter().filter(|c| !c.passed).count();
         match failed {
-            0 => println!("verified: {}@{}", v.repository, v.digest),
-            n => println!("NOT verified: {n} of {} checks failed", v.checks.len()),
+            0 => outln!("verified: {}@{}", v.repository, v.digest),
+            n => outln!("NOT verified: {n} of {} checks failed", v.checks.len()),
         }
     }
     if v.passed() {

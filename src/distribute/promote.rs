@@ -39,7 +39,8 @@ pub struct PromoteRequest {
 }
 
 /// A finished promotion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Promoted {
     /// Destination registry host.
     pub registry: String,

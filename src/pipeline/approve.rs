@@ -74,7 +74,8 @@ pub enum ApproveError {
 }
 
 /// One promotion's outcome.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PromotionOutcome {
     /// The event recording it (the earlier one for a no-op re-promotion).
     pub event: ChainedEvent,
@@ -85,7 +86,8 @@ pub struct PromotionOutcome {
 }
 
 /// A recorded decision and, for an approval, its promotions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Decided {
     /// The build's record.
     pub record: ChainedRecord,
