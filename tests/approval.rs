@@ -218,7 +218,11 @@ async fn approval_gates_staging_promotes_the_same_digest_and_rejection_promotes_
     let (out, _) = kiln(d, c, &args, 0);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["noOp"], true, "{json}");
-    assert_eq!(json["copied"]["manifestDigest"], digest.to_string(), "{json}");
+    assert_eq!(
+        json["copied"]["manifestDigest"],
+        digest.to_string(),
+        "{json}"
+    );
     let (_, err) = kiln(d, c, &["approve", "hello-web:1.0.0-1"], 1);
     assert!(err.contains("already approved by `local:"), "{err}");
     // Under --json the refusal is the JSON error document on stdout.

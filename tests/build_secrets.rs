@@ -51,7 +51,9 @@ fn project(name: &str, aws_name: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join(format!("recipes/{name}.yaml")), recipe).unwrap();
     let df = "FROM {{{ imagebuilder:parentImage }}}\n\
               RUN --mount=type=secret,id=from-env --mount=type=secret,id=from-file --mount=type=secret,id=from-aws \
-              sh -c 'cat /run/secrets/from-env /run/secrets/from-file /run/secrets/from-aws | sha256sum > /proof # NAME'\n";
+              sh -c 'cat /run/secrets/from-env /run/secrets/from-file /run/secrets/from-aws | sha256sum > /proof # NAME'\n\
+              RUN --mount=type=secret,id=from-file --mount=type=secret,id=from-env \
+              sh -c 'echo \"leak=$(cat /run/secrets/from-file)\"; base64 /run/secrets/from-env # NAME'\n";
     // The recipe name keeps BuildKit's cache from answering the step: a
     // secret's value is not part of a step's cache key.
     let df = df.replace("NAME", name);
@@ -133,6 +135,21 @@ async fn secrets_reach_the_step_and_nothing_else() {
     assert!(
         contains(&saved.stdout, &proof),
         "the step read all three secrets (its hash is in the image)"
+    );
+    // A step that prints a secret (plainly or in base64) shows it masked.
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("leak=***"),
+        "the printed secret is masked:\n{said}"
+    );
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &canaries[0]);
+    assert!(
+        !said.contains(&b64),
+        "base64 of a secret in kiln -vv output"
+    );
+    assert!(
+        !contains(&db, &b64),
+        "base64 of a secret in the record store"
     );
     for c in &canaries {
         assert!(

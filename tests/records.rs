@@ -625,6 +625,21 @@ fn a_store_with_a_key_refuses_unsigned_records_and_other_keys() {
         "{err:?}"
     );
     let _ = &mut by_other;
+
+    // Once the chain holds signed entries, a store without the key (kiln
+    // run without --config) refuses to append instead of breaking it.
+    assert!(matches!(
+        unsigned.check_appendable(),
+        Err(RecordError::SigningKeyRequired { .. })
+    ));
+    let alloc = unsigned.allocate("web", &v1()).unwrap();
+    let err = unsigned.append(&record(&alloc)).unwrap_err();
+    assert!(
+        err.to_string().contains("no signing key is configured"),
+        "{err}"
+    );
+    let report = unsigned.verify().unwrap();
+    assert_eq!(report.checked, 2, "nothing appended");
 }
 
 #[test]
@@ -720,4 +735,25 @@ fn approval_events_join_the_chain_once_per_build_and_gate_approved() {
         store.approved("web").is_err(),
         "the forged approval is never served"
     );
+}
+
+/// A branch build is never decided on, even when its record says it
+/// awaits approval (records written before branch runs stopped waiting).
+#[test]
+fn a_branch_build_cannot_be_approved() {
+    let (_dir, mut store) = project();
+    let on_branch = add(&mut store, "web", |r| {
+        r.status = Status::AwaitingApproval;
+        r.branch = Some("feature/x".into());
+    });
+    let e = store
+        .decide(
+            &Selector::Id(on_branch.record.id.clone()),
+            Decision::Approve,
+            "local:ops",
+            None,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("branch `feature/x`"), "{e}");
+    assert_eq!(store.verify().unwrap().events, 0, "nothing appended");
 }

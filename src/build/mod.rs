@@ -294,6 +294,26 @@ pub async fn build_prepared(
     prepared: Prepared,
     events: &mut (dyn FnMut(BuildEvent) + Send),
 ) -> Result<BuiltImage, BuildError> {
+    // Secret values a step prints never leave the build unmasked.
+    let masker = request.secret_values.masker();
+    let mut masked = |e: BuildEvent| events(masker.event(e));
+    let built = build_unmasked(docker, rendered, request, prepared, &mut masked).await;
+    match built {
+        Ok(mut out) => {
+            out.log = masker.mask(&out.log);
+            Ok(out)
+        }
+        Err(e) => Err(masker.error(e)),
+    }
+}
+
+async fn build_unmasked(
+    docker: &Docker,
+    rendered: &RenderedBuild,
+    request: &BuildRequest,
+    prepared: Prepared,
+    events: &mut (dyn FnMut(BuildEvent) + Send),
+) -> Result<BuiltImage, BuildError> {
     let started = Instant::now();
     let Prepared {
         build_key,

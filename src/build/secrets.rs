@@ -170,12 +170,124 @@ async fn aws(s: &BuildSecret, name: &str) -> Result<Vec<u8>, SecretError> {
         .secret_id(name)
         .send()
         .await
-        .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| err(aws_message(&e)))?;
     if let Some(text) = out.secret_string() {
         return Ok(text.as_bytes().to_vec());
     }
     match out.secret_binary() {
         Some(b) => Ok(b.as_ref().to_vec()),
         None => Err(err("the secret has no value".into())),
+    }
+}
+
+/// An SDK error as one line: the service's code and message when the
+/// service answered, else the transport error's context.
+fn aws_message<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("service error"),
+            se.message().unwrap_or("(no message)")
+        ),
+        None => DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Replaces every secret value a build step printed (as is, without its
+/// trailing newline, or base64-encoded) with `***` before the line reaches
+/// any log, event, error or record, as CI systems mask their secrets.
+/// Values shorter than 4 characters are not masked (they would blank out
+/// ordinary text) — a build secret that short is no secret.
+#[derive(Debug, Clone, Default)]
+pub struct Masker(Vec<String>);
+
+/// What a masked value is shown as.
+pub const MASK: &str = "***";
+
+impl SecretValues {
+    /// The masker of these values.
+    pub fn masker(&self) -> Masker {
+        use base64::Engine as _;
+        let mut forms = Vec::new();
+        for value in self.0.values() {
+            let trimmed = value.strip_suffix(b"\n").unwrap_or(value);
+            for bytes in [value.as_slice(), trimmed] {
+                if let Ok(text) = std::str::from_utf8(bytes) {
+                    forms.push(text.to_string());
+                }
+                forms.push(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+        }
+        forms.retain(|f| f.trim().chars().count() >= 4);
+        // Longest first, so a value containing another is masked whole.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
+        Masker(forms)
+    }
+}
+
+impl Masker {
+    /// `text` with every secret form replaced by [`MASK`].
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for form in &self.0 {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// `event` with its printed text masked.
+    pub fn event(&self, event: super::BuildEvent) -> super::BuildEvent {
+        use super::BuildEvent;
+        if self.0.is_empty() {
+            return event;
+        }
+        match event {
+            BuildEvent::Output { line } => BuildEvent::Output {
+                line: self.mask(&line),
+            },
+            BuildEvent::Error { message } => BuildEvent::Error {
+                message: self.mask(&message),
+            },
+            other => other,
+        }
+    }
+
+    /// `error` with the step's message and last output lines masked.
+    pub fn error(&self, error: super::BuildError) -> super::BuildError {
+        match error {
+            super::BuildError::StepFailed(mut f) if !self.0.is_empty() => {
+                f.message = self.mask(&f.message);
+                f.last_lines = f.last_lines.iter().map(|l| self.mask(l)).collect();
+                super::BuildError::StepFailed(f)
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn values_plain_trimmed_and_base64_are_masked_short_ones_are_not() {
+        let values = SecretValues(
+            [
+                ("a".to_string(), Arc::new(b"CANARY-7f3a\n".to_vec())),
+                ("b".to_string(), Arc::new(b"xy".to_vec())),
+            ]
+            .into(),
+        );
+        let m = values.masker();
+        assert_eq!(m.mask("db=CANARY-7f3a end"), "db=*** end");
+        assert_eq!(m.mask("Q0FOQVJZLTdmM2E="), "***");
+        assert_eq!(m.mask("xy stays"), "xy stays");
     }
 }

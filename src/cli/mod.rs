@@ -261,7 +261,7 @@ pub async fn run(cli: Cli) -> Outcome {
     };
     let project = project.with_build_policy(operator.build.clone());
     match cli.command {
-        Command::Validate(a) => validate::run(&project, a),
+        Command::Validate(a) => validate::run(&project, a, &operator.governance.policy),
         Command::Run(a) => run::run(&project, a, operator).await,
         Command::Render(a) => render::run(&project, a),
         Command::Affected(a) => affected::run(&project, a),

@@ -1,6 +1,6 @@
 //! `kiln validate [RECIPE…] [--strict] [--policy FILE] [--json]`: the
-//! recipes, the project's `.kiln-ignore.yaml`, and (with `--policy`) the
-//! `policy:` of an operator config FILE, without running anything.
+//! recipes, the project's `.kiln-ignore.yaml`, and the operator's policy (the
+//! loaded operator config's, or that of `--policy FILE`), without running anything.
 
 use kiln::diagnostic::Diagnostic;
 use kiln::load;
@@ -20,14 +20,19 @@ pub struct Args {
     /// Print the valid recipes (or the error with every problem) as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also check the recipes against the `policy:` of this operator config.
+    /// Check the recipes against the `policy:` of this operator config
+    /// instead of the loaded operator config's (`--config`) policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<std::path::PathBuf>,
 }
 
 /// Validates every named recipe and prints every problem; exit 3 when any
 /// recipe is invalid.
-pub fn run(project: &Project, args: Args) -> Outcome {
+pub fn run(
+    project: &Project,
+    args: Args,
+    operator_policy: &kiln::operator::policy::Policy,
+) -> Outcome {
     let names = if args.recipes.is_empty() {
         load::list_recipes(project)
     } else {
@@ -41,7 +46,7 @@ pub fn run(project: &Project, args: Args) -> Outcome {
         );
     }
     let policy = match &args.policy {
-        None => None,
+        None => Some(operator_policy.clone()),
         Some(file) => match kiln::operator::policy::Policy::from_file(file) {
             Ok(p) => Some(p),
             Err(e) => return fail(Outcome::Invalid, &e),

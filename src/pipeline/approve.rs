@@ -271,6 +271,11 @@ fn not_approved_reason(s: &Store, record: &ChainedRecord) -> Result<Option<Strin
     if s.approval_state(record.clone())?.is_some() {
         return Ok(None);
     }
+    if let Some(branch) = &record.record.branch {
+        return Ok(Some(format!(
+            "it was built on branch `{branch}`, and branch builds are never promoted"
+        )));
+    }
     Ok(Some(match (status, s.decision_of(&record.record.id.0)?) {
         (Status::AwaitingApproval, None) => "it awaits approval: `kiln approve` it first".into(),
         (Status::AwaitingApproval, Some(_)) => "it was rejected".into(),

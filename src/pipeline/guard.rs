@@ -222,6 +222,10 @@ fn reconcile(
     recipe: &str,
     keys: record::ChainKeys,
 ) -> Result<Option<String>, ReconcileError> {
+    // Nothing is built that could not be recorded: a signed chain needs the key.
+    Store::open(record::db_path(root))?
+        .with_keys(keys.clone())
+        .check_appendable()?;
     let path = pending_path(root, recipe);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,

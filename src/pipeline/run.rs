@@ -279,12 +279,18 @@ impl Run<'_> {
         self.emit(PipelineEvent::StageStarted(stage));
     }
 
-    fn finish(&mut self, stage: Stage, note: String) {
+    /// Records how long `stage` took so far.
+    fn time(&mut self, stage: Stage) -> Duration {
         let elapsed = self.stage_start.elapsed();
         self.timings.push((stage, elapsed));
         self.outputs
             .timings_ms
             .insert(stage.as_str().to_string(), elapsed.as_millis() as u64);
+        elapsed
+    }
+
+    fn finish(&mut self, stage: Stage, note: String) {
+        let elapsed = self.time(stage);
         self.emit(PipelineEvent::StageFinished {
             stage,
             elapsed,
@@ -530,11 +536,13 @@ impl Run<'_> {
         let total = report.checks.len();
         let ok = report.passed;
         self.outputs.tests = Some(report);
-        self.finish(Stage::Test, format!("{passed} of {total} checks passed"));
         if !ok {
+            // Timed, but not reported as finished: the failure ends it.
+            self.time(Stage::Test);
             let error = StageError::TestsFailed { passed, total };
             return Err(self.fail(Stage::Test, error).await);
         }
+        self.finish(Stage::Test, format!("{passed} of {total} checks passed"));
         Ok(())
     }
 
@@ -666,7 +674,8 @@ impl Run<'_> {
         self.begin(Stage::Record);
         let t = Instant::now();
         self.outputs.timings_ms.insert("record".into(), 0);
-        let status = if self.recipe.distribute.approval_required {
+        // A branch build is never approved, so it never waits for it.
+        let status = if self.recipe.distribute.approval_required && self.outputs.branch.is_none() {
             Status::AwaitingApproval
         } else {
             Status::Passed

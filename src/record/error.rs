@@ -17,6 +17,19 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
+    /// The chain holds signed entries but no signing key is configured: an
+    /// unsigned entry would break it for good (it is append-only).
+    #[error(
+        "`{path}` holds entries signed with key `{key_id}`, and no signing key is configured: \
+         an unsigned entry would break the signed chain for good; run kiln with the operator \
+         config that holds the signing key (--config or KILN_CONFIG)"
+    )]
+    SigningKeyRequired {
+        /// The database file.
+        path: PathBuf,
+        /// The key the chain is signed with.
+        key_id: String,
+    },
     /// Signing a new entry's hash failed.
     #[error("error signing a new entry of `{path}`")]
     Sign {

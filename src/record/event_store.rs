@@ -110,6 +110,16 @@ pub enum DecisionRefused {
         /// When.
         at: String,
     },
+    /// A branch build is never approved (nor rejected): it is never served.
+    #[error(
+        "build `{build}` was built on branch `{branch}`; branch builds are never approved or promoted"
+    )]
+    Branch {
+        /// `pipeline:version-build`.
+        build: String,
+        /// Its branch.
+        branch: String,
+    },
     /// A rejection needs a note.
     #[error("rejecting build `{build}` needs a note saying why")]
     NoteRequired {
@@ -146,6 +156,12 @@ impl Store {
         let record = self.get(build)?;
         let label = record.record.build_id().to_string();
         let refuse = |why| Err(RecordError::Decision(Box::new(why)));
+        if let Some(branch) = &record.record.branch {
+            return refuse(DecisionRefused::Branch {
+                build: label,
+                branch: branch.clone(),
+            });
+        }
         if record.record.status != Status::AwaitingApproval {
             let status = record.record.status;
             return refuse(DecisionRefused::NotAwaiting {

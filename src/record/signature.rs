@@ -54,6 +54,11 @@ impl ChainKeys {
         }
     }
 
+    /// Whether new entries are signed.
+    pub fn signs(&self) -> bool {
+        self.signer.is_some()
+    }
+
     /// The key entries are checked with, if any.
     pub fn verifier(&self) -> Option<&PublicKey> {
         self.verifier.as_ref()

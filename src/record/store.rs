@@ -156,6 +156,13 @@ impl Store {
         &self.keys
     }
 
+    /// Fails when appending with this store's keys would put an unsigned
+    /// entry into a signed chain: callers check before doing work they
+    /// could not record.
+    pub fn check_appendable(&self) -> Result<(), RecordError> {
+        require_signer(&self.conn, &self.keys, &self.path)
+    }
+
     pub(super) fn conn(&self) -> &Connection {
         &self.conn
     }
@@ -376,6 +383,33 @@ pub(super) fn chain_head(
     .transpose()
 }
 
+/// Refuses to append without a signing key to a chain whose entries are
+/// signed ([`RecordError::SigningKeyRequired`]).
+pub(super) fn require_signer(
+    conn: &Connection,
+    keys: &ChainKeys,
+    path: &Path,
+) -> Result<(), RecordError> {
+    if keys.signs() {
+        return Ok(());
+    }
+    let signed: Option<String> = conn
+        .query_row("SELECT key_id FROM signatures LIMIT 1", [], |r| r.get(0))
+        .optional()
+        .map_err(|source| RecordError::Database {
+            operation: "checking for signed entries",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    match signed {
+        Some(key_id) => Err(RecordError::SigningKeyRequired {
+            path: path.to_path_buf(),
+            key_id,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Stores the signature of a new entry's `hash`, when `keys` sign.
 pub(super) fn insert_signature(
     tx: &rusqlite::Transaction<'_>,
@@ -383,6 +417,7 @@ pub(super) fn insert_signature(
     hash: &Digest,
     path: &Path,
 ) -> Result<(), RecordError> {
+    require_signer(tx, keys, path)?;
     let signed = keys.sign(hash).map_err(|source| RecordError::Sign {
         path: path.to_path_buf(),
         source,

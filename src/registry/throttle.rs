@@ -152,6 +152,8 @@ impl Throttle {
         max_wait: Duration,
     ) -> Result<Option<ThrottleWait>, RegistryError> {
         let t0 = Instant::now();
+        // Why the request slept, once it has: only a real pause is a wait.
+        let mut slept_for: Option<String> = None;
         loop {
             let (until, reason) = {
                 let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
@@ -162,10 +164,10 @@ impl Throttle {
             };
             let now = Instant::now();
             let Some(until) = until.filter(|u| *u > now) else {
-                let waited = now - t0;
-                if waited.is_zero() {
+                let Some(reason) = slept_for else {
                     return Ok(None);
-                }
+                };
+                let waited = now - t0;
                 self.add_wait(host, waited);
                 return Ok(Some(ThrottleWait {
                     registry: host.to_string(),
@@ -180,6 +182,7 @@ impl Throttle {
                     seconds: (until - now).as_secs(),
                 });
             }
+            slept_for = Some(reason);
             tokio::time::sleep_until(until).await;
         }
     }
