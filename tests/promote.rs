@@ -14,6 +14,7 @@ use support::{nonce, services};
 
 fn request(registry: &str, from: &str, digest: &kiln::digest::Digest, to: &str) -> PromoteRequest {
     PromoteRequest {
+        copy_signature: true,
         source: ImageReference::parse(&format!("{registry}/{from}")).unwrap(),
         digest: digest.clone(),
         to: Target::Oci {

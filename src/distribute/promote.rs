@@ -36,6 +36,10 @@ pub struct PromoteRequest {
     pub to: Target,
     /// Tags to give it at the destination.
     pub tags: Vec<String>,
+    /// Copy the source's `.sig` along. Off when the caller signs the
+    /// digest at the destination itself: a copied signature names the
+    /// source repository, which a verifier of the destination refuses.
+    pub copy_signature: bool,
 }
 
 /// A finished promotion.
@@ -93,7 +97,12 @@ pub async fn promote(
         placements.push(place(&sink, tag, image.clone()).await?);
     }
     let mut attached = Vec::new();
-    for suffix in [".sig", ".att"] {
+    let suffixes: &[&str] = if req.copy_signature {
+        &[".sig", ".att"]
+    } else {
+        &[".att"]
+    };
+    for suffix in suffixes {
         let tag = format!("{}-{}{suffix}", req.digest.algorithm(), req.digest.hex());
         let reference = ImageReference {
             tag: Some(tag.clone()),

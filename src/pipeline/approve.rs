@@ -71,6 +71,17 @@ pub enum ApproveError {
         #[source]
         source: DistributeError,
     },
+    /// Signing the promoted digest for its destination failed.
+    #[error("signing build `{build}` at promote target `{to}` failed")]
+    Sign {
+        /// `pipeline:version-build`.
+        build: String,
+        /// The destination's label.
+        to: String,
+        /// Why.
+        #[source]
+        source: crate::sign::attach::SignError,
+    },
 }
 
 /// One promotion's outcome.
@@ -207,7 +218,15 @@ impl Approvals {
             build: build.clone(),
             why: "it has no verified push to copy from".into(),
         })?;
+        // With the operator's key an OCI destination gets its own signature
+        // (naming the destination); otherwise the source's is copied.
+        let resign = self
+            .keys
+            .signer()
+            .filter(|_| matches!(target, Target::Oci { .. }))
+            .cloned();
         let req = PromoteRequest {
+            copy_signature: resign.is_none(),
             source: ImageReference {
                 registry: source.registry.clone(),
                 repository: source.repository.clone(),
@@ -218,9 +237,18 @@ impl Approvals {
             to: target.clone(),
             tags: source.tags.clone(),
         };
-        let copied = distribute::promote(&self.registry, &req)
+        let mut copied = distribute::promote(&self.registry, &req)
             .await
             .map_err(fail)?;
+        if let Some(key) = resign {
+            self.sign_at(&key, record, &mut copied)
+                .await
+                .map_err(|source| ApproveError::Sign {
+                    build: build.clone(),
+                    to: target.label(),
+                    source,
+                })?;
+        }
         let promotion = Promotion {
             source: source.pinned_reference(),
             target: target.clone(),
@@ -282,6 +310,39 @@ fn not_approved_reason(s: &Store, record: &ChainedRecord) -> Result<Option<Strin
         (Status::Passed, _) => "its tests or pushes did not all pass and verify".into(),
         (other, _) => format!("its run ended `{other}`, it never passed"),
     }))
+}
+
+impl Approvals {
+    /// Signs the promoted digest in its destination repository, as the sign
+    /// stage signs a push (kept when kiln's signature is already there).
+    async fn sign_at(
+        &self,
+        key: &crate::sign::SigningKey,
+        record: &ChainedRecord,
+        copied: &mut distribute::Promoted,
+    ) -> Result<(), crate::sign::attach::SignError> {
+        let r = &record.record;
+        let optional = serde_json::json!({
+            "dev.kiln.pipeline": r.pipeline,
+            "dev.kiln.version": r.version.to_string(),
+            "dev.kiln.build": r.build.to_string(),
+        });
+        let target = crate::sign::attach::SignTarget {
+            registry: copied.registry.clone(),
+            repository: copied.repository.clone(),
+            digest: copied.manifest_digest.clone(),
+        };
+        let signed =
+            crate::sign::attach::sign_target(&self.registry, key, &target, optional).await?;
+        if signed.pushed {
+            copied.manifests_put += 1;
+        }
+        copied.attached.insert(
+            0,
+            crate::sign::cosign::signature_tag(&copied.manifest_digest),
+        );
+        Ok(())
+    }
 }
 
 /// The verified push to copy from: on the destination's host when there is

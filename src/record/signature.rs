@@ -54,6 +54,11 @@ impl ChainKeys {
         }
     }
 
+    /// The signing key, when entries are signed.
+    pub fn signer(&self) -> Option<&Arc<SigningKey>> {
+        self.signer.as_ref()
+    }
+
     /// Whether new entries are signed.
     pub fn signs(&self) -> bool {
         self.signer.is_some()
