@@ -67,11 +67,12 @@ async fn basic_auth_from_config_and_docker_config_json() {
     let c = client_with(&reg.host, Some(basic("kiln", "s3cret")), None);
     let pinned = resolve::pin(&c, &r, &Platform::default()).await.unwrap();
     assert_eq!(pinned.manifest_digest, pushed.digest);
-    assert_eq!(c.requests_made(), 2);
+    // The challenge, the manifest, then its config (the platform check).
+    assert_eq!(c.requests_made(), 3);
     c.head_manifest(&r).await.unwrap();
     assert_eq!(
         c.requests_made(),
-        3,
+        4,
         "credentials are reused without a new challenge"
     );
 

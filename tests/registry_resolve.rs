@@ -242,3 +242,21 @@ async fn blobs_exist_and_stream_verified() {
     }
     assert_eq!(got, payload);
 }
+
+/// A single-platform parent whose config says amd64 is refused for an
+/// arm64 recipe instead of being pinned (and built on) silently.
+#[tokio::test]
+async fn a_single_platform_parent_of_another_platform_is_refused() {
+    let s = services();
+    let c = client();
+    let base = parse(&s.base_image);
+    let arm64: Platform = "linux/arm64".parse().unwrap();
+    let err = resolve::pin(&c, &base, &arm64).await.unwrap_err();
+    let text = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(
+        text.contains("linux/arm64") && text.contains("linux/amd64"),
+        "{text}"
+    );
+    let amd64 = resolve::pin(&c, &base, &Platform::default()).await.unwrap();
+    assert_eq!(amd64.manifest_digest, registry_digest(&base).await);
+}

@@ -250,7 +250,7 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
-    /// An index has no manifest for the requested platform.
+    /// An index (or a single-platform image) has no manifest for the requested platform.
     #[error("`{reference}` has no manifest for platform {platform} (available: {})", .available.join(", "))]
     NoMatchingPlatform {
         /// The reference asked for.

@@ -11,7 +11,7 @@ use super::RegistryClient;
 use super::ecr::parse_ecr_host;
 use super::error::RegistryError;
 use super::media::{ACCEPTED_MANIFEST_TYPES, ManifestKind, manifest_kind, media_type_in_body};
-use super::platform::{IndexDocument, Platform, select_platform};
+use super::platform::{IndexDocument, Platform, platform_matches, select_platform};
 use super::transport::Request;
 use crate::digest::Digest;
 use crate::reference::ImageReference;
@@ -242,8 +242,39 @@ impl RegistryClient {
         })
     }
 
+    /// The platform a single-platform manifest's config states (`os` and
+    /// `architecture`, `variant` when given); `None` when it states none.
+    async fn image_platform(
+        &self,
+        reference: &ImageReference,
+        manifest: &[u8],
+    ) -> Result<Option<Platform>, RegistryError> {
+        use futures_util::StreamExt as _;
+        #[derive(serde::Deserialize)]
+        struct Config {
+            digest: Digest,
+        }
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            config: Config,
+        }
+        let parse = |source| RegistryError::ManifestParse {
+            reference: reference.to_string(),
+            source,
+        };
+        let doc: Doc = serde_json::from_slice(manifest).map_err(parse)?;
+        let mut blob = self.get_blob(reference, &doc.config.digest).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = blob.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        let stated: Option<Platform> = serde_json::from_slice(&bytes).ok();
+        Ok(stated.filter(|p| !p.os.is_empty() && !p.architecture.is_empty()))
+    }
+
     /// Resolves `reference` for `platform`: a single-platform manifest is
-    /// taken as is; an index is searched for the platform and the chosen
+    /// taken when its config states that platform (or none), else refused;
+    /// an index is searched for the platform and the chosen
     /// manifest fetched by digest (and so verified).
     pub async fn resolve_platform(
         &self,
@@ -252,11 +283,25 @@ impl RegistryClient {
     ) -> Result<ResolvedManifest, RegistryError> {
         let top = self.get_manifest(reference).await?;
         if top.kind() == Some(ManifestKind::Image) {
+            // Through the ECR API there is no blob read here (kiln reads
+            // ECR manifests with BatchGetImage): the build checks there.
+            let own = match self.via_ecr_api(reference) {
+                Some(_) => None,
+                None => self.image_platform(reference, &top.bytes).await?,
+            };
+            if let Some(p) = own.as_ref().filter(|p| !platform_matches(p, platform)) {
+                // Never pin (and build on) another platform's image silently.
+                return Err(RegistryError::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.to_string(),
+                    available: vec![p.to_string()],
+                });
+            }
             return Ok(ResolvedManifest {
                 reference: reference.clone(),
                 index_digest: None,
                 manifest_digest: top.digest,
-                platform: None,
+                platform: own,
             });
         }
         let index: IndexDocument =

@@ -107,17 +107,23 @@ pub struct IndexEntry {
     pub platform: Option<Platform>,
 }
 
+/// Whether an image of platform `p` serves `target`: same OS and
+/// architecture, and the same (effective) variant.
+pub fn platform_matches(p: &Platform, target: &Platform) -> bool {
+    p.os == target.os
+        && p.architecture == target.architecture
+        && (p.effective_variant() == target.effective_variant()
+            || target.variant.is_none() && p.variant.is_none())
+}
+
 /// Picks the entry for `target`: os and architecture must match; the variant
 /// must match when either side states one (`arm64` implies `v8`). Among
 /// several candidates an exact variant match wins, then the first listed.
 pub fn select_platform<'a>(entries: &'a [IndexEntry], target: &Platform) -> Option<&'a IndexEntry> {
     let candidates = entries.iter().filter(|e| {
-        e.platform.as_ref().is_some_and(|p| {
-            p.os == target.os
-                && p.architecture == target.architecture
-                && (p.effective_variant() == target.effective_variant()
-                    || target.variant.is_none() && p.variant.is_none())
-        })
+        e.platform
+            .as_ref()
+            .is_some_and(|p| platform_matches(p, target))
     });
     let mut first = None;
     for e in candidates {
