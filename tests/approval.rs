@@ -180,6 +180,10 @@ async fn approval_gates_staging_promotes_the_same_digest_and_rejection_promotes_
         Some(&digest),
         "moto ECR"
     );
+    // Signed anew at ECR too; its attestations were copied along.
+    let pinned = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{prod}@{digest}");
+    let (verified, _) = kiln(d, c, &["verify", &pinned], 0);
+    assert!(verified.contains("verified: "), "{verified}");
     let line = |needle: &str| {
         out.lines()
             .find(|l| l.contains(needle))

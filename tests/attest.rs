@@ -291,6 +291,18 @@ async fn kiln_run_attests_provenance_and_sbom_and_kiln_verify_catches_tampering(
     ] {
         assert!(text.contains(check), "{check} in {text}");
     }
+    // The ECR target (moto) is signed and attested too: kiln verify reads
+    // the manifests through ECR's API and the blobs from their descriptors.
+    let ecr = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}@{digest}");
+    let (code, text) = kiln_verify(dir.path(), &ecr, &["--key", key]);
+    assert_eq!(code, 0, "{text}");
+    for check in [
+        "ok   signature",
+        "ok   attestation provenance",
+        "ok   attestation sbom",
+    ] {
+        assert!(text.contains(check), "{check} in {text}");
+    }
     let (code, json) = kiln_verify(dir.path(), &signed, &["--key", key, "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -307,6 +319,10 @@ async fn kiln_run_attests_provenance_and_sbom_and_kiln_verify_catches_tampering(
     ] {
         assert!(text.contains(check), "{check} in {text}");
     }
+
+    let (code, text) = kiln_verify(dir.path(), &ecr, &["--key", other_pub.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FAIL signature"), "{text}");
 
     // A tag is not a digest: refused.
     let (code, text) = kiln_verify(
@@ -405,8 +421,10 @@ async fn kiln_verify_with_a_server_checks_that_the_daemon_approves_the_digest() 
     let base_digest = client.get_manifest(&base_ref).await.unwrap().digest;
     let kiln_key = kiln::sign::SigningKey::load(&ops.path().join("kiln.key")).unwrap();
     let target = kiln::sign::attach::SignTarget {
-        registry: s.registry.clone(),
-        repository: other_repo.clone(),
+        target: kiln::load::Target::Oci {
+            registry: s.registry.clone(),
+            repository: other_repo.clone(),
+        },
         digest: base_digest.clone(),
     };
     let optional = serde_json::json!({ "dev.kiln.pipeline": "hello-web" });

@@ -298,8 +298,10 @@ async fn kiln_signatures_verify_independently_and_unsigned_foreign_or_moved_ones
     let (other_key, other_pub) = SigningKey::generate(other.path()).unwrap();
     let other_key = SigningKey::load(&other_key).unwrap();
     let target = SignTarget {
-        registry: s.registry.clone(),
-        repository: other_repo.clone(),
+        target: kiln::load::Target::Oci {
+            registry: s.registry.clone(),
+            repository: other_repo.clone(),
+        },
         digest: base_digest.clone(),
     };
     let signed_other = sign_target(&client, &other_key, &target, serde_json::Value::Null)
@@ -318,8 +320,10 @@ async fn kiln_signatures_verify_independently_and_unsigned_foreign_or_moved_ones
 
     // Once per digest: signing kiln's digest again pushes nothing.
     let again = SignTarget {
-        registry: s.registry.clone(),
-        repository: repo.clone(),
+        target: kiln::load::Target::Oci {
+            registry: s.registry.clone(),
+            repository: repo.clone(),
+        },
         digest: digest.clone(),
     };
     let before = registry_tags(&repo).await;

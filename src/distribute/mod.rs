@@ -43,6 +43,7 @@ pub use manifest::{BuiltManifest, LayerBlob, MANIFEST_MEDIA_TYPE, build_manifest
 pub use parent::{ParentLayer, parent_layers};
 pub use promote::{PromoteRequest, Promoted, promote};
 pub use push::distribute;
+pub(crate) use sink::Sink;
 
 use crate::digest::Digest;
 use crate::load::{DistributeConfig, Target};

@@ -220,11 +220,7 @@ impl Approvals {
         })?;
         // With the operator's key an OCI destination gets its own signature
         // (naming the destination); otherwise the source's is copied.
-        let resign = self
-            .keys
-            .signer()
-            .filter(|_| matches!(target, Target::Oci { .. }))
-            .cloned();
+        let resign = self.keys.signer().cloned();
         let req = PromoteRequest {
             copy_signature: resign.is_none(),
             source: ImageReference {
@@ -241,7 +237,7 @@ impl Approvals {
             .await
             .map_err(fail)?;
         if let Some(key) = resign {
-            self.sign_at(&key, record, &mut copied)
+            self.sign_at(&key, record, target, &mut copied)
                 .await
                 .map_err(|source| ApproveError::Sign {
                     build: build.clone(),
@@ -319,6 +315,7 @@ impl Approvals {
         &self,
         key: &crate::sign::SigningKey,
         record: &ChainedRecord,
+        to: &Target,
         copied: &mut distribute::Promoted,
     ) -> Result<(), crate::sign::attach::SignError> {
         let r = &record.record;
@@ -328,8 +325,7 @@ impl Approvals {
             "dev.kiln.build": r.build.to_string(),
         });
         let target = crate::sign::attach::SignTarget {
-            registry: copied.registry.clone(),
-            repository: copied.repository.clone(),
+            target: to.clone(),
             digest: copied.manifest_digest.clone(),
         };
         let signed =

@@ -1,15 +1,13 @@
 //! The sign stage, between distribute and record: when the operator config
-//! names a signing key, every verified OCI target's manifest digest gets a
-//! cosign signature (`crate::sign::attach`) and two attestations
-//! (`crate::sign::attest`): the record's SLSA v1 provenance and the image's
-//! CycloneDX SBOM (`crate::sbom`), each an in-toto statement about that
-//! digest in a signed DSSE envelope. ECR targets are not signed yet (the
-//! stage note says so).
+//! names a signing key, every verified target's manifest digest (OCI
+//! registries and ECR alike) gets a cosign signature (`crate::sign::attach`)
+//! and two attestations (`crate::sign::attest`): the record's SLSA v1
+//! provenance and the image's CycloneDX SBOM (`crate::sbom`), each an
+//! in-toto statement about that digest in a signed DSSE envelope.
 
 use serde_json::json;
 
 use crate::distribute::PushedImage;
-use crate::load::Target;
 use crate::registry::RegistryClient;
 use crate::sign::SigningKey;
 use crate::sign::attach::{self, SignError, SignTarget, SignedTarget};
@@ -37,7 +35,7 @@ pub(super) struct SignOutput {
     pub(super) note: String,
 }
 
-/// Signs and attests every verified OCI target of `pushed`; the payload's
+/// Signs and attests every verified target of `pushed`; the payload's
 /// `optional` names the pipeline, version and build.
 pub(super) async fn sign_pushed(
     registry: &RegistryClient,
@@ -50,16 +48,8 @@ pub(super) async fn sign_pushed(
     let mut out = SignOutput::default();
     let mut notes = Vec::new();
     for t in pushed.targets.iter().filter(|t| t.verified) {
-        if !matches!(t.target, Target::Oci { .. }) {
-            notes.push(format!(
-                "{}/{} not signed (ECR signatures are not supported yet)",
-                t.registry_host, t.repository
-            ));
-            continue;
-        }
         let target = SignTarget {
-            registry: t.registry_host.clone(),
-            repository: t.repository.clone(),
+            target: t.target.clone(),
             digest: t.manifest_digest.clone(),
         };
         let s = attach::sign_target(registry, key, &target, optional.clone()).await?;

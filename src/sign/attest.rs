@@ -12,14 +12,12 @@ use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::registry::RegistryClient;
 use crate::sign::SigningKey;
-use crate::sign::attach::{
-    SignError, SignTarget, SignedTarget, existing, kept, push_artifact, read_small_blob, tagged,
-    taken,
-};
+use crate::sign::attach::{SignError, SignTarget, SignedTarget, existing, kept, read_layer, taken};
 use crate::sign::cosign::{Artifact, ArtifactLayer, SIGNATURE_ANNOTATION, layers};
 use crate::sign::dsse::{
     DSSE_ENVELOPE, Envelope, IN_TOTO, PREDICATE_ANNOTATION, attestation_tag, pae, statement_names,
 };
+use crate::sign::place::Place;
 
 /// Largest envelope read back (an SBOM of a large image is megabytes).
 pub const MAX_ENVELOPE: usize = 256 * 1024 * 1024;
@@ -65,12 +63,9 @@ pub async fn read_attestations(
             .get(PREDICATE_ANNOTATION)
             .cloned()
             .unwrap_or_default();
-        let envelope = match layer.digest.parse::<Digest>() {
-            Ok(d) => read_small_blob(client, repo, &d, MAX_ENVELOPE)
-                .await
-                .and_then(|b| Envelope::parse(&b)),
-            Err(_) => None,
-        };
+        let envelope = read_layer(client, repo, &layer, MAX_ENVELOPE)
+            .await
+            .and_then(|b| Envelope::parse(&b));
         let Some((envelope, statement)) = envelope.and_then(|e| e.statement().map(|s| (e, s)))
         else {
             out.push(FoundAttestation {
@@ -105,9 +100,11 @@ pub async fn attest_target(
     target: &SignTarget,
     statements: &[Statement],
 ) -> Result<SignedTarget, SignError> {
-    let (repo, att_ref, reference) = tagged(target, attestation_tag(&target.digest));
-    if let Some((bytes, digest)) = existing(client, &att_ref, &reference).await? {
-        let found = read_attestations(client, &repo, &bytes, &target.digest, |m, s| {
+    let place = Place::open(client, &target.target).await?;
+    let tag = attestation_tag(&target.digest);
+    let (att_ref, reference) = place.tagged(tag.clone());
+    if let Some((bytes, digest)) = existing(&place, &att_ref, &reference).await? {
+        let found = read_attestations(client, place.repo(), &bytes, &target.digest, |m, s| {
             key.verifies(m, s)
         })
         .await;
@@ -141,7 +138,7 @@ pub async fn attest_target(
         });
     }
     let artifact = Artifact::new(layers);
-    let sent = push_artifact(client, &att_ref, &artifact, &reference).await?;
+    let sent = place.push(&tag, &artifact).await?;
     Ok(SignedTarget {
         signature_ref: reference,
         signature_manifest: sent,

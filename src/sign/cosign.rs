@@ -9,8 +9,15 @@
 //! `critical.image.docker-manifest-digest` is the signed digest, with the
 //! base64 ASN.1 DER ECDSA signature of the payload bytes in the layer
 //! annotation [`SIGNATURE_ANNOTATION`].
+//!
+//! Blobs up to [`INLINE_MAX`] bytes are also embedded in their descriptor's
+//! `data` field (OCI image-spec 1.1), so a repository whose blobs can only
+//! be written, not read, through the API kiln uses (ECR's, as moto serves
+//! it) still lets kiln check its attachments from the manifest alone. An
+//! embedded blob counts only when it hashes to the descriptor's digest.
 
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -25,6 +32,10 @@ pub const SIGNATURE_TYPE: &str = "cosign container image signature";
 /// Media type of the signature manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Largest blob embedded in its descriptor's `data` (ECR's manifest limit is
+/// 4 MiB; a signature payload is under 1 KiB, a small image's SBOM under
+/// this).
+pub const INLINE_MAX: usize = 512 * 1024;
 
 /// The tag the signatures of `digest` live under: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &Digest) -> String {
@@ -86,12 +97,16 @@ impl Artifact {
             .iter()
             .zip(&digests)
             .map(|(l, d)| {
-                json!({
+                let mut descriptor = json!({
                     "mediaType": l.media_type,
                     "digest": d,
                     "size": l.bytes.len(),
                     "annotations": l.annotations,
-                })
+                });
+                if l.bytes.len() <= INLINE_MAX {
+                    descriptor["data"] = BASE64.encode(&l.bytes).into();
+                }
+                descriptor
             })
             .collect();
         let manifest = serde_json::to_vec(&json!({
@@ -112,7 +127,7 @@ impl Artifact {
 
     /// The signature manifest for `payload` signed with `der_signature`.
     pub fn signature(payload: Vec<u8>, der_signature: &[u8]) -> Self {
-        let signature = base64::engine::general_purpose::STANDARD.encode(der_signature);
+        let signature = BASE64.encode(der_signature);
         Self::new(vec![ArtifactLayer {
             media_type: SIMPLE_SIGNING,
             bytes: payload,
@@ -128,6 +143,8 @@ pub struct SignatureLayer {
     pub payload: Digest,
     /// The DER signature (decoded from base64).
     pub signature: Vec<u8>,
+    /// The payload embedded in the descriptor, when it hashes to `payload`.
+    pub inline: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -147,6 +164,18 @@ pub struct LayerDoc {
     /// Its annotations.
     #[serde(default)]
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// The blob embedded as base64 (`data`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+impl LayerDoc {
+    /// The embedded blob, only when it decodes and hashes to `digest`.
+    pub fn inline(&self) -> Option<Vec<u8>> {
+        let bytes = BASE64.decode(self.data.as_deref()?).ok()?;
+        let digest: Digest = self.digest.parse().ok()?;
+        digest.verify(&bytes).then_some(bytes)
+    }
 }
 
 /// The layer descriptors of an attached manifest (none when it does not
@@ -166,8 +195,13 @@ pub fn signature_layers(manifest: &[u8]) -> Vec<SignatureLayer> {
         .filter_map(|l| {
             let payload = l.digest.parse().ok()?;
             let sig = l.annotations.get(SIGNATURE_ANNOTATION)?;
-            let signature = base64::engine::general_purpose::STANDARD.decode(sig).ok()?;
-            Some(SignatureLayer { payload, signature })
+            let signature = BASE64.decode(sig).ok()?;
+            let inline = l.inline();
+            Some(SignatureLayer {
+                payload,
+                signature,
+                inline,
+            })
         })
         .collect()
 }
@@ -210,9 +244,28 @@ mod tests {
             layers,
             vec![SignatureLayer {
                 payload: Digest::of(&p),
-                signature: b"\x30\x01sig".to_vec()
+                signature: b"\x30\x01sig".to_vec(),
+                inline: Some(p.clone()),
             }]
         );
         assert_eq!(signature_tag(&d), format!("sha256-{}.sig", d.hex()));
+    }
+
+    #[test]
+    fn an_embedded_blob_counts_only_when_it_hashes_to_its_digest() {
+        let p = payload("localhost:5000/app", &Digest::of(b"image"), json!({}));
+        let a = Artifact::signature(p.clone(), b"sig");
+        let mut doc: serde_json::Value = serde_json::from_slice(&a.manifest).unwrap();
+        assert_eq!(layers(&a.manifest)[0].inline(), Some(p));
+        doc["layers"][0]["data"] = BASE64.encode(b"forged").into();
+        let forged = serde_json::to_vec(&doc).unwrap();
+        assert_eq!(layers(&forged)[0].inline(), None);
+        assert_eq!(signature_layers(&forged)[0].inline, None);
+        let big = Artifact::new(vec![ArtifactLayer {
+            media_type: SIMPLE_SIGNING,
+            bytes: vec![b'x'; INLINE_MAX + 1],
+            annotations: Default::default(),
+        }]);
+        assert_eq!(layers(&big.manifest)[0].data, None, "too large to embed");
     }
 }

@@ -12,6 +12,7 @@ pub mod cosign;
 pub mod dsse;
 pub mod key;
 pub mod kms;
+pub mod place;
 pub mod public;
 pub mod verify;
 

@@ -14,10 +14,11 @@ use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::registry::RegistryClient;
 use crate::sign::PublicKey;
-use crate::sign::attach::{existing, read_small_blob};
+use crate::sign::attach::read_small_blob;
 use crate::sign::attest::read_attestations;
 use crate::sign::cosign::{self, payload_identity, payload_names, signature_layers};
 use crate::sign::dsse::attestation_tag;
+use crate::sign::place::existing_manifest;
 
 /// The attestations kiln attaches, each required: (predicate type, name).
 pub const REQUIRED: [(&str, &str); 2] = [
@@ -131,7 +132,7 @@ async fn check_signature(
         ..repo.clone()
     };
     let name = format!("{}:{tag}", repo.name());
-    let manifest = match existing(client, &tag_ref, &name).await {
+    let manifest = match existing_manifest(client, &tag_ref).await {
         Ok(Some((bytes, _))) => bytes,
         Ok(None) => {
             v.add(
@@ -149,7 +150,11 @@ async fn check_signature(
     let layers = signature_layers(&manifest);
     let mut reasons = Vec::new();
     for layer in &layers {
-        let Some(payload) = read_small_blob(client, repo, &layer.payload, 64 * 1024).await else {
+        let payload = match &layer.inline {
+            Some(p) => Some(p.clone()),
+            None => read_small_blob(client, repo, &layer.payload, 64 * 1024).await,
+        };
+        let Some(payload) = payload else {
             reasons.push(format!("payload {} unreadable", layer.payload.short()));
             continue;
         };
@@ -195,7 +200,7 @@ async fn check_attestations(
         ..repo.clone()
     };
     let name = format!("{}:{tag}", repo.name());
-    let found = match existing(client, &tag_ref, &name).await {
+    let found = match existing_manifest(client, &tag_ref).await {
         Ok(Some((bytes, _))) => {
             read_attestations(client, repo, &bytes, digest, |m, s| key.verifies(m, s)).await
         }
