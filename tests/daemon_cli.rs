@@ -337,8 +337,10 @@ fn a_token_or_a_looser_policy_in_the_project_changes_nothing_under_config() {
         .timeout(Duration::from_secs(120))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Exit 3, as `kiln run` ends on a policy violation: the run row says why.
+    assert_eq!(out.status.code(), Some(3));
     let runs = runs(&url);
+    assert_eq!(runs[0]["failure"], "invalid", "{runs}");
     let summary = runs[0]["summary"].as_str().unwrap_or_default().to_string();
     assert!(
         summary.contains("components/hello-site.yaml:31:17: policy `forbiddenActions`"),

@@ -62,10 +62,13 @@ pub fn event_line(name: &str, e: &Value) -> Option<String> {
     })
 }
 
-/// The exit outcome for a finished run: passed and up to date are success.
+/// The exit outcome for a finished run, as `kiln run` would end: passed, up
+/// to date and awaiting approval are success; a failed run ends with the
+/// code of its kind of failure.
 pub fn outcome_of(run: &Value) -> Outcome {
     match run["status"].as_str() {
-        Some("passed" | "up_to_date") => Outcome::Ok,
-        _ => Outcome::Failed,
+        Some("passed" | "up_to_date" | "awaiting_approval") => Outcome::Ok,
+        _ => serde_json::from_value::<kiln::pipeline::FailureKind>(run["failure"].clone())
+            .map_or(Outcome::Failed, super::exit_code::failure),
     }
 }

@@ -1,36 +1,28 @@
 //! Which documented exit code a library error ends a command with
 //! ([`Outcome`]): the CLI's one mapping from typed errors to codes, as
-//! nextest's `process_exit_code` does.
+//! nextest's `process_exit_code` does. Pipeline failures are classified by
+//! the library ([`FailureKind`]), so a run through the daemon
+//! (`kiln trigger --wait`) ends with the same code as `kiln run`.
 
 use kiln::build::BuildError;
 use kiln::daemon::client::ClientError;
-use kiln::pipeline::{PipelineError, StageError};
+use kiln::pipeline::{FailureKind, PipelineError};
 
 use super::Outcome;
 
 /// A failed pipeline run: invalid files, failed tests, infrastructure, or
 /// any other failure.
 pub fn pipeline(e: &PipelineError) -> Outcome {
-    match e {
-        PipelineError::Invalid(_) | PipelineError::Policy(_) => Outcome::Invalid,
-        _ => e.stage_error().map_or(Outcome::Failed, stage),
-    }
+    failure(FailureKind::of(e))
 }
 
-/// A stage's error.
-pub fn stage(e: &StageError) -> Outcome {
-    match e {
-        StageError::TestsFailed { .. } => Outcome::TestsFailed,
-        StageError::TestInput(_) => Outcome::Invalid,
-        StageError::Build(b) => build(b),
-        StageError::Resolve(_)
-        | StageError::S3(_)
-        | StageError::Sign(_)
-        | StageError::PullCredentials(_)
-        | StageError::Test(_)
-        | StageError::Distribute(_)
-        | StageError::Unverified { .. } => Outcome::Infrastructure,
-        _ => Outcome::Failed,
+/// The code of a kind of failure.
+pub fn failure(kind: FailureKind) -> Outcome {
+    match kind {
+        FailureKind::Invalid => Outcome::Invalid,
+        FailureKind::TestsFailed => Outcome::TestsFailed,
+        FailureKind::Infrastructure => Outcome::Infrastructure,
+        FailureKind::Failed => Outcome::Failed,
     }
 }
 
@@ -48,10 +40,5 @@ pub fn client(e: &ClientError) -> Outcome {
 /// A build: the engine or a pull failing is infrastructure; a failing
 /// Dockerfile step or a refused Dockerfile is the recipe's failure.
 pub fn build(e: &BuildError) -> Outcome {
-    match e {
-        BuildError::Pull { .. } | BuildError::Docker { .. } | BuildError::NoImage { .. } => {
-            Outcome::Infrastructure
-        }
-        _ => Outcome::Failed,
-    }
+    failure(FailureKind::of_build(e))
 }

@@ -14,8 +14,9 @@ use super::{Outcome, fail};
 /// Arguments of `kiln serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Listen here instead of the configured address (`127.0.0.1:0` picks a port).
-    #[arg(long, value_name = "ADDR")]
+    /// Listen here instead of the configured address (`IP:PORT` or
+    /// `HOST:PORT`; `127.0.0.1:0` picks a port).
+    #[arg(long, value_name = "ADDR", value_parser = setup::parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]

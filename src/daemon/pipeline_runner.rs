@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use super::runner::{BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunnerError};
 use crate::build::BuildEvent;
 use crate::distribute::PushEvent;
-use crate::pipeline::{Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions, chain};
+use crate::pipeline::{
+    FailureKind, Freshness, Pipeline, PipelineError, PipelineEvent, RunOptions, chain,
+};
 use crate::record::Status;
 use crate::registry::{LookupScope, RegistryStats, ThrottleWait};
 
@@ -129,6 +131,7 @@ impl PipelineRunner for PipelineRunnerImpl {
                     status: s.status,
                     summary,
                     record_id: s.record.map(|r| r.record.id.to_string()),
+                    failure: None,
                 }
             }
             Err(PipelineError::Cancelled { stage }) => {
@@ -137,6 +140,7 @@ impl PipelineRunner for PipelineRunnerImpl {
                     status: Status::Cancelled,
                     summary: format!("cancelled during {stage}"),
                     record_id: None,
+                    failure: Some(FailureKind::Failed),
                 }
             }
             Err(PipelineError::Stage {
@@ -150,6 +154,7 @@ impl PipelineRunner for PipelineRunnerImpl {
                     status: Status::Failed,
                     summary: format!("{stage}: {message}"),
                     record_id: record.map(|r| r.record.id.to_string()),
+                    failure: Some(FailureKind::of_stage(&source)),
                 }
             }
             Err(e @ PipelineError::Unrecorded { stage, .. }) => {
@@ -159,6 +164,7 @@ impl PipelineRunner for PipelineRunnerImpl {
                     status: Status::Failed,
                     summary: message,
                     record_id: None,
+                    failure: Some(FailureKind::of(&e)),
                 }
             }
             Err(e) => {
@@ -167,6 +173,7 @@ impl PipelineRunner for PipelineRunnerImpl {
                     status: Status::Failed,
                     summary: e.to_string(),
                     record_id: None,
+                    failure: Some(FailureKind::of(&e)),
                 }
             }
         }

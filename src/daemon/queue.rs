@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::run::{RunRow, RunState, StoredEvent, TriggerKind, new_run_id};
 use super::runner::{EventKind, LogEvent};
+use crate::pipeline::FailureKind;
 use crate::record::{RecordError, Store};
 
 /// Why a queue operation failed.
@@ -82,7 +83,7 @@ fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
 }
 
 const RUN_COLUMNS: &str = "id, pipeline, trigger, check_first, status, summary, record_id, \
-                           retry_of, queued_at, started_at, finished_at, branch";
+                           retry_of, queued_at, started_at, finished_at, branch, failure";
 
 fn run_from_sql(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let bad = |i, what: &str| {
@@ -105,6 +106,10 @@ fn run_from_sql(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         started_at: parse_ts(r.get(9)?),
         finished_at: parse_ts(r.get(10)?),
         branch: r.get(11)?,
+        failure: r
+            .get::<_, Option<String>>(12)?
+            .map(|f| FailureKind::parse(&f).ok_or_else(|| bad(12, "failure")))
+            .transpose()?,
     })
 }
 
@@ -269,21 +274,23 @@ impl Queue {
         .await
     }
 
-    /// Ends a queued or running run. Returns `false` if it had already ended.
+    /// Ends a queued or running run in `state` (with the kind of failure of
+    /// a failed one). Returns `false` if it had already ended.
     pub async fn finish(
         &self,
         id: &str,
-        state: RunState,
+        (state, failure): (RunState, Option<FailureKind>),
         summary: &str,
         record_id: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<bool, QueueError> {
         let (id, summary) = (id.to_string(), summary.to_string());
+        let failure = failure.map(FailureKind::as_str);
         self.call("finishing a run", move |conn| {
             let n = conn.execute(
-                "UPDATE runs SET status = ?2, summary = ?3, record_id = ?4, finished_at = ?5 \
-                 WHERE id = ?1 AND status IN ('queued', 'running')",
-                params![id, state.as_str(), summary, record_id, ts(now)],
+                "UPDATE runs SET status = ?2, summary = ?3, record_id = ?4, finished_at = ?5, \
+                 failure = ?6 WHERE id = ?1 AND status IN ('queued', 'running')",
+                params![id, state.as_str(), summary, record_id, ts(now), failure],
             )?;
             Ok(n == 1)
         })

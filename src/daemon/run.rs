@@ -151,6 +151,11 @@ pub struct RunRow {
     /// absent for the main pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// What kind of failure ended a failed run: `invalid`, `tests_failed`,
+    /// `infrastructure` or `failed` (`kiln trigger --wait` exits with the
+    /// code `kiln run` would).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::pipeline::FailureKind>,
 }
 
 /// A log event as stored and streamed: numbered within its run.

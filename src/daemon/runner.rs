@@ -36,6 +36,8 @@ pub struct RunOutcome {
     pub summary: String,
     /// The record the run appended, if any.
     pub record_id: Option<String>,
+    /// What kind of failure ended a failed run (its exit code).
+    pub failure: Option<crate::pipeline::FailureKind>,
 }
 
 /// What the daemon asks a runner to run.

@@ -68,6 +68,21 @@ pub struct ListenOptions {
     pub insecure_http: bool,
 }
 
+/// Parses a listen address: `IP:PORT`, or `HOST:PORT` with the host
+/// resolved now (`localhost:8080` listens on its first address, loopback).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs as _;
+    let mut found = text
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not HOST:PORT or IP:PORT ({e})"))?;
+    found
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
 /// A daemon ready to serve.
 pub struct Server {
     /// The bound address.
@@ -135,4 +150,20 @@ pub async fn open(
         tls,
         state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_takes_ip_or_host_and_port() {
+        assert_eq!(
+            parse_listen("127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert!(parse_listen("localhost:8080").unwrap().ip().is_loopback());
+        let e = parse_listen("localhost").unwrap_err();
+        assert!(e.contains("`localhost` is not HOST:PORT"), "{e}");
+    }
 }

@@ -291,7 +291,7 @@ impl DaemonState {
                 if self
                     .shared
                     .queue
-                    .finish(id, RunState::Cancelled, summary, None, now)
+                    .finish(id, (RunState::Cancelled, None), summary, None, now)
                     .await?
                 {
                     self.shared.metrics.run_finished(RunState::Cancelled);

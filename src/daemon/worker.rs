@@ -17,7 +17,7 @@ use super::runner::{
     BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest,
 };
 use super::state::{DaemonError, DaemonState, LiveEvent, LiveKind};
-use crate::pipeline::chain;
+use crate::pipeline::{FailureKind, chain};
 use crate::record::Status;
 
 /// After the grace period and cancellation, how long runs get to return.
@@ -122,7 +122,13 @@ async fn drain(state: &DaemonState, mut runs: JoinSet<()>) {
         let summary = "cancelled: the daemon shut down";
         match s
             .queue
-            .finish(&id, RunState::Cancelled, summary, None, s.clock.now())
+            .finish(
+                &id,
+                (RunState::Cancelled, None),
+                summary,
+                None,
+                s.clock.now(),
+            )
             .await
         {
             Ok(_) => s.metrics.run_finished(RunState::Cancelled),
@@ -153,7 +159,13 @@ async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) 
     let now = s.clock.now();
     let finished = s
         .queue
-        .finish(&run.id, status, &outcome.summary, outcome.record_id, now)
+        .finish(
+            &run.id,
+            (status, outcome.failure),
+            &outcome.summary,
+            outcome.record_id,
+            now,
+        )
         .await;
     if let Ok(mut active) = s.active.lock() {
         active.remove(&run.id);
@@ -195,6 +207,7 @@ async fn drive(
                     status: Status::UpToDate,
                     summary: "up to date: parents and inputs unchanged".into(),
                     record_id: None,
+                    failure: None,
                 };
             }
             Ok(BuildNeed::Needed(reason)) => sink.line(format!("build needed: {reason}")),
@@ -205,6 +218,7 @@ async fn drive(
                     status: Status::Failed,
                     summary,
                     record_id: None,
+                    failure: Some(FailureKind::Infrastructure),
                 };
             }
         }
@@ -219,6 +233,7 @@ async fn drive(
                 status: Status::Failed,
                 summary,
                 record_id: None,
+                failure: Some(FailureKind::Invalid),
             };
         }
     };

@@ -185,6 +185,11 @@ DROP INDEX runs_one_active;
 CREATE UNIQUE INDEX runs_one_active ON runs (pipeline, ifnull(branch, ''))
     WHERE status IN ('queued', 'running');
 "#,
+    // 6: the kind of failure of a failed run (its exit code through the
+    // daemon: `kiln trigger --wait`).
+    r#"
+ALTER TABLE runs ADD COLUMN failure TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -84,7 +84,7 @@ impl PipelineRunner for FakeRunner {
                 p = self.gate.acquire() => p.unwrap().forget(),
                 () = cancel.cancelled() => {
                     log.stage_finished("build", false, "cancelled");
-                    return RunOutcome { status: Status::Cancelled, summary: "cancelled".into(), record_id: None };
+                    return RunOutcome { status: Status::Cancelled, summary: "cancelled".into(), record_id: None, failure: None };
                 }
             }
         }
@@ -99,6 +99,7 @@ impl PipelineRunner for FakeRunner {
                 "build: step 2 failed".into()
             },
             record_id: None,
+            failure: (!ok).then_some(kiln::pipeline::FailureKind::Failed),
         }
     }
 

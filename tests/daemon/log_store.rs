@@ -40,6 +40,7 @@ impl PipelineRunner for ChattyRunner {
             status: Status::Passed,
             summary: "done".into(),
             record_id: None,
+            failure: None,
         }
     }
 

@@ -57,14 +57,23 @@ async fn one_active_run_per_pipeline_claimed_in_order() {
     assert_eq!(q.claim_next(now).await.unwrap().unwrap().id, b.id);
     assert!(q.claim_next(now).await.unwrap().is_none());
     assert!(
-        q.finish(&a.id, RunState::Passed, "ok", None, now)
+        q.finish(&a.id, (RunState::Passed, None), "ok", None, now)
             .await
             .unwrap()
     );
     assert!(
-        !q.finish(&a.id, RunState::Failed, "again", None, now)
-            .await
-            .unwrap()
+        !q.finish(
+            &a.id,
+            (
+                RunState::Failed,
+                Some(kiln::pipeline::FailureKind::TestsFailed)
+            ),
+            "again",
+            None,
+            now
+        )
+        .await
+        .unwrap()
     );
     assert_eq!(
         q.get(&a.id).await.unwrap().unwrap().status,
