@@ -254,3 +254,57 @@ fn login_cookie_over_tls(https: &str, ca: &Path) -> String {
         resp.headers()["set-cookie"].to_str().unwrap().to_string()
     })
 }
+
+/// `openssl req -x509` marks its certificate as a CA, which TLS clients
+/// refuse as a server's own: the CLI says so once, with the fix, and no
+/// TLS library log line is printed besides.
+#[test]
+fn a_ca_certificate_served_as_the_daemons_own_is_named_with_the_fix() {
+    let dir = project();
+    let certs = tempfile::tempdir().unwrap();
+    openssl(
+        certs.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+    );
+    let (cert, key) = (certs.path().join("self.pem"), certs.path().join("self.key"));
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let (_daemon, port) = serve(dir.path(), &tls);
+    let out = Command::new(BIN)
+        .args(["runs", "--server", &format!("https://127.0.0.1:{port}")])
+        .arg("--cacert")
+        .arg(&cert)
+        .env("KILN_TOKEN", "kiln-dev-reader")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("presents a CA certificate") && err.contains("CA:FALSE"),
+        "{err}"
+    );
+    assert!(!err.contains("ERROR"), "{err}");
+}

@@ -30,7 +30,9 @@ pub fn failure(kind: FailureKind) -> Outcome {
 /// refused token or an unknown name is a plain failure.
 pub fn client(e: &ClientError) -> Outcome {
     match e {
-        ClientError::Unreachable { .. } | ClientError::BadAnswer { .. } => Outcome::Infrastructure,
+        ClientError::Unreachable { .. }
+        | ClientError::CaAsServerCertificate { .. }
+        | ClientError::BadAnswer { .. } => Outcome::Infrastructure,
         ClientError::Status { status, .. } if *status >= 500 => Outcome::Infrastructure,
         ClientError::BadServer { .. } => Outcome::Usage,
         _ => Outcome::Failed,

@@ -201,8 +201,10 @@ pub fn init_tracing(verbose: u8) {
     // lines (whole request URLs and response bodies) and the HTTP/TLS
     // plumbing stay at info. Every line is redacted either way.
     let default = match verbose {
-        0 => "warn,kiln=info",
-        1 => "info,kiln=debug",
+        // rustls logs a refused certificate at ERROR; the client's own
+        // error says it once, with the cause chain.
+        0 => "warn,kiln=info,rustls=off",
+        1 => "info,kiln=debug,rustls=off",
         _ => {
             "debug,bollard=info,hyper=info,hyper_util=info,h2=info,rustls=info,tonic=info,tower=info"
         }

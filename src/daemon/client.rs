@@ -55,6 +55,18 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The daemon presents a CA certificate as its own (what
+    /// `openssl req -x509` writes by default), which TLS clients refuse.
+    #[error(
+        "the kiln daemon at {server} presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse; give `kiln serve --tls-cert` a server certificate (`openssl req -x509 … -addext basicConstraints=critical,CA:FALSE`), or one issued by the CA in --cacert"
+    )]
+    CaAsServerCertificate {
+        /// The daemon URL.
+        server: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// 401: no token or a wrong one.
     #[error("the daemon refused the token ({message}); set --token or KILN_TOKEN")]
     Unauthorized {
@@ -281,15 +293,21 @@ impl Client {
         self.answer(self.request(method, url)).await
     }
 
+    /// The error for a request that got no answer.
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        let server = self.base.to_string();
+        if crate::pipeline::chain(&source).contains("CaUsedAsEndEntity") {
+            return ClientError::CaAsServerCertificate { server, source };
+        }
+        ClientError::Unreachable { server, source }
+    }
+
     /// Sends `req`; a non-success status becomes its [`ClientError`].
     async fn answer(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
         let resp = req
             .send()
             .await
-            .map_err(|source| ClientError::Unreachable {
-                server: self.base.to_string(),
-                source: source.without_url(),
-            })?;
+            .map_err(|source| self.unreachable(source.without_url()))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

@@ -281,6 +281,25 @@ async fn sign_in_cookies_and_csrf_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A branch run says so on its page.
+    let r = http
+        .post(format!("{}/v1/pipelines/web/runs?branch=feature-x", d.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    let id = body["run"]["id"].as_str().unwrap().to_string();
+    let page = http
+        .get(format!("{}/ui/runs/{id}", d.url))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"<dd id="run-branch">feature-x "#), "{page}");
     d.runner.release();
     d.stop().await;
 }
