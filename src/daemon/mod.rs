@@ -19,6 +19,7 @@ pub mod auth;
 pub mod catalog;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod lock;
 pub mod metrics;

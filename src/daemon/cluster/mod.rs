@@ -1,0 +1,171 @@
+//! The cluster's shared run queue on PostgreSQL (issue 15): nodes register
+//! and heartbeat, runs are claimed exactly once under a lease timed by the
+//! database clock, every write of a claimed run is fenced by the claim's
+//! epoch, a reaper on any node re-queues runs whose lease lapsed, and each
+//! schedule slot fires once across all nodes.
+//!
+//! **Architecture Invariants** (kept by the database, not only in Rust):
+//! - a run is claimed by one node at a time: the claim is one `UPDATE` of a
+//!   row selected `FOR UPDATE SKIP LOCKED`, and only a node whose platforms
+//!   include the run's platform and whose checkout digest is the run's may
+//!   take it;
+//! - leases are timed by `now()` on the server, never by a node's clock;
+//! - every claim and every reap bumps the run's `epoch`; a write carrying
+//!   another epoch (a paused or partitioned node that lost its lease) changes
+//!   nothing and is [`ClusterError::Fenced`]; the log table's insert trigger
+//!   refuses such lines too;
+//! - a schedule slot is an insert-once row (`fired_slots`): the node whose
+//!   insert wins queues the run, in the same transaction.
+//!
+//! Not wired into `kiln serve` yet: the daemon still runs on its SQLite
+//! queue (`super::queue`).
+
+mod claims;
+mod nodes;
+pub mod schema;
+mod slots;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Config, NoTls};
+
+pub use claims::{Claim, Enqueue, Finish, Reaped};
+pub use nodes::NodeInfo;
+pub use slots::Fired;
+
+/// Connections one node keeps to the database.
+const POOL_SIZE: usize = 4;
+/// How long a call waits for a pooled connection.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Why a cluster call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The URL does not parse.
+    #[error("`{url}` is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB)")]
+    Url {
+        /// The URL, without a password.
+        url: String,
+        /// The parser's reason.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A statement failed.
+    #[error("{operation} on {target} failed")]
+    Db {
+        /// What was being done.
+        operation: &'static str,
+        /// `host:port/db`.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No pooled connection.
+    #[error("no connection to {target}")]
+    Pool {
+        /// `host:port/db`.
+        target: String,
+        /// The pool's error.
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// The write carried a stale epoch: the lease was lost.
+    #[error(
+        "run {run}: epoch {epoch} is not the run's current claim (its lease lapsed and it was reaped or claimed again); nothing written"
+    )]
+    Fenced {
+        /// The run.
+        run: String,
+        /// The epoch the write carried.
+        epoch: i64,
+    },
+}
+
+/// One node's handle on the cluster database.
+#[derive(Clone)]
+pub struct Cluster {
+    pool: Pool,
+    target: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Connects to `url` and migrates the queue's schema (in the
+    /// connection's `search_path`).
+    pub async fn connect(url: &str) -> Result<Cluster, ClusterError> {
+        let config: Config = url.parse().map_err(|source| ClusterError::Url {
+            url: redacted(url),
+            source,
+        })?;
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("a pool with a runtime and timeouts builds");
+        let cluster = Cluster { pool, target };
+        schema::migrate(&cluster).await?;
+        Ok(cluster)
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<Object, ClusterError> {
+        self.pool.get().await.map_err(|source| ClusterError::Pool {
+            target: self.target.clone(),
+            source,
+        })
+    }
+
+    /// Maps a driver error of `operation`.
+    fn db(&self, operation: &'static str) -> impl Fn(tokio_postgres::Error) -> ClusterError + '_ {
+        move |source| ClusterError::Db {
+            operation,
+            target: self.target.clone(),
+            source,
+        }
+    }
+}
+
+/// `host:port/db` of a config, for messages (never the password).
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{}",
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
+/// The URL with any password replaced.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
