@@ -15,6 +15,7 @@ mod event_store;
 #[cfg(test)]
 mod fixture;
 pub mod model;
+pub mod pg;
 pub mod provenance;
 mod query;
 pub mod schema;

@@ -7,6 +7,7 @@ pub mod count_relay;
 pub mod example;
 pub mod fault_proxy;
 pub mod keys;
+pub mod postgres;
 pub mod push;
 pub mod push_proxy;
 pub mod registry_process;
