@@ -60,7 +60,7 @@ async fn writer(url: String, keys: ChainKeys, node: usize, until: Instant) -> Wr
         let version = &versions[fastrand::usize(..2)];
         let chained = add(&store, pipeline, version).await;
         out.builds.push(chained.record.build_id());
-        if out.builds.len() % 5 == 0 {
+        if out.builds.len().is_multiple_of(5) {
             let by = format!("node-{node}");
             let kind = EventKind::Approval {
                 decision: Decision::Approve,
@@ -269,6 +269,12 @@ async fn a_rewritten_last_record_fails_signed_verify() {
     let db = schema.admin().await;
     let forged = forge_last_record(&db).await;
     let unkeyed = PgStore::connect(&schema.url).await.unwrap();
+    let alloc = unkeyed.allocate("web", &v1()).await.unwrap();
+    let refused = unkeyed.append(&record(&alloc)).await.unwrap_err();
+    assert!(
+        matches!(refused, RecordError::SigningKeyRequired { .. }),
+        "{refused}"
+    );
     assert_eq!(
         unkeyed.verify().await.unwrap().first_bad,
         None,
@@ -360,5 +366,37 @@ async fn an_insert_that_does_not_link_to_the_head_is_refused() {
     );
     let report = store.verify().await.unwrap();
     assert_eq!((report.checked, report.first_bad), (2, None));
+    schema.remove().await;
+}
+
+/// Nodes opening a fresh schema together migrate it once; a schema newer
+/// than this build is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_a_newer_schema_is_refused() {
+    use kiln::record::pg::schema::latest;
+    let schema = TestSchema::new().await;
+    let opens = (0..3).map(|_| PgStore::connect(&schema.url));
+    for opened in futures_util::future::join_all(opens).await {
+        opened.unwrap();
+    }
+    let db = schema.admin().await;
+    let rows = db
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .await
+        .unwrap();
+    let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, (1..=latest()).collect::<Vec<_>>());
+    let newer = latest() + 1;
+    db.execute(
+        "INSERT INTO schema_version (version) VALUES ($1)",
+        &[&newer],
+    )
+    .await
+    .unwrap();
+    let err = PgStore::connect(&schema.url).await.unwrap_err();
+    assert!(
+        matches!(err, RecordError::SchemaTooNew { found, .. } if found == newer),
+        "{err}"
+    );
     schema.remove().await;
 }

@@ -5,13 +5,14 @@
 
 use chrono::{SecondsFormat, Utc};
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use crate::digest::Digest;
 use crate::record::chain::{canonical_json, link_hash};
 use crate::record::error::RecordError;
 use crate::record::event::{ChainedEvent, Event};
-use crate::record::model::{BuildId, BuildNumber, ChainedRecord, Record, RecordId};
+use crate::record::model::{ChainedRecord, Record, RecordId};
 use crate::record::store::Allocation;
 use crate::record::verify::{Columns, Problem};
 
@@ -50,16 +51,7 @@ impl PgStore {
             .await
             .map_err(&err)?;
         tx.commit().await.map_err(&err)?;
-        let next: i64 = row.get(0);
-        Ok(Allocation {
-            id,
-            build: BuildId {
-                pipeline: pipeline.to_string(),
-                version: version.clone(),
-                build: BuildNumber(u32::try_from(next).unwrap_or(u32::MAX)),
-            },
-            allocated_at: now,
-        })
+        Ok(Allocation::new(id, pipeline, version, row.get(0), now))
     }
 
     /// Appends a finished record after the chain head and returns it with
@@ -77,8 +69,9 @@ impl PgStore {
         self.check_allocated(&tx, record).await?;
         let hash = link_hash(prev_hash.as_ref(), &json);
         let c = Columns::of(record);
-        let row = tx
-            .query_one(
+        let seq = self
+            .insert_entry(
+                tx,
                 "INSERT INTO records (seq, id, pipeline, version, build, status, build_key, \
                  finished_at, json, prev_hash, hash) \
                  VALUES (0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
@@ -94,13 +87,11 @@ impl PgStore {
                     &prev_hash.as_ref().map(Digest::to_string),
                     &hash.to_string(),
                 ],
+                &hash,
             )
-            .await
-            .map_err(&err)?;
-        self.insert_signature(&tx, &hash).await?;
-        tx.commit().await.map_err(&err)?;
+            .await?;
         Ok(ChainedRecord {
-            seq: row.get(0),
+            seq,
             prev_hash,
             hash,
             record: record.clone(),
@@ -123,8 +114,9 @@ impl PgStore {
                 selector: event.record.to_string(),
             })?;
         let hash = link_hash(Some(&prev), &json);
-        let row = tx
-            .query_one(
+        let seq = self
+            .insert_entry(
+                tx,
                 "INSERT INTO events (seq, id, kind, record_id, after_record, at, json, \
                  prev_hash, hash) VALUES (0, $1, $2, $3, 0, $4, $5, $6, $7) RETURNING seq",
                 &[
@@ -136,17 +128,31 @@ impl PgStore {
                     &prev.to_string(),
                     &hash.to_string(),
                 ],
+                &hash,
             )
-            .await
-            .map_err(&err)?;
-        self.insert_signature(&tx, &hash).await?;
-        tx.commit().await.map_err(&err)?;
+            .await?;
         Ok(ChainedEvent {
-            seq: row.get(0),
+            seq,
             prev_hash: prev,
             hash,
             event: event.clone(),
         })
+    }
+
+    /// Ends an append: inserts the entry (`sql`, returning its `seq`) and
+    /// the signature of its `hash`, and commits.
+    async fn insert_entry(
+        &self,
+        tx: Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        hash: &Digest,
+    ) -> Result<i64, RecordError> {
+        let err = self.db_error("appending to the chain");
+        let row = tx.query_one(sql, params).await.map_err(&err)?;
+        self.insert_signature(&tx, hash).await?;
+        tx.commit().await.map_err(&err)?;
+        Ok(row.get(0))
     }
 
     /// Fails when appending with this store's keys would put an unsigned

@@ -8,13 +8,14 @@ use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
+use crate::digest::Digest;
 use crate::record::error::RecordError;
 use crate::record::event::ChainedEvent;
 use crate::record::event_store::EventRow;
 use crate::record::model::ChainedRecord;
 use crate::record::signature::StoredSignature;
 use crate::record::store::Selector;
-use crate::record::verify::{self, Row, VerifyReport};
+use crate::record::verify::{self, Entry, Problem, Row, VerifyReport};
 
 /// A row with the signature stored for its hash, if any.
 type Signed<T> = (T, Option<StoredSignature>);
@@ -61,12 +62,8 @@ impl PgStore {
         rows.iter()
             .map(|r| {
                 let ((_, row), sig) = event_row(r).map_err(self.db_error("reading events"))?;
-                let tampered = self.tampered(row.seq);
-                let event = row.check().map_err(&tampered)?;
-                self.keys
-                    .check(&event.hash, sig.as_ref())
-                    .map_err(&tampered)?;
-                Ok(event)
+                let seq = row.seq;
+                self.recheck(seq, row.check().map(|e| (e.hash.clone(), e)), sig)
             })
             .collect()
     }
@@ -89,25 +86,7 @@ impl PgStore {
         let sql = format!("{} ORDER BY after_record, seq", event_query());
         let events = tx.query(&sql, &[]).await.map_err(&err)?;
         tx.commit().await.map_err(&err)?;
-        let mut signatures = HashMap::new();
-        let mut keep = |hash: &str, sig: Option<StoredSignature>| {
-            if let Some(s) = sig {
-                signatures.insert(hash.to_string(), s);
-            }
-        };
-        let mut rows = Vec::with_capacity(records.len());
-        for r in &records {
-            let (row, sig) = record_row(r).map_err(&err)?;
-            keep(&row.hash, sig);
-            rows.push(row);
-        }
-        let mut event_rows = Vec::with_capacity(events.len());
-        for r in &events {
-            let (row, sig) = event_row(r).map_err(&err)?;
-            keep(&row.1.hash, sig);
-            event_rows.push(row);
-        }
-        let entries = verify::chain_order(rows, event_rows);
+        let (entries, signatures) = decode_chain(&records, &events).map_err(&err)?;
         Ok(verify::walk(entries, &self.keys, |h| {
             signatures.get(h).cloned()
         }))
@@ -129,15 +108,52 @@ impl PgStore {
             .iter()
             .map(|r| {
                 let (row, sig) = record_row(r).map_err(&err)?;
-                let tampered = self.tampered(row.seq);
-                let chained = row.check().map_err(&tampered)?;
-                self.keys
-                    .check(&chained.hash, sig.as_ref())
-                    .map_err(&tampered)?;
-                Ok(chained)
+                let seq = row.seq;
+                self.recheck(seq, row.check().map(|c| (c.hash.clone(), c)), sig)
             })
             .collect()
     }
+
+    /// An entry read at `seq`: its own check's result (with its hash), then
+    /// the signature stored for it, checked with the store's keys.
+    fn recheck<T>(
+        &self,
+        seq: i64,
+        checked: Result<(Digest, T), Problem>,
+        sig: Option<StoredSignature>,
+    ) -> Result<T, RecordError> {
+        let (hash, entry) = checked.map_err(self.tampered(seq))?;
+        self.keys
+            .check(&hash, sig.as_ref())
+            .map_err(self.tampered(seq))?;
+        Ok(entry)
+    }
+}
+
+/// The chain entries in chain order, and the signatures by hash.
+fn decode_chain(
+    records: &[tokio_postgres::Row],
+    events: &[tokio_postgres::Row],
+) -> Result<(Vec<Entry>, HashMap<String, StoredSignature>), tokio_postgres::Error> {
+    let mut signatures = HashMap::new();
+    let mut keep = |hash: &str, sig: Option<StoredSignature>| {
+        if let Some(s) = sig {
+            signatures.insert(hash.to_string(), s);
+        }
+    };
+    let mut record_rows = Vec::with_capacity(records.len());
+    for r in records {
+        let (row, sig) = record_row(r)?;
+        keep(&row.hash, sig);
+        record_rows.push(row);
+    }
+    let mut event_rows = Vec::with_capacity(events.len());
+    for r in events {
+        let (row, sig) = event_row(r)?;
+        keep(&row.1.hash, sig);
+        event_rows.push(row);
+    }
+    Ok((verify::chain_order(record_rows, event_rows), signatures))
 }
 
 /// Records with their signatures, then `rest` (a filter and order).
