@@ -400,3 +400,54 @@ async fn migrations_apply_once_and_a_newer_schema_is_refused() {
     );
     schema.remove().await;
 }
+
+/// Reads return what was appended: `list` newest first (per pipeline, with a
+/// limit), `get` by id and by build, `events_of` a record's events; an
+/// unknown build is `NotFound`; a signed chain refuses an unkeyed appender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_return_what_was_appended() {
+    let schema = TestSchema::new().await;
+    let (_dir, keys) = signing_keys();
+    let store = PgStore::connect(&schema.url).await.unwrap().with_keys(keys);
+    let web1 = add(&store, "web", &v1()).await;
+    let api1 = add(&store, "api", &v1()).await;
+    let web2 = add(&store, "web", &v1()).await;
+    let seqs = |rs: Vec<ChainedRecord>| rs.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(store.list(None, None).await.unwrap()), [3, 2, 1]);
+    assert_eq!(seqs(store.list(Some("web"), None).await.unwrap()), [3, 1]);
+    assert_eq!(seqs(store.list(Some("web"), Some(1)).await.unwrap()), [3]);
+    let by_id = store
+        .get(&Selector::Id(api1.record.id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_id, api1);
+    let by_build = store.get(&"web:1.0.0-2".parse().unwrap()).await.unwrap();
+    assert_eq!(by_build, web2);
+    let missing = store
+        .get(&"web:1.0.0-9".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, RecordError::NotFound { .. }), "{missing}");
+
+    let kind = EventKind::Approval {
+        decision: Decision::Approve,
+        note: None,
+    };
+    let label = web1.record.build_id().to_string();
+    let event = Event::new(web1.record.id.clone(), label, "alice".into(), kind);
+    let appended = store.append_event(&event).await.unwrap();
+    assert_eq!(appended.prev_hash, web2.hash);
+    assert_eq!(
+        store.events_of(&web1.record.id.0).await.unwrap(),
+        [appended]
+    );
+    assert!(store.events_of(&api1.record.id.0).await.unwrap().is_empty());
+
+    let unkeyed = PgStore::connect(&schema.url).await.unwrap();
+    let refused = unkeyed.check_appendable().await.unwrap_err();
+    assert!(
+        matches!(refused, RecordError::SigningKeyRequired { .. }),
+        "{refused}"
+    );
+    schema.remove().await;
+}
