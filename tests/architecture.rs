@@ -135,6 +135,17 @@ fn ecr_is_reached_only_by_the_registry_and_the_push() {
 }
 
 #[test]
+fn postgres_is_reached_only_by_the_postgres_record_store() {
+    for needle in ["tokio_postgres", "deadpool_postgres"] {
+        assert_only(
+            needle,
+            &["src/record/pg/", "src/record/error.rs"],
+            "the PostgreSQL record store and its error variants",
+        );
+    }
+}
+
+#[test]
 fn kms_is_reached_only_by_the_kms_signer() {
     assert_only(
         "aws_sdk_kms",

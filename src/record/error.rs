@@ -1,4 +1,6 @@
 //! Errors of the record store, with the database path or record they concern.
+//! For the PostgreSQL store (`record::pg`), a `path` is its connection target
+//! (`postgres://USER@HOST:PORT/DB`, never with a password).
 
 use std::path::PathBuf;
 
@@ -49,6 +51,26 @@ pub enum RecordError {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// A PostgreSQL call failed (`record::pg`).
+    #[error("error {operation} in `{target}`")]
+    Postgres {
+        /// What kiln was doing, e.g. "appending a record".
+        operation: &'static str,
+        /// `postgres://USER@HOST:PORT/DB`, never with a password.
+        target: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("error connecting to `{target}`")]
+    PostgresPool {
+        /// `postgres://USER@HOST:PORT/DB`, never with a password.
+        target: String,
+        /// The cause.
+        #[source]
+        source: deadpool_postgres::PoolError,
     },
     /// The database was written by a newer kiln.
     #[error("database `{path}` has schema version {found}; this kiln supports up to {supported}")]

@@ -28,7 +28,8 @@ pub(super) struct EventRow {
 }
 
 impl EventRow {
-    const COLUMNS: &'static str = "seq, id, kind, record_id, json, prev_hash, hash";
+    /// The columns in [`EventRow::from_sql`] order.
+    pub const COLUMNS: &'static str = "seq, id, kind, record_id, json, prev_hash, hash";
 
     fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
         Ok(EventRow {
@@ -289,17 +290,7 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(&err)?;
-        let mut events = events.into_iter().peekable();
-        let mut out = Vec::new();
-        for record in records {
-            let seq = record.seq;
-            out.push(Entry::Record(record));
-            while let Some((_, e)) = events.next_if(|(after, _)| *after <= seq) {
-                out.push(Entry::Event(e));
-            }
-        }
-        out.extend(events.map(|(_, e)| Entry::Event(e)));
-        Ok(out)
+        Ok(super::verify::chain_order(records, events))
     }
 }
 

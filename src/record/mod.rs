@@ -1,7 +1,8 @@
 //! Stage 7 — record: the immutable build record store. Every finished run
 //! becomes one [`Record`] appended to a hash chain in SQLite
 //! (`<project>/.kiln/state/kiln.db`); "approved" images and provenance are
-//! read from it.
+//! read from it. `pg` keeps the same chain on PostgreSQL for a kiln cluster
+//! (issue 15; not wired into the CLI, pipeline or daemon yet).
 //!
 //! **Architecture Invariant:** records are append-only, enforced by triggers
 //! in the schema, not only in Rust; every record carries the previous record's
@@ -15,6 +16,7 @@ mod event_store;
 #[cfg(test)]
 mod fixture;
 pub mod model;
+pub mod pg;
 pub mod provenance;
 mod query;
 pub mod schema;

@@ -37,6 +37,16 @@ pub struct StoredSignature {
     pub signature: String,
 }
 
+impl StoredSignature {
+    /// The row for signature `der` made by `key`.
+    fn new(key: &SigningKey, der: &[u8]) -> Self {
+        StoredSignature {
+            key_id: PublicKey::of(key).id().to_string(),
+            signature: base64::engine::general_purpose::STANDARD.encode(der),
+        }
+    }
+}
+
 impl ChainKeys {
     /// Signs new entries with `key` and checks every entry with its public half.
     pub fn signing(key: Arc<SigningKey>) -> Self {
@@ -75,10 +85,17 @@ impl ChainKeys {
             return Ok(None);
         };
         let der = key.sign_blocking(&message(hash))?;
-        Ok(Some(StoredSignature {
-            key_id: PublicKey::of(key).id().to_string(),
-            signature: base64::engine::general_purpose::STANDARD.encode(der),
-        }))
+        Ok(Some(StoredSignature::new(key, &der)))
+    }
+
+    /// [`ChainKeys::sign`] for async callers: a KMS key is awaited, not
+    /// blocked on.
+    pub async fn sign_async(&self, hash: &Digest) -> Result<Option<StoredSignature>, KmsError> {
+        let Some(key) = self.signer.as_ref() else {
+            return Ok(None);
+        };
+        let der = key.sign(&message(hash)).await?;
+        Ok(Some(StoredSignature::new(key, &der)))
     }
 
     /// Checks the signature stored for `hash` (`None`: no row). Without a

@@ -44,6 +44,27 @@ pub struct Allocation {
     pub allocated_at: DateTime<Utc>,
 }
 
+impl Allocation {
+    /// Build `number` of (`pipeline`, `version`), handed out at `at` to run `id`.
+    pub(super) fn new(
+        id: RecordId,
+        pipeline: &str,
+        version: &semver::Version,
+        number: i64,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Allocation {
+            id,
+            build: BuildId {
+                pipeline: pipeline.to_string(),
+                version: version.clone(),
+                build: BuildNumber(u32::try_from(number).unwrap_or(u32::MAX)),
+            },
+            allocated_at: at,
+        }
+    }
+}
+
 /// Which record to fetch: an id, or `pipeline:version-build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -214,15 +235,7 @@ impl Store {
             Ok(next)
         })();
         let next = result.map_err(err)?;
-        Ok(Allocation {
-            id,
-            build: BuildId {
-                pipeline: pipeline.to_string(),
-                version: version.clone(),
-                build: BuildNumber(u32::try_from(next).unwrap_or(u32::MAX)),
-            },
-            allocated_at: now,
-        })
+        Ok(Allocation::new(id, pipeline, version, next, now))
     }
 
     /// Appends a finished record to the chain and returns it with its hashes.

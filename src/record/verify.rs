@@ -279,6 +279,26 @@ impl Entry {
     }
 }
 
+/// Entries in chain order: records by seq, each followed by the events
+/// appended while it was the newest record (`(after_record, event)` pairs,
+/// sorted by `after_record` then seq).
+pub(super) fn chain_order(
+    records: Vec<Row>,
+    events: Vec<(i64, super::event_store::EventRow)>,
+) -> Vec<Entry> {
+    let mut events = events.into_iter().peekable();
+    let mut out = Vec::with_capacity(records.len() + events.len());
+    for record in records {
+        let seq = record.seq;
+        out.push(Entry::Record(record));
+        while let Some((_, e)) = events.next_if(|(after, _)| *after <= seq) {
+            out.push(Entry::Event(e));
+        }
+    }
+    out.extend(events.map(|(_, e)| Entry::Event(e)));
+    out
+}
+
 /// Walks entries in chain order, checking links, each entry and its
 /// signature (`signature_of` finds the stored one), and reports the first
 /// that fails.

@@ -1,0 +1,168 @@
+//! The record store on PostgreSQL (issue 15): the same hash chain as the
+//! SQLite store (`store.rs`), shared by several kiln nodes. Pure functions
+//! are shared with it (canonical JSON and link hash in `chain.rs`, row checks
+//! and the chain walk in `verify.rs`, signing in `signature.rs`); only the
+//! SQL differs.
+//!
+//! **Architecture Invariant:** the database enforces the chain for every
+//! writer: insert triggers lock the one-row `chain_head` and refuse an entry
+//! that does not link to it, statement triggers refuse UPDATE, DELETE and
+//! TRUNCATE on the chain tables, and the head moves only inside an append.
+//! Canonical JSON is stored as `text` (never `jsonb`, which reorders keys).
+//!
+//! Not wired into the CLI, pipeline or daemon yet.
+
+mod append;
+mod read;
+pub mod schema;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Config, NoTls};
+
+use super::error::RecordError;
+use super::signature::ChainKeys;
+use super::verify::Problem;
+
+/// How long a call waits for a pooled connection before failing.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections one store keeps open.
+const POOL_SIZE: usize = 4;
+
+/// A record store on a PostgreSQL database (a pool of connections).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// `postgres://USER@HOST:PORT/DB`, for messages.
+    target: String,
+    /// Signs appended entries and checks read ones (none: unsigned).
+    keys: ChainKeys,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB[?options=…]`)
+    /// and migrates the schema (in the connection's `search_path`).
+    pub async fn connect(url: &str) -> Result<PgStore, RecordError> {
+        let config: Config = url.parse().map_err(|source| RecordError::Postgres {
+            operation: "parsing the PostgreSQL URL",
+            target: "the PostgreSQL URL".into(),
+            source,
+        })?;
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(WAIT_TIMEOUT))
+            .build()
+            .expect("a pool with a runtime and no hooks always builds");
+        let store = PgStore {
+            pool,
+            target,
+            keys: ChainKeys::default(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Signs every entry appended from now on and checks every entry read
+    /// with `keys`.
+    pub fn with_keys(mut self, keys: ChainKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The keys entries are signed and checked with.
+    pub fn keys(&self) -> &ChainKeys {
+        &self.keys
+    }
+
+    /// `postgres://USER@HOST:PORT/DB` (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn migrate(&self) -> Result<(), RecordError> {
+        let mut client = self.client().await?;
+        match schema::migrate(&mut client)
+            .await
+            .map_err(self.db_error("migrating the schema"))?
+        {
+            super::schema::Migrated::Current => Ok(()),
+            super::schema::Migrated::TooNew(found) => Err(RecordError::SchemaTooNew {
+                path: self.location(),
+                found,
+                supported: schema::latest(),
+            }),
+        }
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<Object, RecordError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|source| RecordError::PostgresPool {
+                target: self.target.clone(),
+                source,
+            })
+    }
+
+    /// Wraps a database error with what kiln was doing and the target.
+    fn db_error(&self, operation: &'static str) -> impl Fn(tokio_postgres::Error) -> RecordError {
+        let target = self.target.clone();
+        move |source| RecordError::Postgres {
+            operation,
+            target: target.clone(),
+            source,
+        }
+    }
+
+    /// [`RecordError::Tampered`] for the entry at `seq`.
+    fn tampered(&self, seq: i64) -> impl Fn(Problem) -> RecordError {
+        let path = self.location();
+        move |problem| RecordError::Tampered {
+            seq,
+            path: path.clone(),
+            problem,
+        }
+    }
+
+    /// The target where [`RecordError`] variants shared with the SQLite
+    /// store want a path.
+    fn location(&self) -> PathBuf {
+        PathBuf::from(&self.target)
+    }
+}
+
+/// `postgres://USER@HOST:PORT/DB` of `config`, without the password.
+fn describe(config: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("");
+    let db = config.get_dbname().unwrap_or(user);
+    format!("postgres://{user}@{host}:{port}/{db}")
+}
