@@ -21,6 +21,7 @@ pub mod import;
 pub mod load;
 pub mod operator;
 pub mod pipeline;
+mod postgres;
 pub mod project;
 pub mod recipe_test;
 pub mod record;

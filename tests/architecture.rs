@@ -135,12 +135,17 @@ fn ecr_is_reached_only_by_the_registry_and_the_push() {
 }
 
 #[test]
-fn postgres_is_reached_only_by_the_postgres_record_store() {
+fn postgres_is_reached_only_by_the_postgres_record_store_and_cluster_queue() {
     for needle in ["tokio_postgres", "deadpool_postgres"] {
         assert_only(
             needle,
-            &["src/record/pg/", "src/record/error.rs"],
-            "the PostgreSQL record store and its error variants",
+            &[
+                "src/postgres.rs",
+                "src/record/pg/",
+                "src/record/error.rs",
+                "src/daemon/cluster/",
+            ],
+            "the PostgreSQL record store, the cluster's run queue and their connection pools",
         );
     }
 }

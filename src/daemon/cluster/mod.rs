@@ -25,19 +25,11 @@ mod nodes;
 pub mod schema;
 mod slots;
 
-use std::time::Duration;
-
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Config, NoTls};
+use deadpool_postgres::{Object, Pool};
 
 pub use claims::{Claim, Enqueue, Finish, Reaped};
 pub use nodes::NodeInfo;
 pub use slots::Fired;
-
-/// Connections one node keeps to the database.
-const POOL_SIZE: usize = 4;
-/// How long a call waits for a pooled connection.
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Why a cluster call failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +49,7 @@ pub enum ClusterError {
     Db {
         /// What was being done.
         operation: &'static str,
-        /// `host:port/db`.
+        /// `postgres://USER@HOST:PORT/DB`.
         target: String,
         /// The driver's error.
         #[source]
@@ -66,7 +58,7 @@ pub enum ClusterError {
     /// No pooled connection.
     #[error("no connection to {target}")]
     Pool {
-        /// `host:port/db`.
+        /// `postgres://USER@HOST:PORT/DB`.
         target: String,
         /// The pool's error.
         #[source]
@@ -103,25 +95,10 @@ impl Cluster {
     /// Connects to `url` and migrates the queue's schema (in the
     /// connection's `search_path`).
     pub async fn connect(url: &str) -> Result<Cluster, ClusterError> {
-        let config: Config = url.parse().map_err(|source| ClusterError::Url {
+        let (pool, target) = crate::postgres::pool(url).map_err(|source| ClusterError::Url {
             url: redacted(url),
             source,
         })?;
-        let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(WAIT))
-            .create_timeout(Some(WAIT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .expect("a pool with a runtime and timeouts builds");
         let cluster = Cluster { pool, target };
         schema::migrate(&cluster).await?;
         Ok(cluster)
@@ -143,20 +120,6 @@ impl Cluster {
             source,
         }
     }
-}
-
-/// `host:port/db` of a config, for messages (never the password).
-fn describe(config: &Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{host}:{port}/{}",
-        config.get_dbname().unwrap_or("postgres")
-    )
 }
 
 /// The URL with any password replaced.

@@ -17,20 +17,12 @@ mod read;
 pub mod schema;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Config, NoTls};
+use deadpool_postgres::{Object, Pool};
 
 use super::error::RecordError;
 use super::signature::ChainKeys;
 use super::verify::Problem;
-
-/// How long a call waits for a pooled connection before failing.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Connections one store keeps open.
-const POOL_SIZE: usize = 4;
 
 /// A record store on a PostgreSQL database (a pool of connections).
 #[derive(Clone)]
@@ -54,26 +46,12 @@ impl PgStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB[?options=…]`)
     /// and migrates the schema (in the connection's `search_path`).
     pub async fn connect(url: &str) -> Result<PgStore, RecordError> {
-        let config: Config = url.parse().map_err(|source| RecordError::Postgres {
-            operation: "parsing the PostgreSQL URL",
-            target: "the PostgreSQL URL".into(),
-            source,
-        })?;
-        let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(WAIT_TIMEOUT))
-            .create_timeout(Some(WAIT_TIMEOUT))
-            .build()
-            .expect("a pool with a runtime and no hooks always builds");
+        let (pool, target) =
+            crate::postgres::pool(url).map_err(|source| RecordError::Postgres {
+                operation: "parsing the PostgreSQL URL",
+                target: "the PostgreSQL URL".into(),
+                source,
+            })?;
         let store = PgStore {
             pool,
             target,
@@ -151,18 +129,4 @@ impl PgStore {
     fn location(&self) -> PathBuf {
         PathBuf::from(&self.target)
     }
-}
-
-/// `postgres://USER@HOST:PORT/DB` of `config`, without the password.
-fn describe(config: &Config) -> String {
-    use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or(user);
-    format!("postgres://{user}@{host}:{port}/{db}")
 }
