@@ -419,3 +419,35 @@ async fn a_sigstore_signed_policy_copies_kiln_signed_images_and_refuses_the_rest
     let e = policy_copy(&other_pub, &signed).unwrap_err();
     assert!(e.contains("signature verification failed"), "{e}");
 }
+
+/// `kiln push` with the operator's signing key signs what it pushed, once:
+/// the signature verifies independently, and a repeat push keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn kiln_push_signs_each_verified_target_once() {
+    let s = services();
+    let (_ops, config, public) = operator_key();
+    let (dir, _) = example_project(|t| t);
+    let repo = format!("kiln-it/pushed-{}", nonce());
+    let to = format!("{}/{repo}", s.registry);
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "push",
+        "--image",
+        &s.base_image,
+        "--build",
+        "1",
+        "--to",
+        &to,
+        "--json",
+    ];
+    let (code, out, err) = kiln_on(dir.path(), &args);
+    assert_eq!(code, 0, "{out}{err}");
+    let pushed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let digest: Digest = pushed["manifestDigest"].as_str().unwrap().parse().unwrap();
+    assert!(err.contains(&format!("signed {to}:sha256-")), "{err}");
+    independently_verified(&public, &to, &digest).unwrap_or_else(|e| panic!("{e}"));
+    let (code, _, err) = kiln_on(dir.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already signed"), "{err}");
+}

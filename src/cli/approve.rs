@@ -5,7 +5,6 @@
 use kiln::pipeline::{Approvals, Decided, PromotionOutcome, approve::local_user};
 use kiln::project::Project;
 use kiln::record::{Decision, Selector};
-use kiln::registry::RegistryClient;
 
 use super::{Outcome, report};
 
@@ -53,10 +52,7 @@ fn approvals(
     project: &Project,
     operator: kiln::operator::OperatorConfig,
 ) -> Result<Approvals, Outcome> {
-    let registry = RegistryClient::with_defaults().map_err(|e| {
-        report(&e);
-        Outcome::Failed
-    })?;
+    let registry = super::registry_client(&operator)?;
     Ok(Approvals {
         db: kiln::record::db_path(project.root()),
         keys: kiln::operator::record_keys::signing_keys(operator),

@@ -55,7 +55,11 @@ pub async fn list(project: &Project, args: Args) -> Outcome {
 }
 
 /// Removes the branch's tags and prints what was removed and left.
-pub async fn cleanup(project: &Project, args: CleanupArgs) -> Outcome {
+pub async fn cleanup(
+    project: &Project,
+    args: CleanupArgs,
+    operator: kiln::operator::OperatorConfig,
+) -> Outcome {
     let branch = match BranchName::parse(&args.branch) {
         Ok(b) => b,
         Err(e) => {
@@ -63,7 +67,7 @@ pub async fn cleanup(project: &Project, args: CleanupArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let pipeline = match super::test_recipes::pipeline(project, false, Default::default()).await {
+    let pipeline = match super::test_recipes::pipeline(project, false, operator).await {
         Ok(p) => p,
         Err(o) => return o,
     };

@@ -38,7 +38,11 @@ pub struct Args {
 }
 
 /// Renders and builds one recipe.
-pub async fn run(project: &Project, args: Args) -> Outcome {
+pub async fn run(
+    project: &Project,
+    args: Args,
+    operator: &kiln::operator::OperatorConfig,
+) -> Outcome {
     let (recipe, mut rendered) =
         match super::load_rendered(project, &args.recipe, super::WhenUnpinned::Refuse) {
             Ok(r) => r,
@@ -72,10 +76,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let credentials = match kiln::registry::RegistryClient::with_defaults() {
-        Ok(client) => kiln::pipeline::pull_credentials(&client, &rendered).await,
-        Err(e) => Err(e),
+    let client = match super::registry_client(operator) {
+        Ok(c) => c,
+        Err(o) => return o,
     };
+    let credentials = kiln::pipeline::pull_credentials(&client, &rendered).await;
     request.credentials = match credentials {
         Ok(c) => c,
         Err(e) => return fail(Outcome::Infrastructure, &e),

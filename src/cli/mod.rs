@@ -234,6 +234,16 @@ pub fn open_project(path: &std::path::Path) -> Result<Project, Outcome> {
 /// Prints an error with its cause chain through the one error printer
 /// ([`output::fail`]) as a plain failure (exit 1); commands that know a
 /// more specific exit code call [`fail`] with it.
+/// The registry client the operator config describes (credential sources,
+/// insecure registries, timeouts): every command that talks to registries
+/// uses it, so no command ignores that part of the config.
+pub fn registry_client(
+    operator: &kiln::operator::OperatorConfig,
+) -> Result<kiln::registry::RegistryClient, Outcome> {
+    kiln::registry::RegistryClient::new(operator.daemon.registries.client_config())
+        .map_err(|e| fail(Outcome::Infrastructure, &e))
+}
+
 pub fn report(e: &dyn std::error::Error) {
     fail(Outcome::Failed, e);
 }
@@ -268,14 +278,14 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Render(a) => render::run(&project, a),
         Command::Affected(a) => affected::run(&project, a),
         Command::Branches(a) => branches::list(&project, a).await,
-        Command::Cleanup(a) => branches::cleanup(&project, a).await,
-        Command::Resolve(a) => resolve::run(&project, a).await,
+        Command::Cleanup(a) => branches::cleanup(&project, a, operator).await,
+        Command::Resolve(a) => resolve::run(&project, a, &operator).await,
         Command::Records(a) => records::run(&project, a, &operator),
         Command::Approved(a) => approved::run(&project, a, &operator),
-        Command::Build(a) => build::run(&project, a).await,
+        Command::Build(a) => build::run(&project, a, &operator).await,
         Command::Test(a) => test::run(&project, a, operator.governance.test_containers).await,
-        Command::TestRecipes(a) => test_recipes::run(&project, a, operator.governance).await,
-        Command::Push(a) => push::run(&project, a).await,
+        Command::TestRecipes(a) => test_recipes::run(&project, a, operator).await,
+        Command::Push(a) => push::run(&project, a, operator).await,
         Command::Serve(a) => serve::run(&project, a, operator).await,
         Command::Schedule(a) => schedule::run(&project, a),
         Command::Approve(a) => {

@@ -1,13 +1,17 @@
 //! `kiln push [RECIPE] --image IMG --build N [--to HOST/REPO]… [--tag T]…`:
 //! the distribute stage on its own, for an image already in the daemon.
 //! Prints one line per target and, with `--json`, the `PushedImage` numbers.
+//! With the operator's signing key every verified target is signed, as the
+//! sign stage signs a run's push (no attestations: there is no record to
+//! attest).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln::distribute::{self, PushEvent, PushOptions, PushRequest};
 use kiln::load::{self, Compression, DistributeConfig, Target};
+use kiln::operator::OperatorConfig;
 use kiln::project::Project;
-use kiln::registry::RegistryClient;
+use kiln::sign::attach::{SignTarget, sign_target};
 
 use super::Outcome;
 
@@ -49,7 +53,7 @@ pub struct Args {
 }
 
 /// Pushes and prints the outcome.
-pub async fn run(project: &Project, args: Args) -> Outcome {
+pub async fn run(project: &Project, args: Args, operator: OperatorConfig) -> Outcome {
     let (name, version, mut dist) = match &args.recipe {
         Some(r) => match load::load_recipe(project, r) {
             Ok(r) => (r.name, r.version, r.distribute),
@@ -94,10 +98,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         Ok(d) => d,
         Err(e) => return super::fail(Outcome::Infrastructure, &e),
     };
-    let client = match RegistryClient::with_defaults() {
+    let client = match super::registry_client(&operator) {
         Ok(c) => c,
-        Err(e) => return super::fail(Outcome::Infrastructure, &e),
+        Err(o) => return o,
     };
+    let identity = (name.clone(), version.to_string());
     let req = PushRequest {
         image: args.image.clone(),
         name,
@@ -135,6 +140,11 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
     }
     match result {
         Ok(p) => {
+            if let Some(key) = &operator.signing
+                && let Err(o) = sign(&client, key, &p, &identity, args.build).await
+            {
+                return o;
+            }
             if args.json {
                 let targets: Vec<_> = p
                     .targets
@@ -179,6 +189,34 @@ pub async fn run(project: &Project, args: Args) -> Outcome {
         }
         Err(e) => super::fail(Outcome::Infrastructure, &e),
     }
+}
+
+/// Signs every verified target of `p` (kept when kiln's signature of the
+/// digest is already there).
+async fn sign(
+    client: &kiln::registry::RegistryClient,
+    key: &kiln::sign::SigningKey,
+    p: &distribute::PushedImage,
+    (pipeline, version): &(String, String),
+    build: u64,
+) -> Result<(), Outcome> {
+    let optional = serde_json::json!({
+        "dev.kiln.pipeline": pipeline,
+        "dev.kiln.version": version,
+        "dev.kiln.build": build.to_string(),
+    });
+    for t in p.targets.iter().filter(|t| t.verified) {
+        let target = SignTarget {
+            target: t.target.clone(),
+            digest: t.manifest_digest.clone(),
+        };
+        match sign_target(client, key, &target, optional.clone()).await {
+            Ok(s) if s.pushed => errln!("signed {}", s.signature_ref),
+            Ok(s) => errln!("already signed {}", s.signature_ref),
+            Err(e) => return Err(super::fail(Outcome::Infrastructure, &e)),
+        }
+    }
+    Ok(())
 }
 
 fn parse_compression(s: &str) -> Result<Compression, String> {

@@ -56,14 +56,18 @@ fn load_all(project: &Project, names: &[String]) -> Result<Vec<LoadedRecipe>, Ou
 }
 
 /// Resolves, checks or updates the lock for every recipe at once.
-pub async fn run(project: &Project, args: Args) -> Outcome {
+pub async fn run(
+    project: &Project,
+    args: Args,
+    operator: &kiln::operator::OperatorConfig,
+) -> Outcome {
     let recipes = match load_all(project, &args.recipes) {
         Ok(r) => r,
         Err(o) => return o,
     };
-    let client = match RegistryClient::with_defaults() {
+    let client = match super::registry_client(operator) {
         Ok(c) => c,
-        Err(e) => return fail(Outcome::Infrastructure, &e),
+        Err(o) => return o,
     };
     if args.check {
         return check(project, &client, &recipes).await;

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kiln::operator::Governance;
+use kiln::operator::OperatorConfig;
 use kiln::pipeline::Pipeline;
 use kiln::project::Project;
 use kiln::recipe_test::{self, Command, RunResult};
-use kiln::registry::RegistryClient;
 use tokio_util::sync::CancellationToken;
 
 use super::Outcome;
@@ -24,7 +23,7 @@ pub struct Args {
 }
 
 /// Loads every file, then runs every run in order.
-pub async fn run(project: &Project, args: Args, governance: Governance) -> Outcome {
+pub async fn run(project: &Project, args: Args, mut operator: OperatorConfig) -> Outcome {
     let files = if args.files.is_empty() {
         recipe_test::discover(project)
     } else {
@@ -49,7 +48,9 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
     let needs_docker = loaded
         .iter()
         .any(|t| t.runs.iter().any(|r| r.command == Command::Apply));
-    let pipeline = match pipeline(project, needs_docker, governance).await {
+    // Recipe tests push nowhere and record nothing: no signing key.
+    operator.signing = None;
+    let pipeline = match pipeline(project, needs_docker, operator).await {
         Ok(p) => p,
         Err(o) => return o,
     };
@@ -93,12 +94,13 @@ pub async fn run(project: &Project, args: Args, governance: Governance) -> Outco
     }
 }
 
-/// A pipeline handle under the operator's `governance`, without a signing key; Docker is connected (and
-/// asked for its version) only when `needs_docker`.
+/// A pipeline handle under the operator's config (governance, registries,
+/// signing key); Docker is connected (and asked for its version) only when
+/// `needs_docker`.
 pub(super) async fn pipeline(
     project: &Project,
     needs_docker: bool,
-    governance: Governance,
+    operator: OperatorConfig,
 ) -> Result<Pipeline, Outcome> {
     let docker = if needs_docker {
         kiln::docker::connect().await
@@ -109,16 +111,13 @@ pub(super) async fn pipeline(
         super::report(&e);
         Outcome::Failed
     })?;
-    let registry = RegistryClient::with_defaults().map_err(|e| {
-        super::report(&e);
-        Outcome::Failed
-    })?;
+    let registry = super::registry_client(&operator)?;
     Ok(Pipeline {
         project: project.clone(),
         docker,
         registry,
-        signing: None,
-        governance: std::sync::Arc::new(governance),
+        signing: operator.signing.map(std::sync::Arc::new),
+        governance: std::sync::Arc::new(operator.governance),
     })
 }
 
