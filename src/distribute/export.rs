@@ -9,15 +9,20 @@
 //! their digest is known — speculatively, except where the OCI layout's name
 //! already says the blob is not wanted; small ones (and config candidates)
 //! are read into memory first. Memory stays bounded by the blocks in flight.
+//! With [`Walk::stream_over`], a large entry is announced as it starts
+//! ([`Exported::Growing`]) so its upload can follow the compression.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::watch;
 
-use super::compress::{Codec, CompressPool, Compressed, compress_stream};
+use super::compress::{Codec, CompressPool, Compressed, Streamed, compress_stream, compress_to};
 use crate::digest::Digest;
+use crate::registry::{GrowingBlob, Growth};
 
 /// One useful item of the export.
 #[derive(Debug)]
@@ -32,7 +37,13 @@ pub enum Exported {
         size: u64,
         /// The compressed layer.
         compressed: Compressed,
+        /// Announced as [`Exported::Growing`] while it was compressed.
+        streamed: bool,
     },
+    /// A large entry being compressed (see [`Walk::stream_over`]): its
+    /// growth ends `Done` just before its [`Exported::Layer`], or
+    /// `Abandoned` when it is not a wanted layer.
+    Growing(GrowingBlob),
 }
 
 /// What [`walk_export`] looks for and how it compresses.
@@ -47,6 +58,9 @@ pub struct Walk<'a> {
     pub codec: Codec,
     /// The threads that compress.
     pub pool: &'a CompressPool,
+    /// Entries larger than this are announced as they start compressing
+    /// (`None`: never).
+    pub stream_over: Option<u64>,
 }
 
 /// Entries up to this size are read into memory and classified before any
@@ -129,22 +143,55 @@ pub fn walk_export(
                 on_item(Exported::Config(bytes));
             } else if walk.wanted.contains(&digest) && seen.insert(digest.clone()) {
                 let s = compress_stream(&mut &bytes[..], walk.codec, walk.pool, walk.spool)?;
-                on_item(Exported::Layer {
-                    diff_id: s.diff_id,
-                    size: s.size,
-                    compressed: s.compressed,
-                });
+                on_item(layer(s, false));
             }
+            continue;
+        }
+        if walk.stream_over.is_some_and(|min| size > min) {
+            streamed_entry(&mut entry, walk, &mut seen, &mut on_item)?;
             continue;
         }
         let s = compress_stream(&mut entry, walk.codec, walk.pool, walk.spool)?;
         if walk.wanted.contains(&s.diff_id) && seen.insert(s.diff_id.clone()) {
-            on_item(Exported::Layer {
-                diff_id: s.diff_id,
-                size: s.size,
-                compressed: s.compressed,
-            });
+            on_item(layer(s, false));
         }
+    }
+    Ok(())
+}
+
+fn layer(s: Streamed, streamed: bool) -> Exported {
+    Exported::Layer {
+        diff_id: s.diff_id,
+        size: s.size,
+        compressed: s.compressed,
+        streamed,
+    }
+}
+
+/// Compresses a large entry announced as [`Exported::Growing`] first.
+fn streamed_entry(
+    entry: &mut dyn Read,
+    walk: &Walk<'_>,
+    seen: &mut HashSet<Digest>,
+    on_item: &mut impl FnMut(Exported),
+) -> std::io::Result<()> {
+    let file = Arc::new(tempfile::tempfile_in(walk.spool)?);
+    let (growth, rx) = watch::channel(Growth::Writing(0));
+    on_item(Exported::Growing(GrowingBlob {
+        file: file.clone(),
+        growth: rx,
+    }));
+    // An error drops `growth`, which ends the followers as abandoned.
+    let s = compress_to(entry, walk.codec, walk.pool, file, &mut |n| {
+        growth.send_replace(Growth::Writing(n));
+    })?;
+    if walk.wanted.contains(&s.diff_id) && seen.insert(s.diff_id.clone()) {
+        let (digest, size) = (s.compressed.digest.clone(), s.compressed.size);
+        // The layer is reported before any follower can finish with it.
+        on_item(layer(s, true));
+        growth.send_replace(Growth::Done { digest, size });
+    } else {
+        growth.send_replace(Growth::Abandoned);
     }
     Ok(())
 }
@@ -220,6 +267,7 @@ pub(crate) mod tests {
                     adaptive: true,
                 },
                 pool: &pool,
+                stream_over: None,
             };
             walk_export(&tar_of(&files)[..], &walk, |i| got.push(i)).unwrap();
             let configs = got
@@ -240,14 +288,15 @@ pub(crate) mod tests {
             for item in got {
                 if let Exported::Layer {
                     diff_id,
-                    mut compressed,
+                    compressed,
                     ..
                 } = item
                 {
                     use std::io::{Seek, SeekFrom};
-                    compressed.file.seek(SeekFrom::Start(0)).unwrap();
+                    let mut file = &*compressed.file;
+                    file.seek(SeekFrom::Start(0)).unwrap();
                     let mut gz = Vec::new();
-                    compressed.file.read_to_end(&mut gz).unwrap();
+                    file.read_to_end(&mut gz).unwrap();
                     assert_eq!(Digest::of(&gz), compressed.digest);
                     let mut raw = Vec::new();
                     flate2::read::GzDecoder::new(&gz[..])
@@ -257,5 +306,48 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn large_entries_are_announced_and_end_done_or_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = CompressPool::new(2);
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let other: Vec<u8> = big.iter().map(|b| b ^ 1).collect();
+        let id = Digest::of(b"{}");
+        let want: HashSet<_> = [Digest::of(&big)].into();
+        let walk = Walk {
+            image_id: &id,
+            wanted: &want,
+            spool: dir.path(),
+            codec: Codec::Gzip {
+                level: 1,
+                adaptive: true,
+            },
+            pool: &pool,
+            stream_over: Some(SMALL),
+        };
+        let files = [("a/layer.tar", other.as_slice()), ("b/layer.tar", &big)];
+        let mut got = Vec::new();
+        walk_export(&tar_of(&files)[..], &walk, |i| got.push(i)).unwrap();
+        let [
+            Exported::Growing(unwanted),
+            Exported::Growing(wanted),
+            Exported::Layer {
+                compressed,
+                streamed: true,
+                ..
+            },
+        ] = &got[..]
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(*unwanted.growth.borrow(), Growth::Abandoned);
+        let done = Growth::Done {
+            digest: compressed.digest.clone(),
+            size: compressed.size,
+        };
+        assert_eq!(*wanted.growth.borrow(), done);
+        assert_eq!(wanted.file.metadata().unwrap().len(), compressed.size);
     }
 }

@@ -6,7 +6,8 @@
 //! what each target already has) → export (`docker save` stream) with the
 //! layers compressed *as they stream* (blocks on a thread per core, memory
 //! bounded by the blocks in flight) → upload (as soon as a layer is
-//! compressed; N blobs at once per target) → config → tag check → manifest
+//! compressed — on a cold push to an OCI target, while it is compressed;
+//! N blobs at once per target) → config → tag check → manifest
 //! `PUT` → read back by tag. A warm push (every blob present, config cached)
 //! skips export and compression entirely.
 //!

@@ -14,7 +14,7 @@ use super::manifest::{BuiltManifest, MANIFEST_MEDIA_TYPE};
 use crate::digest::Digest;
 use crate::load::Target;
 use crate::reference::ImageReference;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{GrowingBlob, RegistryClient, RegistryError};
 
 /// One OCI repository being pushed to.
 pub(crate) struct OciSink {
@@ -97,6 +97,18 @@ impl OciSink {
             .await
             .map(|_| ())
             .map_err(|e| self.err(format!("blob {digest}"), e))
+    }
+
+    /// Uploads a blob while it is written (see [`GrowingBlob`]).
+    pub(crate) async fn upload_growing(
+        &self,
+        blob: GrowingBlob,
+        sent: Arc<AtomicU64>,
+    ) -> Result<Option<Digest>, DistributeError> {
+        self.client
+            .upload_growing_blob(&self.repo, blob, sent)
+            .await
+            .map_err(|e| self.err("streamed blob".to_string(), e))
     }
 
     /// Mounts `digest` from `from` when it is a repository of this registry.

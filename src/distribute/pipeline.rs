@@ -1,7 +1,9 @@
 //! The moving parts of a push: the export → compress side (a blocking tar
 //! walker cutting layers into blocks for a thread pool as the export streams)
 //! and the per-target blob jobs (skip, mount, copy or upload under a
-//! concurrency limit), which start as soon as a layer is compressed.
+//! concurrency limit), which start as soon as a layer is compressed — or,
+//! on a cold push to an OCI target, as soon as it starts compressing
+//! ([`Ctx::stream_everywhere`]).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -24,7 +26,7 @@ use super::sink::Sink;
 use super::{PushEvent, PushRequest};
 use crate::digest::Digest;
 use crate::reference::ImageReference;
-use crate::registry::RegistryClient;
+use crate::registry::{GrowingBlob, Growth, RegistryClient};
 
 /// Where a blob's bytes come from.
 #[derive(Clone)]
@@ -36,11 +38,15 @@ pub(super) enum Source {
 /// What the export side produces.
 pub(super) enum Produced {
     Config(Vec<u8>),
+    /// A layer starting to compress, for targets that upload as it grows.
+    Growing(GrowingBlob),
     Layer {
         diff_id: Digest,
         digest: Digest,
         size: u64,
-        file: File,
+        file: Arc<File>,
+        /// Announced as `Growing` first (its streaming jobs are queued).
+        streamed: bool,
     },
     Failed(DistributeError),
 }
@@ -55,12 +61,20 @@ pub(super) struct Tally {
 }
 
 pub(super) enum Done {
-    Uploaded(u64),
-    Mounted(String),
+    Uploaded {
+        digest: Digest,
+        bytes: u64,
+    },
+    Mounted {
+        digest: Digest,
+        from: String,
+    },
+    /// A streamed entry that turned out not to be a wanted layer.
+    Abandoned,
 }
 
 pub(super) type BlobFuture<'a> =
-    Pin<Box<dyn Future<Output = (usize, Digest, Result<Done, DistributeError>)> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = (usize, Result<Done, DistributeError>)> + Send + 'a>>;
 
 /// What scheduling a blob job needs.
 pub(super) struct Ctx<'a> {
@@ -120,9 +134,63 @@ impl<'a> Ctx<'a> {
             src,
             tallies[i].sent.clone(),
         );
-        let digest = digest.clone();
-        jobs.push(Box::pin(async move { (i, digest, job.await) }));
+        jobs.push(Box::pin(async move { (i, job.await) }));
     }
+
+    /// Queues `blob`, still being compressed, for every target that uploads
+    /// as it grows ([`Sink::streams`]).
+    pub(super) fn stream_everywhere(
+        &self,
+        jobs: &mut FuturesUnordered<BlobFuture<'a>>,
+        tallies: &[Tally],
+        blob: &GrowingBlob,
+    ) {
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if sink.streams() && tallies[i].failed.is_none() {
+                let job = stream_blob(
+                    sink,
+                    &self.sems[i],
+                    self.client,
+                    self.spool,
+                    blob.clone(),
+                    tallies[i].sent.clone(),
+                );
+                jobs.push(Box::pin(async move { (i, job.await) }));
+            }
+        }
+    }
+}
+
+/// One layer to one target while it is compressed; when that fails, the
+/// finished file is uploaded the usual way (with resume).
+async fn stream_blob(
+    sink: &Sink,
+    sem: &Semaphore,
+    client: &RegistryClient,
+    spool: &Path,
+    mut blob: GrowingBlob,
+    sent: Arc<AtomicU64>,
+) -> Result<Done, DistributeError> {
+    let mine = Arc::new(AtomicU64::new(0));
+    let streamed = sink.upload_growing(blob.clone(), mine.clone()).await;
+    let bytes = mine.load(Ordering::Relaxed);
+    sent.fetch_add(bytes, Ordering::Relaxed);
+    match streamed {
+        Ok(Some(digest)) => return Ok(Done::Uploaded { digest, bytes }),
+        Ok(None) => return Ok(Done::Abandoned),
+        Err(e) => {
+            tracing::debug!(error = %e, "streamed upload failed; uploading the finished layer")
+        }
+    }
+    let end = {
+        let ended = blob.growth.wait_for(|g| !matches!(g, Growth::Writing(_)));
+        ended.await.map(|g| g.clone())
+    };
+    let Ok(Growth::Done { digest, size }) = end else {
+        return Ok(Done::Abandoned);
+    };
+    let src = Source::File(blob.file);
+    push_blob(sink, sem, client, spool, digest, size, src, sent).await
 }
 
 /// One blob to one target, under the target's concurrency limit.
@@ -142,7 +210,8 @@ async fn push_blob(
         Source::File(f) => f,
         Source::Remote(from) => {
             if sink.mount(&digest, &from).await? {
-                return Ok(Done::Mounted(from.name()));
+                let from = from.name();
+                return Ok(Done::Mounted { digest, from });
             }
             let f = download_blob(client, &from, &digest, spool)
                 .await
@@ -169,7 +238,7 @@ async fn push_blob(
     let bytes = mine.load(Ordering::Relaxed);
     sent.fetch_add(bytes, Ordering::Relaxed);
     result?;
-    Ok(Done::Uploaded(bytes))
+    Ok(Done::Uploaded { digest, bytes })
 }
 
 pub(super) fn config_file(bytes: &[u8], dir: &Path) -> std::io::Result<Arc<File>> {
@@ -178,14 +247,23 @@ pub(super) fn config_file(bytes: &[u8], dir: &Path) -> std::io::Result<Arc<File>
     Ok(Arc::new(f))
 }
 
+/// What the export side compresses, and how.
+pub(super) struct ExportPlan {
+    /// The layers to compress.
+    pub(super) wanted: HashSet<Digest>,
+    pub(super) spool: std::path::PathBuf,
+    pub(super) codec: Codec,
+    /// Entries larger than this are announced as `Produced::Growing`.
+    pub(super) stream_over: Option<u64>,
+}
+
 /// Streams the export into a blocking tar walker that compresses the layers
-/// in `wanted` on a pool of `compress_threads` as they arrive.
+/// of `plan` on a pool of `compress_threads` as they arrive.
 pub(super) fn start_export(
     docker: &bollard::Docker,
     req: &PushRequest,
     image_id: &Digest,
-    wanted: HashSet<Digest>,
-    (spool, codec): (&Path, Codec),
+    plan: ExportPlan,
     tx: mpsc::UnboundedSender<Produced>,
 ) {
     let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
@@ -205,8 +283,10 @@ pub(super) fn start_export(
                     None => break,
                 },
             };
-            if let Ok(b) = &chunk {
-                read.fetch_add(b.len() as u64, Ordering::Relaxed);
+            if let Ok(b) = &chunk
+                && read.fetch_add(b.len() as u64, Ordering::Relaxed) == 0
+            {
+                tracing::debug!(image = %image, "first byte of the export");
             }
             let stop = chunk.is_err();
             tokio::select! {
@@ -219,28 +299,32 @@ pub(super) fn start_export(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let (image, id, spool) = (req.image.clone(), image_id.clone(), spool.to_path_buf());
+    let (image, id) = (req.image.clone(), image_id.clone());
     tokio::task::spawn_blocking(move || {
         let pool = CompressPool::new(threads);
         let walk = Walk {
             image_id: &id,
-            wanted: &wanted,
-            spool: &spool,
-            codec,
+            wanted: &plan.wanted,
+            spool: &plan.spool,
+            codec: plan.codec,
             pool: &pool,
+            stream_over: plan.stream_over,
         };
         let walked = walk_export(ChannelReader::new(chunk_rx), &walk, |item| {
             let _ = tx.send(match item {
                 Exported::Config(bytes) => Produced::Config(bytes),
+                Exported::Growing(blob) => Produced::Growing(blob),
                 Exported::Layer {
                     diff_id,
                     compressed,
+                    streamed,
                     ..
                 } => Produced::Layer {
                     diff_id,
                     digest: compressed.digest,
                     size: compressed.size,
                     file: compressed.file,
+                    streamed,
                 },
             });
         });

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
@@ -23,7 +22,9 @@ use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::registry::RegistryClient;
 
-use super::pipeline::{BlobFuture, Ctx, Done, Produced, Source, Tally, config_file, start_export};
+use super::pipeline::{
+    BlobFuture, Ctx, Done, ExportPlan, Produced, Source, Tally, config_file, start_export,
+};
 
 /// A layer whose compressed form is known before export.
 struct Known {
@@ -94,8 +95,13 @@ pub async fn distribute(
         on_event(&PushEvent::Exporting {
             layers_to_compress: need_local.len(),
         });
-        let wanted = need_local.clone();
-        start_export(docker, req, &image_id, wanted, (&spool, codec), tx);
+        let plan = ExportPlan {
+            wanted: need_local.clone(),
+            spool: spool.clone(),
+            codec,
+            stream_over: stream_over(&sinks, &unique, &need_local),
+        };
+        start_export(docker, req, &image_id, plan, tx);
     } else {
         drop(tx);
     }
@@ -147,7 +153,8 @@ pub async fn distribute(
                         config = Some(bytes);
                     }
                 }
-                Some(Produced::Layer { diff_id, digest, size, file }) => {
+                Some(Produced::Growing(blob)) => ctx.stream_everywhere(&mut jobs, &tallies, &blob),
+                Some(Produced::Layer { diff_id, digest, size, file, streamed }) => {
                     compressed += 1;
                     on_event(&PushEvent::LayerCompressed { diff_id: diff_id.clone(), digest: digest.clone(), size });
                     if let Some(k) = known.get(&diff_id).filter(|k| k.digest != digest) {
@@ -155,12 +162,14 @@ pub async fn distribute(
                     }
                     cache.insert_layer(&key, diff_id.clone(), CachedBlob { digest: digest.clone(), size });
                     layers.insert(diff_id.clone(), blob(&diff_id, &digest, size, codec.media_type()));
-                    let file = Arc::new(file);
-                    ctx.schedule_everywhere(&mut jobs, &mut tallies, &digest, size, Some(Source::File(file)));
+                    let src = Some(Source::File(file));
+                    for i in (0..sinks.len()).filter(|&i| !(streamed && sinks[i].streams())) {
+                        ctx.schedule(&mut jobs, &mut tallies, i, &digest, size, src.clone());
+                    }
                 }
             },
-            Some((i, digest, result)) = jobs.next(), if !jobs.is_empty() => {
-                count_blob(&sinks[i], &mut tallies[i], digest, result, on_event);
+            Some((i, result)) = jobs.next(), if !jobs.is_empty() => {
+                count_blob(&sinks[i], &mut tallies[i], result, on_event);
             }
         }
     }
@@ -231,13 +240,12 @@ fn pushed_targets(
 fn count_blob(
     sink: &Sink,
     tally: &mut Tally,
-    digest: Digest,
     result: Result<Done, DistributeError>,
     on_event: &(dyn Fn(&PushEvent) + Send + Sync),
 ) {
     let repository = sink.name();
     match result {
-        Ok(Done::Uploaded(bytes)) => {
+        Ok(Done::Uploaded { digest, bytes }) => {
             tally.uploaded += 1;
             on_event(&PushEvent::BlobUploaded {
                 repository,
@@ -245,7 +253,7 @@ fn count_blob(
                 bytes,
             });
         }
-        Ok(Done::Mounted(from)) => {
+        Ok(Done::Mounted { digest, from }) => {
             tally.mounted += 1;
             on_event(&PushEvent::BlobMounted {
                 repository,
@@ -253,6 +261,7 @@ fn count_blob(
                 from,
             });
         }
+        Ok(Done::Abandoned) => {}
         Err(e) => {
             tracing::warn!(target = %repository, error = %e, "blob push failed");
             tally.failed.get_or_insert(e);
@@ -346,6 +355,19 @@ async fn known_layers(
         }
     }
     known
+}
+
+/// Entries above this size are uploaded while they are compressed, when
+/// [`stream_over`] allows it.
+const STREAM_OVER: u64 = crate::registry::MONOLITHIC_MAX;
+
+/// Whether large export entries are uploaded as they are compressed, and
+/// above which size: only when every layer is to be compressed (a cold push:
+/// every large entry is a wanted layer, so nothing is uploaded in vain) and
+/// some target [`Sink::streams`].
+fn stream_over(sinks: &[Sink], unique: &[Digest], need_local: &HashSet<Digest>) -> Option<u64> {
+    let all = unique.iter().all(|d| need_local.contains(d));
+    (all && sinks.iter().any(Sink::streams)).then_some(STREAM_OVER)
 }
 
 /// The layers that must be exported and compressed: unknown ones, and

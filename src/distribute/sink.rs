@@ -12,7 +12,7 @@ use super::oci::OciSink;
 use crate::digest::Digest;
 use crate::load::Target;
 use crate::reference::ImageReference;
-use crate::registry::RegistryClient;
+use crate::registry::{GrowingBlob, RegistryClient};
 
 /// A target ready to receive blobs.
 pub(crate) enum Sink {
@@ -87,6 +87,26 @@ impl Sink {
         match self {
             Sink::Oci(s) => s.upload(digest, size, file, sent).await,
             Sink::Ecr(s) => s.upload(digest, size, file, sent).await,
+        }
+    }
+
+    /// Whether layers are uploaded while they are compressed
+    /// ([`Sink::upload_growing`]): OCI targets; ECR's layer parts are
+    /// uploaded from the finished file.
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self, Sink::Oci(_))
+    }
+
+    /// Uploads a blob as it is written; `Ok(None)` when it was abandoned.
+    /// Only for targets that [`Sink::streams`].
+    pub(crate) async fn upload_growing(
+        &self,
+        blob: GrowingBlob,
+        sent: Arc<AtomicU64>,
+    ) -> Result<Option<Digest>, DistributeError> {
+        match self {
+            Sink::Oci(s) => s.upload_growing(blob, sent).await,
+            Sink::Ecr(_) => unreachable!("ECR targets do not stream"),
         }
     }
 

@@ -13,6 +13,7 @@ mod config;
 mod credentials;
 mod ecr;
 mod error;
+mod growing;
 mod location;
 mod lookup;
 mod manifest;
@@ -34,6 +35,7 @@ pub use config::{RegistryConfig, Scheme, is_loopback_host, scheme_for};
 pub use credentials::{BasicCredentials, CredentialError, CredentialSource, DockerConfig};
 pub use ecr::{ECR_TIMEOUTS, EcrHost, EcrTimeouts, parse_ecr_host, sdk_config as ecr_sdk_config};
 pub use error::{ErrorCode, RegistryError, RegistryErrorEntry, parse_error_envelope};
+pub use growing::{GROWING_CHUNK, GrowingBlob, Growth};
 pub use lookup::{LookupCounts, LookupScope, OnWait, RegistryStats};
 pub use manifest::{Manifest, ManifestHead, ResolvedManifest};
 pub use media::{

@@ -36,7 +36,7 @@ pub struct UploadOutcome {
 
 impl RegistryClient {
     /// `POST /v2/<repo>/blobs/uploads/`: the upload URL.
-    async fn start_upload(
+    pub(super) async fn start_upload(
         &self,
         repo: &ImageReference,
         reference: &str,
