@@ -39,29 +39,35 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req -x509`: a self-signed P-256 certificate `NAME.pem` and its
+/// key `NAME.key` in `dir` (marked as a CA, as openssl does by default).
+fn self_signed(dir: &Path, name: &str, subject: &str, extra: &[&str]) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &pem,
+        "-days",
+        "1",
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
+}
+
 /// A self-signed CA (`ca.pem`) and a server certificate for 127.0.0.1 and
 /// localhost signed by it (`server.pem`, `server.key`), in `dir`.
 fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kiln test CA",
-        ],
-    );
+    self_signed(dir, "ca", "/CN=kiln test CA", &[]);
     openssl(
         dir,
         &[
@@ -262,28 +268,8 @@ fn login_cookie_over_tls(https: &str, ca: &Path) -> String {
 fn a_ca_certificate_served_as_the_daemons_own_is_named_with_the_fix() {
     let dir = project();
     let certs = tempfile::tempdir().unwrap();
-    openssl(
-        certs.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "self.key",
-            "-out",
-            "self.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-    );
+    let san = ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"];
+    self_signed(certs.path(), "self", "/CN=localhost", &san);
     let (cert, key) = (certs.path().join("self.pem"), certs.path().join("self.key"));
     let tls = [
         "--tls-cert",

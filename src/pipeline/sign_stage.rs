@@ -10,9 +10,10 @@ use serde_json::json;
 use crate::distribute::PushedImage;
 use crate::registry::RegistryClient;
 use crate::sign::SigningKey;
-use crate::sign::attach::{self, SignError, SignTarget, SignedTarget};
+use crate::sign::attach::{self, SignError, SignedTarget};
 use crate::sign::attest::{self, Statement};
 use crate::sign::dsse;
+use crate::sign::place::Place;
 
 /// One signed target: `(registry host, repository, signature)`.
 pub(super) type Signed = (String, String, SignedTarget);
@@ -48,11 +49,9 @@ pub(super) async fn sign_pushed(
     let mut out = SignOutput::default();
     let mut notes = Vec::new();
     for t in pushed.targets.iter().filter(|t| t.verified) {
-        let target = SignTarget {
-            target: t.target.clone(),
-            digest: t.manifest_digest.clone(),
-        };
-        let s = attach::sign_target(registry, key, &target, optional.clone()).await?;
+        // One connection to the repository (for ECR: one lookup) for both.
+        let place = Place::open(registry, &t.target).await?;
+        let s = attach::sign_in(&place, key, &t.manifest_digest, optional.clone()).await?;
         let name = format!("{}/{}", t.registry_host, t.repository);
         let statements: Vec<Statement> = predicates
             .list
@@ -62,7 +61,7 @@ pub(super) async fn sign_pushed(
                 bytes: dsse::statement(&name, &t.manifest_digest, kind, predicate.clone()),
             })
             .collect();
-        let a = attest::attest_target(registry, key, &target, &statements).await?;
+        let a = attest::attest_in(&place, key, &t.manifest_digest, &statements).await?;
         let done = |pushed: bool, yes: &str, no: &str| if pushed { yes } else { no }.to_string();
         notes.push(format!(
             "{} {}, {} {}",

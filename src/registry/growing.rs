@@ -126,11 +126,6 @@ impl RegistryClient {
         let resp = self
             .push_request(repo, "blob upload", Method::PATCH, loc, &headers, &body)
             .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self
-                .status_error("blob upload", reference.to_string(), resp)
-                .await);
-        }
-        self.location(repo, &resp, "blob upload")
+        self.upload_location(repo, reference, resp).await
     }
 }

@@ -249,6 +249,22 @@ impl RegistryClient {
         }
     }
 
+    /// The answer to an upload step (`POST`, `PATCH`): `202 Accepted` with
+    /// the session's next location, else the registry's error.
+    pub(crate) async fn upload_location(
+        &self,
+        repo: &ImageReference,
+        reference: &str,
+        resp: Response,
+    ) -> Result<String, RegistryError> {
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self
+                .status_error("blob upload", reference.to_string(), resp)
+                .await);
+        }
+        self.location(repo, &resp, "blob upload")
+    }
+
     pub(crate) fn location(
         &self,
         repo: &ImageReference,

@@ -49,12 +49,7 @@ impl RegistryClient {
         let resp = self
             .push_request(repo, "blob upload", Method::POST, &url, &[], &Body::Empty)
             .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self
-                .status_error("blob upload", reference.to_string(), resp)
-                .await);
-        }
-        self.location(repo, &resp, "blob upload")
+        self.upload_location(repo, reference, resp).await
     }
 
     /// Mounts `digest` from repository `from` of the same registry. `Ok(true)`
@@ -201,12 +196,7 @@ impl RegistryClient {
                     &body,
                 )
                 .await?;
-            if resp.status() != StatusCode::ACCEPTED {
-                return Err(self
-                    .status_error("blob upload", reference.to_string(), resp)
-                    .await);
-            }
-            loc = self.location(repo, &resp, "blob upload")?;
+            loc = self.upload_location(repo, reference, resp).await?;
             *session = Some(loc.clone());
             offset = size;
         }

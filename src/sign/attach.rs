@@ -117,15 +117,25 @@ pub async fn sign_target(
     optional: serde_json::Value,
 ) -> Result<SignedTarget, SignError> {
     let place = Place::open(client, &target.target).await?;
-    let tag = cosign::signature_tag(&target.digest);
+    sign_in(&place, key, &target.digest, optional).await
+}
+
+/// [`sign_target`] in an open [`Place`].
+pub async fn sign_in(
+    place: &Place<'_>,
+    key: &SigningKey,
+    digest: &Digest,
+    optional: serde_json::Value,
+) -> Result<SignedTarget, SignError> {
+    let tag = cosign::signature_tag(digest);
     let (sig_ref, reference) = place.tagged(tag.clone());
-    if let Some((bytes, digest)) = existing(&place, &sig_ref, &reference).await? {
-        if holds_our_signature(&place, key, &bytes, &target.digest).await {
-            return Ok(kept(reference, digest));
+    if let Some((bytes, manifest)) = existing(place, &sig_ref, &reference).await? {
+        if holds_our_signature(place, key, &bytes, digest).await {
+            return Ok(kept(reference, manifest));
         }
-        return Err(taken(reference, target));
+        return Err(taken(reference, digest));
     }
-    let payload = cosign::payload(&place.repo().name(), &target.digest, optional);
+    let payload = cosign::payload(&place.repo().name(), digest, optional);
     let signature = key.sign(&payload).await.map_err(|source| SignError::Sign {
         reference: reference.clone(),
         source,
@@ -150,10 +160,10 @@ pub(crate) fn kept(reference: String, manifest: Digest) -> SignedTarget {
 }
 
 /// The error when the tag holds something else: it is never moved.
-pub(crate) fn taken(reference: String, target: &SignTarget) -> SignError {
+pub(crate) fn taken(reference: String, digest: &Digest) -> SignError {
     SignError::TagTaken {
         reference,
-        digest: target.digest.clone(),
+        digest: digest.clone(),
     }
 }
 

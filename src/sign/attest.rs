@@ -101,10 +101,20 @@ pub async fn attest_target(
     statements: &[Statement],
 ) -> Result<SignedTarget, SignError> {
     let place = Place::open(client, &target.target).await?;
-    let tag = attestation_tag(&target.digest);
+    attest_in(&place, key, &target.digest, statements).await
+}
+
+/// [`attest_target`] in an open [`Place`].
+pub async fn attest_in(
+    place: &Place<'_>,
+    key: &SigningKey,
+    digest: &Digest,
+    statements: &[Statement],
+) -> Result<SignedTarget, SignError> {
+    let tag = attestation_tag(digest);
     let (att_ref, reference) = place.tagged(tag.clone());
-    if let Some((bytes, digest)) = existing(&place, &att_ref, &reference).await? {
-        let found = read_attestations(client, place.repo(), &bytes, &target.digest, |m, s| {
+    if let Some((bytes, manifest)) = existing(place, &att_ref, &reference).await? {
+        let found = read_attestations(place.client(), place.repo(), &bytes, digest, |m, s| {
             key.verifies(m, s)
         })
         .await;
@@ -114,9 +124,9 @@ pub async fn attest_target(
                 .any(|f| f.predicate_type == s.predicate_type && f.signed && f.names_digest)
         });
         if covered {
-            return Ok(kept(reference, digest));
+            return Ok(kept(reference, manifest));
         }
-        return Err(taken(reference, target));
+        return Err(taken(reference, digest));
     }
     let mut layers = Vec::new();
     for s in statements {
