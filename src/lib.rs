@@ -35,5 +35,6 @@ pub mod sbom;
 pub mod schedule;
 pub mod shutdown;
 pub mod sign;
+pub mod state;
 pub mod test_phase;
 pub mod yaml;

@@ -12,6 +12,7 @@ mod chain;
 pub mod cleanup;
 pub mod error;
 pub mod event;
+pub mod fence;
 mod event_store;
 #[cfg(test)]
 mod fixture;
@@ -32,6 +33,7 @@ pub use chain::{canonical_json, link_hash};
 pub use error::RecordError;
 pub use event::{ChainedEvent, Decision, Event, EventKind, Promotion};
 pub use event_store::DecisionRefused;
+pub use fence::Fence;
 pub use model::*;
 pub use query::Approved;
 pub use signature::ChainKeys;
