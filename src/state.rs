@@ -1,9 +1,10 @@
 //! Where kiln keeps its state (issue 15): the records, the run queue and the
 //! run log. `--state sqlite:PATH` (or nothing: the project's
-//! `.kiln/kiln.db`) is one host's embedded database; `--state
+//! `.kiln/state/kiln.db`) is one host's embedded database; `--state
 //! postgres://USER@HOST:PORT/DB` is a cluster's shared database, which every
-//! node and every reading command (`kiln records`, `kiln approved`, `kiln
-//! runs`) opens alike.
+//! node and every reading command (`kiln records`, `kiln approved`) opens
+//! alike. The records follow it today (`record::Records::open`); the
+//! daemon's run queue still lives in the project's SQLite file.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -20,9 +21,7 @@ pub enum StateLocation {
 
 /// Why a `--state` value is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "`{given}` is not a state store: use `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`"
-)]
+#[error("`{given}` is not a state store: use `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`")]
 pub struct StateLocationError {
     /// What was given (a password replaced by `***`).
     pub given: String,
@@ -114,7 +113,9 @@ mod tests {
             let e = bad.parse::<StateLocation>().unwrap_err();
             assert!(e.to_string().contains("sqlite:PATH"), "{bad}: {e}");
         }
-        let e = "mysql://u:secret@h/db".parse::<StateLocation>().unwrap_err();
+        let e = "mysql://u:secret@h/db"
+            .parse::<StateLocation>()
+            .unwrap_err();
         assert!(!e.to_string().contains("secret"));
     }
 }

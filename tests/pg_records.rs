@@ -413,9 +413,28 @@ async fn reads_return_what_was_appended() {
     let api1 = add(&store, "api", &v1()).await;
     let web2 = add(&store, "web", &v1()).await;
     let seqs = |rs: Vec<ChainedRecord>| rs.iter().map(|r| r.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(store.list(None, None).await.unwrap()), [3, 2, 1]);
-    assert_eq!(seqs(store.list(Some("web"), None).await.unwrap()), [3, 1]);
-    assert_eq!(seqs(store.list(Some("web"), Some(1)).await.unwrap()), [3]);
+    assert_eq!(
+        seqs(store.records(&Filter::newest(None, None)).await.unwrap()),
+        [3, 2, 1]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .records(&Filter::newest(Some("web"), None))
+                .await
+                .unwrap()
+        ),
+        [3, 1]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .records(&Filter::newest(Some("web"), Some(1)))
+                .await
+                .unwrap()
+        ),
+        [3]
+    );
     let by_id = store
         .get(&Selector::Id(api1.record.id.clone()))
         .await

@@ -22,6 +22,41 @@ fn add(store: &mut Store, pipeline: &str, edit: impl FnOnce(&mut Record)) -> Cha
     store.append(&r).unwrap()
 }
 
+/// The backend-independent queries (`Records`) on a `Store`'s file, with
+/// its keys, run to completion: these tests read like the synchronous store
+/// they drive.
+trait Queries {
+    fn records(&self) -> Records;
+
+    fn approved(&self, pipeline: &str) -> Result<Option<Approved>, RecordError> {
+        block_on(self.records().approved(pipeline))
+    }
+
+    fn decide(
+        &mut self,
+        build: &Selector,
+        decision: Decision,
+        by: &str,
+        note: Option<String>,
+    ) -> Result<(ChainedRecord, ChainedEvent), RecordError> {
+        block_on(self.records().decide(build, decision, by, note))
+    }
+}
+
+impl Queries for Store {
+    fn records(&self) -> Records {
+        Records::sqlite(self.path(), self.keys().clone())
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn project() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(db_path(dir.path())).unwrap();

@@ -1,6 +1,7 @@
 //! `kiln approve BUILD [--note TEXT]`, `kiln reject BUILD --note TEXT` and
 //! `kiln promote BUILD --to TARGET`: the approval gate and promotion against
-//! the local record store (decisions signed with the operator's key).
+//! the record store `--state` names (decisions signed with the operator's
+//! key).
 
 use kiln::pipeline::{Approvals, Decided, PromotionOutcome, approve::local_user};
 use kiln::project::Project;
@@ -48,14 +49,16 @@ pub struct PromoteArgs {
     pub json: bool,
 }
 
-fn approvals(
+async fn approvals(
     project: &Project,
     operator: kiln::operator::OperatorConfig,
 ) -> Result<Approvals, Outcome> {
     let registry = super::registry_client(&operator)?;
+    let location = operator.state_location(project.root());
+    let keys = kiln::operator::record_keys::signing_keys(operator);
+    let records = kiln::record::Records::open(&location, keys).await;
     Ok(Approvals {
-        db: kiln::record::db_path(project.root()),
-        keys: kiln::operator::record_keys::signing_keys(operator),
+        records: records.map_err(|e| super::fail(Outcome::Failed, &e))?,
         registry,
     })
 }
@@ -75,7 +78,7 @@ pub async fn decide(
     decision: Decision,
     note: Option<String>,
 ) -> Outcome {
-    let (a, sel) = match (approvals(project, operator), selector(build)) {
+    let (a, sel) = match (approvals(project, operator).await, selector(build)) {
         (Ok(a), Ok(s)) => (a, s),
         (Err(o), _) | (_, Err(o)) => return o,
     };
@@ -133,7 +136,7 @@ pub async fn promote(
     operator: kiln::operator::OperatorConfig,
     args: PromoteArgs,
 ) -> Outcome {
-    let (a, sel) = match (approvals(project, operator), selector(&args.build)) {
+    let (a, sel) = match (approvals(project, operator).await, selector(&args.build)) {
         (Ok(a), Ok(s)) => (a, s),
         (Err(o), _) | (_, Err(o)) => return o,
     };

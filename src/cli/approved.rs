@@ -1,10 +1,10 @@
 //! `kiln approved PIPELINE [--json] [--server URL]`: what downstream teams
-//! pull, by digest — from the local record store, or from a daemon.
+//! pull, by digest — from the record store (`--state`), or from a daemon.
 
 use kiln::project::Project;
 
 use super::Outcome;
-use super::records::open_store;
+use super::records::open_records;
 use super::{exit_code, fail, fail_msg, output};
 
 /// Arguments of `kiln approved`.
@@ -54,17 +54,21 @@ pub async fn remote(args: Args) -> Outcome {
 /// Prints one `REGISTRY/REPOSITORY@sha256:…` line per target (and
 /// promotion) of the newest approved build; with a key, only signed records
 /// are served.
-pub fn run(project: &Project, args: Args, operator: &kiln::operator::OperatorConfig) -> Outcome {
+pub async fn run(
+    project: &Project,
+    args: Args,
+    operator: &kiln::operator::OperatorConfig,
+) -> Outcome {
     let keys = match super::records::reading_keys(operator, args.key.as_deref()) {
         Ok(k) => k,
         Err(o) => return o,
     };
-    let store = match open_store(project, keys) {
+    let store = match open_records(project, operator, keys).await {
         Ok(s) => s,
         Err(o) => return o,
     };
-    let approved = match store.map(|s| s.approved(&args.pipeline)).transpose() {
-        Ok(a) => a.flatten(),
+    let approved = match store.approved(&args.pipeline).await {
+        Ok(a) => a,
         Err(e) => return fail(Outcome::Failed, &e),
     };
     let Some(approved) = approved else {

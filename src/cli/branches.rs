@@ -24,8 +24,17 @@ pub struct CleanupArgs {
 }
 
 /// Lists the branches with their builds, tags and last cleanup.
-pub async fn list(project: &Project, args: Args) -> Outcome {
-    let all = match branches::branches(project.root()).await {
+pub async fn list(
+    project: &Project,
+    args: Args,
+    operator: &kiln::operator::OperatorConfig,
+) -> Outcome {
+    let keys = kiln::record::ChainKeys::default();
+    let records = match super::records::open_records(project, operator, keys).await {
+        Ok(r) => r,
+        Err(o) => return o,
+    };
+    let all = match branches::branches(&records).await {
         Ok(b) => b,
         Err(e) => {
             super::report(&e);

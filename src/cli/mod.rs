@@ -38,6 +38,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use kiln::project::Project;
+use kiln::state::StateLocation;
 
 /// kiln: container image build pipelines on any Docker host.
 #[derive(Debug, Parser)]
@@ -52,6 +53,17 @@ pub struct Cli {
     /// it exists, else the project's `config/kiln.yaml` (with a warning).
     #[arg(long, global = true, env = "KILN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Where records live: `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`
+    /// (a cluster's shared database); overrides the operator config's
+    /// `state:`; default the project's `.kiln/state/kiln.db`.
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_STATE",
+        hide_env_values = true,
+        value_name = "STATE"
+    )]
+    pub state: Option<String>,
     /// More log output (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -263,25 +275,34 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Man => return completions::man(),
         _ => {}
     }
+    // Parsed here, not by clap, so a refused value never shows a password.
+    let state = cli.state.as_deref().map(str::parse::<StateLocation>);
+    let state = match state.transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(Outcome::Usage, &e),
+    };
     let project = match open_project(&cli.project) {
         Ok(p) => p,
         Err(o) => return o,
     };
-    let operator = match key::operator(cli.config.as_deref(), &project).await {
+    let mut operator = match key::operator(cli.config.as_deref(), &project).await {
         Ok(op) => op,
         Err(o) => return o,
     };
+    if state.is_some() {
+        operator.state = state;
+    }
     let project = project.with_build_policy(operator.build.clone());
     match cli.command {
         Command::Validate(a) => validate::run(&project, a, &operator.governance.policy),
         Command::Run(a) => run::run(&project, a, operator).await,
         Command::Render(a) => render::run(&project, a),
         Command::Affected(a) => affected::run(&project, a),
-        Command::Branches(a) => branches::list(&project, a).await,
+        Command::Branches(a) => branches::list(&project, a, &operator).await,
         Command::Cleanup(a) => branches::cleanup(&project, a, operator).await,
         Command::Resolve(a) => resolve::run(&project, a, &operator).await,
-        Command::Records(a) => records::run(&project, a, &operator),
-        Command::Approved(a) => approved::run(&project, a, &operator),
+        Command::Records(a) => records::run(&project, a, &operator).await,
+        Command::Approved(a) => approved::run(&project, a, &operator).await,
         Command::Build(a) => build::run(&project, a, &operator).await,
         Command::Test(a) => test::run(&project, a, operator.governance.test_containers).await,
         Command::TestRecipes(a) => test_recipes::run(&project, a, operator).await,

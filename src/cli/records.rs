@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use kiln::operator::OperatorConfig;
 use kiln::project::Project;
-use kiln::record::{self, ChainKeys, ChainedRecord, Selector, Store, provenance};
+use kiln::record::{ChainKeys, ChainedRecord, Records, Selector, provenance};
 
 use super::{Outcome, fail, output};
 
@@ -38,15 +38,16 @@ pub struct Args {
     pub key: Option<PathBuf>,
 }
 
-/// Opens the project's record database, checking entries with `keys`;
-/// `Ok(None)` when none exists yet (no read-only command creates one).
-pub fn open_store(project: &Project, keys: ChainKeys) -> Result<Option<Store>, Outcome> {
-    let path = record::db_path(project.root());
-    if !path.exists() {
-        return Ok(None);
-    }
-    Store::open(&path)
-        .map(|s| Some(s.with_keys(keys)))
+/// Opens the record store `--state` / `state:` names (default: the
+/// project's SQLite file), checking entries with `keys`. A SQLite file that
+/// does not exist reads as empty and is not created by reading.
+pub async fn open_records(
+    project: &Project,
+    operator: &OperatorConfig,
+    keys: ChainKeys,
+) -> Result<Records, Outcome> {
+    Records::open(&operator.state_location(project.root()), keys)
+        .await
         .map_err(|e| fail(Outcome::Failed, &e))
 }
 
@@ -61,30 +62,30 @@ pub fn reading_keys(
 }
 
 /// Lists, verifies or exports records.
-pub fn run(project: &Project, args: Args, operator: &OperatorConfig) -> Outcome {
+pub async fn run(project: &Project, args: Args, operator: &OperatorConfig) -> Outcome {
     let keys = match reading_keys(operator, args.key.as_deref()) {
         Ok(k) => k,
         Err(o) => return o,
     };
-    let store = match open_store(project, keys) {
+    let store = match open_records(project, operator, keys).await {
         Ok(s) => s,
         Err(o) => return o,
     };
     if args.verify {
         let lists = args.pipeline.is_some() || args.json || args.limit.is_some();
         // JSON on stdout stays parseable: the verdict goes to stderr then.
-        match verify(project, store.as_ref(), args.json) {
-            Outcome::Ok if lists => list(store.as_ref(), &args),
+        match verify(project, &store, args.json).await {
+            Outcome::Ok if lists => list(&store, &args).await,
             outcome => outcome,
         }
     } else if let Some(build) = &args.provenance {
-        provenance(store.as_ref(), build)
+        provenance(&store, build).await
     } else {
-        list(store.as_ref(), &args)
+        list(&store, &args).await
     }
 }
 
-fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> Outcome {
+async fn verify(project: &Project, store: &Records, verdict_to_stderr: bool) -> Outcome {
     let ok = |line: String| {
         if verdict_to_stderr {
             errln!("{line}");
@@ -92,11 +93,15 @@ fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> 
             outln!("{line}");
         }
     };
-    let Some(store) = store else {
-        ok("ok: no records yet".into());
-        return Outcome::Ok;
-    };
-    let report = match store.verify() {
+    match store.exists().await {
+        Ok(true) => {}
+        Ok(false) => {
+            ok("ok: no records yet".into());
+            return Outcome::Ok;
+        }
+        Err(e) => return fail(Outcome::Failed, &e),
+    }
+    let report = match store.verify().await {
         Ok(r) => r,
         Err(e) => return fail(Outcome::Failed, &e),
     };
@@ -108,7 +113,7 @@ fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> 
                 bad.seq,
                 bad.build,
                 bad.id,
-                project.display(store.path()).display(),
+                project.display(&store.location()).display(),
                 bad.problem
             ));
             failure.causes.push(format!(
@@ -137,17 +142,12 @@ fn verify(project: &Project, store: Option<&Store>, verdict_to_stderr: bool) -> 
     }
 }
 
-fn provenance(store: Option<&Store>, build: &str) -> Outcome {
+async fn provenance(store: &Records, build: &str) -> Outcome {
     let selector: Selector = match build.parse() {
         Ok(s) => s,
         Err(e) => return fail(Outcome::Usage, &e),
     };
-    let found = match store {
-        Some(s) => s.get(&selector),
-        None => Err(record::RecordError::NotFound {
-            selector: selector.to_string(),
-        }),
-    };
+    let found = store.get(&selector).await;
     let statement = match found.and_then(|r| provenance::statement(&r.record)) {
         Ok(s) => s,
         Err(e) => return fail(Outcome::Failed, &e),
@@ -155,11 +155,10 @@ fn provenance(store: Option<&Store>, build: &str) -> Outcome {
     output::json_result(&statement)
 }
 
-fn list(store: Option<&Store>, args: &Args) -> Outcome {
-    let records = match store.map(|s| s.list(args.pipeline.as_deref(), args.limit)) {
-        None => Vec::new(),
-        Some(Ok(r)) => r,
-        Some(Err(e)) => return fail(Outcome::Failed, &e),
+async fn list(store: &Records, args: &Args) -> Outcome {
+    let records = match store.list(args.pipeline.as_deref(), args.limit).await {
+        Ok(r) => r,
+        Err(e) => return fail(Outcome::Failed, &e),
     };
     if args.json {
         return output::json_result(&records);

@@ -183,12 +183,18 @@ pub async fn run(
         Ok(r) => r,
         Err(e) => return fail(Outcome::Infrastructure, &e),
     };
+    let keys = kiln::record::ChainKeys::default();
+    let records = match super::records::open_records(project, &operator, keys).await {
+        Ok(r) => r,
+        Err(o) => return o,
+    };
     let pipeline = Pipeline {
         project: project.clone(),
         docker,
         registry,
         signing: operator.signing.map(Arc::new),
         governance: Arc::new(operator.governance),
+        records,
     };
     let printer = Arc::new(Mutex::new(Printer {
         tty: output::mode().color,

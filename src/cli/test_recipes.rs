@@ -112,12 +112,15 @@ pub(super) async fn pipeline(
         Outcome::Failed
     })?;
     let registry = super::registry_client(&operator)?;
+    let keys = kiln::record::ChainKeys::default();
+    let records = super::records::open_records(project, &operator, keys).await?;
     Ok(Pipeline {
         project: project.clone(),
         docker,
         registry,
         signing: operator.signing.map(std::sync::Arc::new),
         governance: std::sync::Arc::new(operator.governance),
+        records,
     })
 }
 

@@ -261,10 +261,11 @@ async fn pipelines(State(state): State<DaemonState>) -> ApiResult {
     let mut out = Vec::new();
     for p in &state.catalog().pipelines {
         let last = state.queue().list(Some(p.name.clone()), 1).await?;
-        let name = p.name.clone();
         let approved = state
-            .with_records(move |s| s.approved(&name))
-            .await?
+            .records()
+            .approved(&p.name)
+            .await
+            .map_err(DaemonError::from)?
             .map(|a| a.references);
         out.push(PipelineSummary {
             name: p.name.clone(),
@@ -284,8 +285,8 @@ async fn pipelines(State(state): State<DaemonState>) -> ApiResult {
         (status = 200, body = ApprovedBody),
         (status = 404, response = NotFound)))]
 async fn approved(State(state): State<DaemonState>, Path(name): Path<String>) -> ApiResult {
-    let n = name.clone();
-    match state.with_records(move |s| s.approved(&n)).await? {
+    let approved = state.records().approved(&name).await;
+    match approved.map_err(DaemonError::from)? {
         Some(a) => Ok(Json(a).into_response()),
         None => Ok(error(
             StatusCode::NOT_FOUND,
@@ -377,8 +378,10 @@ async fn run_log(
 async fn records(State(state): State<DaemonState>, Query(q): Query<ListQuery>) -> ApiResult {
     let limit = q.limit();
     let list = state
-        .with_records(move |s| s.list(q.pipeline.as_deref(), Some(limit)))
-        .await?;
+        .records()
+        .list(q.pipeline.as_deref(), Some(limit))
+        .await
+        .map_err(DaemonError::from)?;
     Ok(Json(list).into_response())
 }
 

@@ -59,6 +59,10 @@ pub struct DaemonConfig {
     /// `build:` — default builder and allowed build-secret sources.
     #[serde(default)]
     pub build: Option<crate::operator::build::BuildFile>,
+    /// `state:` — where records live: `sqlite:PATH` (relative to the config
+    /// file) or `postgres://USER@HOST:PORT/DB`; `--state` overrides it.
+    #[serde(default)]
+    pub state: Option<serde_saphyr::Spanned<String>>,
 }
 
 /// `registries:` — how scheduled runs share registry lookups.
@@ -163,6 +167,7 @@ impl Default for DaemonConfig {
             findings: Default::default(),
             test_containers: Default::default(),
             build: None,
+            state: None,
         }
     }
 }
@@ -183,6 +188,17 @@ pub enum ConfigError {
     /// The YAML does not match the schema.
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
+    /// `state:` is not a state store.
+    #[error("operator config `{path}` line {line}: `state`")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The line of `state:`.
+        line: u64,
+        /// Why (the value without its password).
+        #[source]
+        source: crate::state::StateLocationError,
+    },
     /// A value is out of range.
     #[error("operator config `{path}`: {problem}")]
     Value {
@@ -224,6 +240,13 @@ impl DaemonConfig {
                 "`registries.concurrencyPerRegistry` must be at least 1".into(),
             ));
         }
+        if let Some(state) = &config.state
+            && let Err(source) = state.value.parse::<crate::state::StateLocation>()
+        {
+            let line = state.referenced.line();
+            let path = path.to_path_buf();
+            return Err(ConfigError::State { path, line, source });
+        }
         if let Err(problem) = config.policy.validate() {
             return Err(bad(problem));
         }
@@ -248,6 +271,13 @@ impl DaemonConfig {
             }
         }
         Ok(config)
+    }
+
+    /// `state:` parsed ([`DaemonConfig::parse`] refused a bad one); a
+    /// relative SQLite path stays as written (the operator config resolves
+    /// it against the config file's folder).
+    pub fn state_location(&self) -> Option<crate::state::StateLocation> {
+        self.state.as_ref().and_then(|s| s.value.parse().ok())
     }
 
     /// [`DaemonConfig::grace_seconds`] as a duration.

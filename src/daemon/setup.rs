@@ -1,7 +1,8 @@
 //! What `kiln serve` does before [`super::serve`], given the loaded operator
 //! config ([`crate::operator`]): load the TLS files, bind the listener,
-//! connect to Docker and the registries, and open the state with the real
-//! pipeline runner.
+//! connect to Docker and the registries, open the record store `--state` /
+//! `state:` names (the pipeline's and the API's), and open the state with
+//! the real pipeline runner.
 //!
 //! **Architecture Invariant:** tokens never cross a network in plain text:
 //! the daemon refuses to listen on a non-loopback address without TLS
@@ -20,6 +21,7 @@ use super::{DaemonError, DaemonOptions, DaemonState};
 use crate::docker::ConnectError;
 use crate::pipeline::Pipeline;
 use crate::project::Project;
+use crate::record::{ChainKeys, Records};
 use crate::registry::{RegistryClient, RegistryError};
 
 /// Why the daemon could not start.
@@ -113,6 +115,7 @@ pub async fn open(
     operator: crate::operator::OperatorConfig,
     listen: ListenOptions,
 ) -> Result<Server, SetupError> {
+    let location = operator.state_location(project.root());
     let config = operator.daemon;
     if config.tokens.is_empty() {
         tracing::warn!("no API tokens configured: every call but /healthz will be refused");
@@ -128,14 +131,18 @@ pub async fn open(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| SetupError::Listen { addr, source })?;
+    let records = Records::open(&location, ChainKeys::default())
+        .await
+        .map_err(DaemonError::from)?;
     let pipeline = Pipeline {
         project: project.clone(),
         docker: crate::docker::connect().await?,
         registry: RegistryClient::new(config.registries.client_config())?,
         signing: operator.signing.map(Arc::new),
         governance: Arc::new(operator.governance),
+        records,
     };
-    let keys = pipeline.chain_keys();
+    let records = pipeline.records(None);
     let state = DaemonState::open(DaemonOptions {
         database: crate::record::db_path(project.root()),
         project: project.clone(),
@@ -144,7 +151,7 @@ pub async fn open(
         runner: Arc::new(PipelineRunnerImpl::new(pipeline)),
         clock: Arc::new(SystemClock),
     })?;
-    state.set_record_keys(keys);
+    state.set_records(records);
     Ok(Server {
         listener,
         tls,

@@ -18,7 +18,7 @@ use super::queue::{Enqueued, Queue, QueueError};
 use super::run::{RunRow, RunState, StoredEvent, TriggerKind};
 use super::runner::PipelineRunner;
 use crate::project::Project;
-use crate::record::{RecordError, Store};
+use crate::record::{ChainKeys, RecordError, Records};
 
 /// Why a daemon operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,8 +125,10 @@ pub(super) struct Shared {
     pub config: RwLock<Arc<DaemonConfig>>,
     pub catalog: RwLock<Arc<Catalog>>,
     pub queue: Queue,
-    /// Read-only record queries; one connection, used on the blocking pool.
-    pub records: Arc<Mutex<Store>>,
+    /// The record store the API and the page read and decisions are
+    /// appended to (`--state`); replaced once by `setup` with the
+    /// operator's keys and location.
+    pub records: RwLock<Records>,
     pub runner: Arc<dyn PipelineRunner>,
     pub clock: Arc<dyn Clock>,
     /// Wakes the dispatcher when a run is queued (a stored permit means a
@@ -151,7 +153,7 @@ impl DaemonState {
     /// Opens the database (migrating it) and loads the recipes.
     pub fn open(o: DaemonOptions) -> Result<DaemonState, DaemonError> {
         let queue = Queue::open(&o.database)?;
-        let records = Store::open(&o.database)?;
+        let records = Records::sqlite(&o.database, ChainKeys::default());
         let catalog = Catalog::load(&o.project);
         let (events, _) = broadcast::channel(1024);
         Ok(DaemonState {
@@ -163,7 +165,7 @@ impl DaemonState {
                 config: RwLock::new(Arc::new(o.config)),
                 catalog: RwLock::new(Arc::new(catalog)),
                 queue,
-                records: Arc::new(Mutex::new(records)),
+                records: RwLock::new(records),
                 runner: o.runner,
                 clock: o.clock,
                 wake: Notify::new(),
@@ -345,19 +347,13 @@ impl DaemonState {
         Ok(())
     }
 
-    /// Runs a read-only record query on the blocking pool.
-    pub async fn with_records<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, RecordError> + Send + 'static,
-    ) -> Result<T, DaemonError> {
-        let store = self.shared.records.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|_| DaemonError::Task)?
-        .map_err(DaemonError::from)
+    /// The record store (a cheap handle).
+    pub fn records(&self) -> Records {
+        self.shared
+            .records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records an approval decision by `by` on `build` (signed with the
@@ -371,9 +367,9 @@ impl DaemonState {
         note: Option<String>,
     ) -> Result<crate::pipeline::Decided, DaemonError> {
         let selector: crate::record::Selector = build.parse()?;
-        let who = by.clone();
         let (record, event) = self
-            .with_records(move |s| s.decide(&selector, decision, &who, note))
+            .records()
+            .decide(&selector, decision, &by, note)
             .await?;
         let promotions = match decision {
             crate::record::Decision::Approve => self
@@ -391,15 +387,15 @@ impl DaemonState {
         })
     }
 
-    /// Signs (with a signing key) and checks every record the API serves
-    /// with `keys`, as the pipeline does.
-    pub fn set_record_keys(&self, keys: crate::record::ChainKeys) {
-        let mut store = self
+    /// Serves and appends records through `records` (the `--state` store,
+    /// with the keys that sign decisions and check every record served, as
+    /// the pipeline's).
+    pub fn set_records(&self, records: Records) {
+        *self
             .shared
             .records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        store.set_keys(keys);
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = records;
     }
 
     pub(super) fn broadcast_end(&self, run: RunRow) {

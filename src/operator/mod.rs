@@ -29,6 +29,7 @@ use serde_saphyr::Spanned;
 use crate::daemon::config::{ConfigError, DaemonConfig};
 use crate::sign::key::{KeyError, SigningKey};
 use crate::sign::kms::KmsError;
+use crate::state::StateLocation;
 use crate::test_phase::TestPolicy;
 
 /// Where the operator config is read from when neither `--config` nor
@@ -96,6 +97,10 @@ pub struct OperatorConfig {
     pub governance: Governance,
     /// Default builder and allowed secret sources (`build:`).
     pub build: crate::load::build_settings::BuildPolicy,
+    /// Where records live (`state:`, a SQLite path resolved against the
+    /// config file's folder); the CLI's `--state` replaces it. `None`: the
+    /// project's SQLite file ([`OperatorConfig::state_location`]).
+    pub state: Option<StateLocation>,
 }
 
 /// Why the operator config could not be used.
@@ -208,6 +213,7 @@ impl OperatorConfig {
             .clone()
             .map(build::BuildFile::policy)
             .unwrap_or_default();
+        let state = daemon.state_location().map(|s| relative_to(path, s));
         Ok(Self {
             path: Some(path.to_path_buf()),
             source: located.source,
@@ -215,7 +221,26 @@ impl OperatorConfig {
             signing,
             governance,
             build,
+            state,
         })
+    }
+
+    /// The record store to use: `state:` (or `--state`), else the SQLite
+    /// file of the project at `root`.
+    pub fn state_location(&self, root: &Path) -> StateLocation {
+        self.state
+            .clone()
+            .unwrap_or_else(|| StateLocation::project_default(root))
+    }
+}
+
+/// `state` with a relative SQLite path taken from the folder of `config`.
+fn relative_to(config: &Path, state: StateLocation) -> StateLocation {
+    match state {
+        StateLocation::Sqlite(p) if p.is_relative() => {
+            StateLocation::Sqlite(config.parent().unwrap_or(Path::new(".")).join(p))
+        }
+        other => other,
     }
 }
 

@@ -5,26 +5,22 @@
 //! (`distribute::promote`) — each promotion appended as an event. Used by
 //! `kiln approve`/`reject`/`promote` and by the daemon's approval endpoint.
 
-use std::path::PathBuf;
-
 use crate::digest::Digest;
 use crate::distribute::{self, DistributeError, PromoteRequest};
 use crate::load::Target;
 use crate::record::{
-    ChainKeys, ChainedEvent, ChainedRecord, Decision, Event, EventKind, Promotion, RecordError,
-    Selector, Status, Store,
+    ChainedEvent, ChainedRecord, Decision, Event, EventKind, Promotion, RecordError, Records,
+    Selector, Status,
 };
 use crate::reference::ImageReference;
 use crate::registry::RegistryClient;
 
 /// What approvals and promotions need: the record store (with the keys that
-/// sign events) and registries.
+/// sign events and check what is read) and registries.
 #[derive(Clone)]
 pub struct Approvals {
-    /// The record database.
-    pub db: PathBuf,
-    /// Signs appended events; checks what is read.
-    pub keys: ChainKeys,
+    /// The record store, with the operator's keys.
+    pub records: Records,
     /// Source and destination registries.
     pub registry: RegistryClient,
 }
@@ -37,9 +33,6 @@ pub enum ApproveError {
     /// approval, already decided, tampered record, …).
     #[error(transparent)]
     Record(#[from] RecordError),
-    /// The blocking store task did not complete.
-    #[error("the record store task did not complete")]
-    Task(#[source] tokio::task::JoinError),
     /// Only approved builds are promoted.
     #[error("build `{build}` is not approved ({why}); nothing was pushed")]
     NotApproved {
@@ -118,17 +111,6 @@ pub fn local_user() -> String {
 }
 
 impl Approvals {
-    async fn store<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, RecordError> + Send + 'static,
-    ) -> Result<T, ApproveError> {
-        let (db, keys) = (self.db.clone(), self.keys.clone());
-        tokio::task::spawn_blocking(move || f(&mut Store::open(&db)?.with_keys(keys)))
-            .await
-            .map_err(ApproveError::Task)?
-            .map_err(ApproveError::from)
-    }
-
     /// Records `decision` on `build` by `by`; an approval then promotes the
     /// build to every promote target of its record. The decision stays
     /// recorded when a promotion fails (`kiln promote` retries it).
@@ -139,10 +121,7 @@ impl Approvals {
         by: String,
         note: Option<String>,
     ) -> Result<Decided, ApproveError> {
-        let who = by.clone();
-        let (record, event) = self
-            .store(move |s| s.decide(&build, decision, &who, note))
-            .await?;
+        let (record, event) = self.records.decide(&build, decision, &by, note).await?;
         let promotions = match decision {
             Decision::Approve => self.promote_all(&record, &by).await?,
             Decision::Reject => Vec::new(),
@@ -175,13 +154,8 @@ impl Approvals {
         to: &str,
         by: &str,
     ) -> Result<PromotionOutcome, ApproveError> {
-        let (record, approved) = self
-            .store(move |s| {
-                let record = s.get(&build)?;
-                let why = not_approved_reason(s, &record)?;
-                Ok((record, why))
-            })
-            .await?;
+        let record = self.records.get(&build).await?;
+        let approved = not_approved_reason(&self.records, &record).await?;
         let label = record.record.build_id().to_string();
         if let Some(why) = approved {
             return Err(ApproveError::NotApproved { build: label, why });
@@ -220,7 +194,7 @@ impl Approvals {
         })?;
         // With the operator's key an OCI destination gets its own signature
         // (naming the destination); otherwise the source's is copied.
-        let resign = self.keys.signer().cloned();
+        let resign = self.records.keys().signer().cloned();
         let req = PromoteRequest {
             copy_signature: resign.is_none(),
             source: ImageReference {
@@ -256,27 +230,23 @@ impl Approvals {
             bytes_uploaded: copied.bytes_uploaded,
         };
         let untouched = copied.manifests_put == 0 && copied.bytes_uploaded == 0;
-        let (record, by) = (record.clone(), by.to_string());
-        let (event, no_op) = self
-            .store(move |s| {
-                let earlier = s.events_of(&record.record.id.0)?.into_iter().find(|e| {
-                    matches!(&e.event.kind, EventKind::Promotion(p)
-                        if same_place(p, &promotion.registry, &promotion.repository, &promotion.manifest_digest))
-                });
-                match earlier {
-                    Some(e) if untouched => Ok((e, true)),
-                    _ => {
-                        let event = Event::new(
-                            record.record.id.clone(),
-                            record.record.build_id().to_string(),
-                            by,
-                            EventKind::Promotion(promotion),
-                        );
-                        Ok((s.append_event(&event)?, false))
-                    }
-                }
-            })
-            .await?;
+        let earlier = self.records.events_of(&record.record.id.0).await?;
+        let earlier = earlier.into_iter().find(|e| {
+            matches!(&e.event.kind, EventKind::Promotion(p)
+                if same_place(p, &promotion.registry, &promotion.repository, &promotion.manifest_digest))
+        });
+        let (event, no_op) = match earlier {
+            Some(e) if untouched => (e, true),
+            _ => {
+                let event = Event::new(
+                    record.record.id.clone(),
+                    record.record.build_id().to_string(),
+                    by.to_string(),
+                    EventKind::Promotion(promotion),
+                );
+                (self.records.append_event(&event).await?, false)
+            }
+        };
         Ok(PromotionOutcome {
             event,
             copied,
@@ -290,9 +260,12 @@ fn same_place(p: &Promotion, registry: &str, repository: &str, digest: &Digest) 
 }
 
 /// Why `record` is not approved now (`None`: it is).
-fn not_approved_reason(s: &Store, record: &ChainedRecord) -> Result<Option<String>, RecordError> {
+async fn not_approved_reason(
+    s: &Records,
+    record: &ChainedRecord,
+) -> Result<Option<String>, RecordError> {
     let status = record.record.status;
-    if s.approval_state(record.clone())?.is_some() {
+    if s.approval_state(record.clone()).await?.is_some() {
         return Ok(None);
     }
     if let Some(branch) = &record.record.branch {
@@ -300,12 +273,16 @@ fn not_approved_reason(s: &Store, record: &ChainedRecord) -> Result<Option<Strin
             "it was built on branch `{branch}`, and branch builds are never promoted"
         )));
     }
-    Ok(Some(match (status, s.decision_of(&record.record.id.0)?) {
-        (Status::AwaitingApproval, None) => "it awaits approval: `kiln approve` it first".into(),
-        (Status::AwaitingApproval, Some(_)) => "it was rejected".into(),
-        (Status::Passed, _) => "its tests or pushes did not all pass and verify".into(),
-        (other, _) => format!("its run ended `{other}`, it never passed"),
-    }))
+    Ok(Some(
+        match (status, s.decision_of(&record.record.id.0).await?) {
+            (Status::AwaitingApproval, None) => {
+                "it awaits approval: `kiln approve` it first".into()
+            }
+            (Status::AwaitingApproval, Some(_)) => "it was rejected".into(),
+            (Status::Passed, _) => "its tests or pushes did not all pass and verify".into(),
+            (other, _) => format!("its run ended `{other}`, it never passed"),
+        },
+    ))
 }
 
 impl Approvals {

@@ -5,7 +5,6 @@
 //! without a branch are never candidates.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
@@ -13,7 +12,7 @@ use super::Pipeline;
 use crate::branch::BranchName;
 use crate::distribute::cleanup::{self, BranchTag};
 use crate::record::cleanup::CleanupRecord;
-use crate::record::{self, RecordError, Store};
+use crate::record::{ChainKeys, RecordError, Records};
 
 /// Why a branch listing or cleanup failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +21,6 @@ pub enum BranchesError {
     /// The record store failed.
     #[error(transparent)]
     Store(#[from] RecordError),
-    /// The store task panicked or was cancelled.
-    #[error("the record store task failed")]
-    Task(#[from] tokio::task::JoinError),
     /// No record names the branch.
     #[error("no build was recorded on branch `{branch}`")]
     Unknown {
@@ -49,18 +45,13 @@ pub struct BranchInfo {
     pub cleaned_at: Option<DateTime<Utc>>,
 }
 
-async fn with_store<T: Send + 'static>(
-    db: PathBuf,
-    f: impl FnOnce(&mut Store) -> Result<T, RecordError> + Send + 'static,
-) -> Result<T, BranchesError> {
-    Ok(tokio::task::spawn_blocking(move || f(&mut Store::open(&db)?)).await??)
-}
-
-/// Every branch with a recorded build, by name.
-pub async fn branches(project_root: &std::path::Path) -> Result<Vec<BranchInfo>, BranchesError> {
-    let db = record::db_path(project_root);
-    let (records, cleanups) =
-        with_store(db, |s| Ok((s.branch_records(None)?, s.cleanups(None)?))).await?;
+/// Every branch with a recorded build in `records`, by name. Branch
+/// bookkeeping reads without signature checks (branch builds are never
+/// served), as it always has.
+pub async fn branches(records: &Records) -> Result<Vec<BranchInfo>, BranchesError> {
+    let unchecked = records.with_keys(ChainKeys::default());
+    let cleanups = unchecked.cleanups(None).await?;
+    let records = unchecked.branch_records(None).await?;
     let mut out: BTreeMap<String, BranchInfo> = BTreeMap::new();
     for c in records {
         let r = c.record;
@@ -101,8 +92,8 @@ impl Pipeline {
         branch: &BranchName,
     ) -> Result<CleanupRecord, BranchesError> {
         let name = branch.to_string();
-        let n = name.clone();
-        let records = with_store(self.db_path(), move |s| s.branch_records(Some(&n))).await?;
+        let store = self.records.with_keys(ChainKeys::default());
+        let records = store.branch_records(Some(&name)).await?;
         if records.is_empty() {
             return Err(BranchesError::Unknown { branch: name });
         }
@@ -126,8 +117,7 @@ impl Pipeline {
             removed: removal.removed,
             left: removal.left,
         };
-        let r = rec.clone();
-        with_store(self.db_path(), move |s| s.append_cleanup(&r)).await?;
+        store.append_cleanup(&rec).await?;
         Ok(rec)
     }
 }

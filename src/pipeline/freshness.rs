@@ -10,7 +10,7 @@ use super::run::Pipeline;
 use crate::build::{self, BuildRequest};
 use crate::digest::Digest;
 use crate::load;
-use crate::record::{self, Store};
+use crate::record;
 use crate::registry::LookupScope;
 use crate::render::{self, Pins};
 use crate::resolve::Drift;
@@ -81,23 +81,13 @@ impl Pipeline {
             .map_err(|e| stage_err(Stage::Render, e.into()))?
             .build_key
             .digest;
-        let db = record::db_path(self.project.root());
-        let (name, k, keys) = (loaded.name.clone(), key.clone(), self.chain_keys());
-        let passing = tokio::task::spawn_blocking(move || {
-            if !db.exists() {
-                return Ok(None);
-            }
-            Store::open(&db)?
-                .with_keys(keys)
-                .latest_with_key(&name, &k)
-                .map(|found| found.map(|(record, _)| record))
-        })
-        .await
-        .map_err(|source| {
-            let what = "the record store task";
-            stage_err(Stage::Record, StageError::Task { what, source })
-        })?
-        .map_err(|e| stage_err(Stage::Record, e.into()))?;
+        // A SQLite store that does not exist yet is not created: no record.
+        let passing = self
+            .records(None)
+            .latest_with_key(&loaded.name, &key)
+            .await
+            .map_err(|e| stage_err(Stage::Record, e.into()))?
+            .map(|(record, _)| record);
         let passing = passing.filter(|r| super::record_of::same_run_inputs(&r.record, &loaded));
         Ok(match passing {
             Some(_) => Freshness::UpToDate { build_key: key },

@@ -20,14 +20,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::error::{PipelineError, StageError};
+use super::error::PipelineError;
 use super::events::{PipelineEvent, Stage};
 use super::record_of::{self, Outputs};
 use super::run::RunOptions;
 use crate::distribute::{self, PushRequest};
 use crate::file_lock::{self, Attempt, HeldLock};
 use crate::load::{LoadedRecipe, Target};
-use crate::record::{self, Allocation, Failure, Record, RecordError, Status, Store};
+use crate::record::{self, Allocation, Failure, Record, RecordError, Records, Status};
 
 /// How often a waiting run retries the lock.
 const LOCK_POLL: Duration = Duration::from_millis(100);
@@ -72,7 +72,7 @@ pub(super) async fn enter(
     root: &Path,
     recipe: &str,
     opts: &RunOptions,
-    keys: record::ChainKeys,
+    records: &Records,
 ) -> Result<HeldLock, PipelineError> {
     let notice = |line| (opts.events)(PipelineEvent::Notice(line));
     let stage_error = |stage, source| PipelineError::Stage {
@@ -87,18 +87,10 @@ pub(super) async fn enter(
         }
         Err(e) => return Err(stage_error(Stage::Load, e.into())),
     };
-    let (root, name) = (root.to_path_buf(), recipe.to_string());
-    match tokio::task::spawn_blocking(move || reconcile(&root, &name, keys)).await {
-        Ok(Ok(Some(note))) => notice(note),
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => return Err(stage_error(Stage::Record, e.into())),
-        Err(source) => {
-            let what = "reconciling the push journal";
-            return Err(stage_error(
-                Stage::Record,
-                StageError::Task { what, source },
-            ));
-        }
+    match reconcile(root, recipe, records).await {
+        Ok(Some(note)) => notice(note),
+        Ok(None) => {}
+        Err(e) => return Err(stage_error(Stage::Record, e.into())),
     }
     Ok(lock)
 }
@@ -215,17 +207,15 @@ pub(super) fn clear(root: &Path, recipe: &str) {
 }
 
 /// Appends the record a killed run of `recipe` left in its journal, if any
-/// (blocking; call under the pipeline lock). Returns the appended record's
-/// build and message for the user, `None` when there was nothing to do.
-fn reconcile(
+/// (call under the pipeline lock). Returns the appended record's build and
+/// message for the user, `None` when there was nothing to do.
+async fn reconcile(
     root: &Path,
     recipe: &str,
-    keys: record::ChainKeys,
+    records: &Records,
 ) -> Result<Option<String>, ReconcileError> {
     // Nothing is built that could not be recorded: a signed chain needs the key.
-    Store::open(record::db_path(root))?
-        .with_keys(keys.clone())
-        .check_appendable()?;
+    records.check_appendable().await?;
     let path = pending_path(root, recipe);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -236,8 +226,7 @@ fn reconcile(
         path: path.clone(),
         source,
     })?;
-    let mut store = Store::open(record::db_path(root))?.with_keys(keys);
-    let note = match store.append(&rec) {
+    let note = match records.append(&rec).await {
         Ok(c) => Some(format!(
             "recorded {} as failed: {}",
             c.record.build_id(),

@@ -2,7 +2,6 @@
 //! loading is recorded as a failed record; only a run whose tests passed and
 //! whose pushes were verified is recorded as passed.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -19,7 +18,7 @@ use crate::digest::Digest;
 use crate::distribute::{self, PushOptions, PushRequest, PushedImage};
 use crate::load::{self, LoadedRecipe};
 use crate::project::Project;
-use crate::record::{self, Allocation, ChainKeys, ChainedRecord, Failure, Status, Store};
+use crate::record::{self, Allocation, ChainKeys, ChainedRecord, Failure, Fence, Records, Status};
 use crate::registry::{LookupScope, RegistryClient};
 use crate::render::{self, Pins, RenderedBuild};
 use crate::test_phase::{self, TestReport};
@@ -37,6 +36,10 @@ pub struct Pipeline {
     pub signing: Option<std::sync::Arc<crate::sign::SigningKey>>,
     /// The operator's policy, findings gate and test-container allowances.
     pub governance: std::sync::Arc<crate::operator::Governance>,
+    /// The record store (`--state`; default the project's SQLite file).
+    /// The pipeline signs and checks with its own [`Pipeline::chain_keys`],
+    /// whatever keys this handle has.
+    pub records: Records,
 }
 
 /// How to run.
@@ -59,6 +62,11 @@ pub struct RunOptions {
     /// names the branch (never approvable), the up-to-date check looks at
     /// this branch's records only.
     pub branch: Option<crate::branch::BranchName>,
+    /// A cluster run's claim: every record write of the run (build number,
+    /// records, the journal's leftover) checks it first and fails with
+    /// `RecordError::Fenced` once the claim is lost (PostgreSQL; see
+    /// [`Records::fenced`]). `None`: unfenced, as `kiln run` is.
+    pub fence: Option<Fence>,
 }
 
 impl Default for RunOptions {
@@ -70,6 +78,7 @@ impl Default for RunOptions {
             events: super::events::discard(),
             lookups: None,
             branch: None,
+            fence: None,
         }
     }
 }
@@ -100,6 +109,8 @@ pub struct RunSummary {
 struct Run<'a> {
     pipeline: &'a Pipeline,
     opts: &'a RunOptions,
+    /// The pipeline's records, with its keys, fenced by `opts.fence`.
+    records: Records,
     recipe: LoadedRecipe,
     ignores: crate::findings::ignore::IgnoreFile,
     outputs: Outputs,
@@ -108,34 +119,18 @@ struct Run<'a> {
     stage_start: Instant,
 }
 
-/// Runs `f` on the record store (signing and checking with `keys`) in a
-/// blocking task.
-pub(super) async fn with_store<T: Send + 'static>(
-    path: PathBuf,
-    keys: ChainKeys,
-    f: impl FnOnce(&mut Store) -> Result<T, record::RecordError> + Send + 'static,
-) -> Result<T, StageError> {
-    tokio::task::spawn_blocking(move || f(&mut Store::open(&path)?.with_keys(keys)))
-        .await
-        .map_err(|source| StageError::Task {
-            what: "the record store task",
-            source,
-        })?
-        .map_err(StageError::Store)
-}
-
 impl Pipeline {
-    /// The record database of this project.
-    pub fn db_path(&self) -> PathBuf {
-        record::db_path(self.project.root())
+    /// The record store with this pipeline's keys, fenced by `fence` when
+    /// there is one.
+    pub fn records(&self, fence: Option<&Fence>) -> Records {
+        self.records.with_keys(self.chain_keys()).fenced_by(fence)
     }
 
-    /// Approvals and promotions against this project's records and
+    /// Approvals and promotions against this pipeline's records and
     /// registries, signed with the same key as the records.
     pub fn approvals(&self) -> super::Approvals {
         super::Approvals {
-            db: self.db_path(),
-            keys: self.chain_keys(),
+            records: self.records(None),
             registry: self.registry.clone(),
         }
     }
@@ -175,11 +170,12 @@ impl Pipeline {
             ),
         });
         // One run of a pipeline at a time; held until `go` returns.
-        let _lock =
-            guard::enter(self.project.root(), &loaded.name, opts, self.chain_keys()).await?;
+        let records = self.records(opts.fence.as_ref());
+        let _lock = guard::enter(self.project.root(), &loaded.name, opts, &records).await?;
         let run = Run {
             pipeline: self,
             opts,
+            records,
             recipe: loaded,
             ignores,
             outputs: Outputs::default(),
@@ -313,19 +309,13 @@ impl Run<'_> {
     /// Records the failure (allocating a build number for it) and returns
     /// the error.
     async fn fail(&mut self, stage: Stage, error: StageError) -> PipelineError {
-        let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        match with_store(
-            self.pipeline.db_path(),
-            self.pipeline.chain_keys(),
-            move |s| s.allocate(&name, &version),
-        )
-        .await
-        {
+        let (name, version) = (&self.recipe.name, &self.recipe.version);
+        match self.records.allocate(name, version).await {
             Ok(a) => self.fail_allocated(stage, error, a).await,
             Err(e) => PipelineError::Unrecorded {
                 stage,
                 failure: Box::new(error),
-                source: Box::new(e),
+                source: Box::new(StageError::Store(e)),
             },
         }
     }
@@ -366,7 +356,6 @@ impl Run<'_> {
         failure: Option<Failure>,
         allocation: Allocation,
     ) -> Result<ChainedRecord, StageError> {
-        let path = self.pipeline.db_path();
         let rec = record_of::record(
             &self.recipe,
             &allocation,
@@ -375,8 +364,7 @@ impl Run<'_> {
             failure,
             self.started_at,
         );
-        let keys = self.pipeline.chain_keys();
-        let appended = with_store(path, keys, move |s| s.append(&rec)).await?;
+        let appended = self.records.append(&rec).await?;
         guard::clear(self.pipeline.project.root(), &self.recipe.name);
         Ok(appended)
     }
@@ -453,20 +441,15 @@ impl Run<'_> {
     /// On a branch: a passed record of that branch with the same key (never
     /// approved, so no references).
     async fn up_to_date(&mut self, key: &Digest) -> Result<Option<Vec<String>>, PipelineError> {
-        let (name, k) = (self.recipe.name.clone(), key.clone());
-        let branch = self.outputs.branch.clone();
-        let found = with_store(
-            self.pipeline.db_path(),
-            self.pipeline.chain_keys(),
-            move |s| match branch {
-                Some(b) => Ok(s
-                    .latest_passing_on_branch(&name, &k, &b)?
-                    .map(|rec| (rec, None))),
-                None => s.latest_with_key(&name, &k),
-            },
-        )
-        .await
-        .map_err(|e| StageError::StoreRead(Box::new(e)));
+        let (name, records) = (&self.recipe.name, &self.records);
+        let found = match &self.outputs.branch {
+            Some(b) => records
+                .latest_passing_on_branch(name, key, b)
+                .await
+                .map(|found| found.map(|rec| (rec, None))),
+            None => records.latest_with_key(name, key).await,
+        }
+        .map_err(|e| StageError::StoreRead(Box::new(StageError::Store(e))));
         let found = self.or_fail(Stage::Record, found).await?;
         Ok(found
             .filter(|(rec, _)| record_of::same_run_inputs(&rec.record, &self.recipe))
@@ -562,13 +545,8 @@ impl Run<'_> {
     /// first, so a killed run's tags are found by the next run).
     async fn distribute(&mut self, image: &str) -> Result<Allocation, PipelineError> {
         self.start(Stage::Distribute).await?;
-        let (name, version) = (self.recipe.name.clone(), self.recipe.version.clone());
-        let allocation = with_store(
-            self.pipeline.db_path(),
-            self.pipeline.chain_keys(),
-            move |s| s.allocate(&name, &version),
-        )
-        .await;
+        let (name, version) = (&self.recipe.name, &self.recipe.version);
+        let allocation = self.records.allocate(name, version).await;
         let allocation = self.or_fail(Stage::Distribute, allocation).await?;
         if self.recipe.distribute.targets.is_empty() {
             self.finish(Stage::Distribute, "no targets".into());

@@ -133,7 +133,28 @@ pub enum RecordError {
     },
     /// An approval decision was refused; nothing was appended.
     #[error(transparent)]
-    Decision(Box<super::event_store::DecisionRefused>),
+    Decision(Box<super::decide::DecisionRefused>),
+    /// A fenced write ([`super::Records::fenced`]) found that its cluster
+    /// run's claim no longer holds; the transaction wrote nothing.
+    #[error(
+        "cluster run `{run}` (claim epoch {epoch}) is no longer held by this node: its lease \
+         lapsed and it was reaped or claimed again; nothing was written"
+    )]
+    Fenced {
+        /// The cluster run.
+        run: String,
+        /// The epoch of the claim the write carried.
+        epoch: i64,
+    },
+    /// A blocking store task (SQLite) did not complete.
+    #[error("the record store task on `{path}` did not complete")]
+    Task {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// Provenance needs at least one pushed image.
     #[error("record `{build}` pushed no images, so it has no provenance subject")]
     NoSubjects {

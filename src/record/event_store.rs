@@ -1,17 +1,17 @@
-//! Events in the store: appending an approval decision or a promotion to
-//! the chain (linked and signed like records, in one immediate transaction
-//! with the checks that make it valid), and reading a record's events back,
-//! each re-checked.
+//! Events in the SQLite store: appending an approval decision or a
+//! promotion to the chain (linked and signed like records, in one immediate
+//! transaction with the checks that make it valid), and reading a record's
+//! events back, each re-checked. The decision's rules are `decide.rs`'s.
 
 use chrono::SecondsFormat;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::backend::DecisionAppend;
 use super::chain::{canonical_json, link_hash};
 use super::error::RecordError;
-use super::event::{ChainedEvent, Decision, Event, EventKind};
-use super::model::{ChainedRecord, Status};
+use super::event::{ChainedEvent, Event};
 use super::signature::StoredSignature;
-use super::store::{Selector, Store};
+use super::store::Store;
 use super::verify::{Entry, Problem, Row};
 use crate::digest::Digest;
 
@@ -87,48 +87,6 @@ impl EventRow {
     }
 }
 
-/// Why an approval decision was refused (nothing was appended).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecisionRefused {
-    /// The build's record is not `awaiting_approval`.
-    #[error("build `{build}` is not awaiting approval (its record says `{status}`)")]
-    NotAwaiting {
-        /// `pipeline:version-build`.
-        build: String,
-        /// The record's status.
-        status: Status,
-    },
-    /// A decision is already recorded.
-    #[error("build `{build}` was already {decision} by `{by}` at {at}")]
-    AlreadyDecided {
-        /// `pipeline:version-build`.
-        build: String,
-        /// The recorded decision.
-        decision: Decision,
-        /// Who decided.
-        by: String,
-        /// When.
-        at: String,
-    },
-    /// A branch build is never approved (nor rejected): it is never served.
-    #[error(
-        "build `{build}` was built on branch `{branch}`; branch builds are never approved or promoted"
-    )]
-    Branch {
-        /// `pipeline:version-build`.
-        build: String,
-        /// Its branch.
-        branch: String,
-    },
-    /// A rejection needs a note.
-    #[error("rejecting build `{build}` needs a note saying why")]
-    NoteRequired {
-        /// `pipeline:version-build`.
-        build: String,
-    },
-}
-
 impl Store {
     /// Appends `event` after the chain head, signed when the store signs.
     pub fn append_event(&mut self, event: &Event) -> Result<ChainedEvent, RecordError> {
@@ -144,61 +102,22 @@ impl Store {
         Ok(appended)
     }
 
-    /// Appends an approval decision on `build`, by `by`: only for a build
-    /// whose record is `awaiting_approval` and which has no decision yet,
-    /// checked in the same transaction as the append.
-    pub fn decide(
-        &mut self,
-        build: &Selector,
-        decision: Decision,
-        by: &str,
-        note: Option<String>,
-    ) -> Result<(ChainedRecord, ChainedEvent), RecordError> {
-        let record = self.get(build)?;
-        let label = record.record.build_id().to_string();
-        let refuse = |why| Err(RecordError::Decision(Box::new(why)));
-        if let Some(branch) = &record.record.branch {
-            return refuse(DecisionRefused::Branch {
-                build: label,
-                branch: branch.clone(),
-            });
-        }
-        if record.record.status != Status::AwaitingApproval {
-            let status = record.record.status;
-            return refuse(DecisionRefused::NotAwaiting {
-                build: label,
-                status,
-            });
-        }
-        if decision == Decision::Reject && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
-            return refuse(DecisionRefused::NoteRequired { build: label });
-        }
-        let event = Event::new(
-            record.record.id.clone(),
-            label.clone(),
-            by.to_string(),
-            EventKind::Approval { decision, note },
-        );
+    /// Appends the approval `event` only when its record has no decision
+    /// yet, checked in the append's (immediate) transaction; the
+    /// `events_one_decision` index refuses a second one in the schema too.
+    pub fn append_decision(&mut self, event: &Event) -> Result<DecisionAppend, RecordError> {
         let err = self.db_error("appending an approval");
         let (keys, path) = (self.keys().clone(), self.path().to_path_buf());
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        if let Some(prior) = decision_in(&tx, &record.record.id.0, &path)? {
-            let EventKind::Approval { decision, .. } = prior.event.kind else {
-                unreachable!("decision_in returns approvals")
-            };
-            return refuse(DecisionRefused::AlreadyDecided {
-                build: label,
-                decision,
-                by: prior.event.by,
-                at: prior.event.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            });
+        if let Some(prior) = decision_in(&tx, &event.record.0, &path)? {
+            return Ok(DecisionAppend::AlreadyDecided(prior));
         }
-        let appended = insert_event(&tx, &event, &keys, &path)?;
+        let appended = insert_event(&tx, event, &keys, &path)?;
         tx.commit().map_err(&err)?;
-        Ok((record, appended))
+        Ok(DecisionAppend::Appended(appended))
     }
 
     /// The events about `record_id`, oldest first, each re-checked (hash,
@@ -229,14 +148,6 @@ impl Store {
                 Ok(event)
             })
             .collect()
-    }
-
-    /// The approval decision on `record_id`, if one is recorded.
-    pub fn decision_of(&self, record_id: &str) -> Result<Option<ChainedEvent>, RecordError> {
-        Ok(self
-            .events_of(record_id)?
-            .into_iter()
-            .find(|e| matches!(e.event.kind, EventKind::Approval { .. })))
     }
 
     /// The signature stored for `hash`, checked against the store's key.

@@ -1,17 +1,19 @@
-//! Questions the rest of kiln asks the record store: which images are
-//! approved for a pipeline, and whether a build key already passed.
+//! Questions the rest of kiln asks the record store, written once over
+//! [`RecordStore`]'s primitives for every backend: which images are
+//! approved for a pipeline, whether a build key already passed, which
+//! builds wait for a decision, and a branch's records.
 //!
 //! Approved = a record whose (re-checked, and with a key configured, signed)
 //! row says the tests passed and every push was verified, with status
 //! `passed`, or `awaiting_approval` with a recorded `approve` decision.
 
-use rusqlite::params;
 use serde::Serialize;
 
+use super::backend::Filter;
 use super::error::RecordError;
 use super::event::{ChainedEvent, Decision, EventKind};
 use super::model::{ChainedRecord, Status};
-use super::store::Store;
+use super::records::Records;
 use crate::digest::Digest;
 
 /// The approved build of a pipeline and what to pull.
@@ -31,13 +33,22 @@ pub struct Approved {
     pub promotions: Vec<ChainedEvent>,
 }
 
-impl Store {
+impl Records {
+    /// Records newest first, optionally of one pipeline, at most `limit`.
+    pub async fn list(
+        &self,
+        pipeline: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<ChainedRecord>, RecordError> {
+        self.records(&Filter::newest(pipeline, limit)).await
+    }
+
     /// The newest approved build of `pipeline` (module doc), with the digest
     /// references to pull. Newer failed, unverified, undecided or rejected
     /// records do not hide an older approved one.
-    pub fn approved(&self, pipeline: &str) -> Result<Option<Approved>, RecordError> {
-        for candidate in self.candidates_newest_first(pipeline, None)? {
-            if let Some(a) = self.serve(candidate)? {
+    pub async fn approved(&self, pipeline: &str) -> Result<Option<Approved>, RecordError> {
+        for candidate in self.candidates_newest_first(pipeline, None).await? {
+            if let Some(a) = self.serve(candidate).await? {
                 return Ok(Some(a));
             }
         }
@@ -45,19 +56,25 @@ impl Store {
     }
 
     /// Whether the build `record` is approved now; `Approved` when it is.
-    pub fn approval_state(&self, record: ChainedRecord) -> Result<Option<Approved>, RecordError> {
-        self.serve(record)
+    pub async fn approval_state(
+        &self,
+        record: ChainedRecord,
+    ) -> Result<Option<Approved>, RecordError> {
+        self.serve(record).await
     }
 
     /// The newest approved record of `pipeline` built with `build_key`: when
     /// one exists, the pipeline can skip the build and record `up_to_date`.
-    pub fn latest_passing_with_key(
+    pub async fn latest_passing_with_key(
         &self,
         pipeline: &str,
         build_key: &Digest,
     ) -> Result<Option<ChainedRecord>, RecordError> {
-        for candidate in self.candidates_newest_first(pipeline, Some(build_key))? {
-            if let Some(a) = self.serve(candidate)? {
+        for candidate in self
+            .candidates_newest_first(pipeline, Some(build_key))
+            .await?
+        {
+            if let Some(a) = self.serve(candidate).await? {
                 return Ok(Some(a.record));
             }
         }
@@ -66,21 +83,26 @@ impl Store {
 
     /// The newest passed, verified record of `pipeline` with `build_key`
     /// built on `branch` (never approvable; a branch's up-to-date check).
-    pub fn latest_passing_on_branch(
+    pub async fn latest_passing_on_branch(
         &self,
         pipeline: &str,
         build_key: &Digest,
         branch: &str,
     ) -> Result<Option<ChainedRecord>, RecordError> {
-        let candidates = self.candidates_newest_first(pipeline, Some(build_key))?;
+        let candidates = self
+            .candidates_newest_first(pipeline, Some(build_key))
+            .await?;
         Ok(candidates
             .into_iter()
             .find(|c| c.record.branch.as_deref() == Some(branch) && c.record.passed_and_verified()))
     }
 
     /// Every record built on a branch (all branches when `None`), oldest first.
-    pub fn branch_records(&self, branch: Option<&str>) -> Result<Vec<ChainedRecord>, RecordError> {
-        let all = self.select("listing branch records", "ORDER BY seq", [])?;
+    pub async fn branch_records(
+        &self,
+        branch: Option<&str>,
+    ) -> Result<Vec<ChainedRecord>, RecordError> {
+        let all = self.records(&Filter::default()).await?;
         Ok(all
             .into_iter()
             .filter(|c| match (&c.record.branch, branch) {
@@ -95,16 +117,19 @@ impl Store {
     /// approved (`Some(Approved)`) or still awaits a decision (`None`): a run
     /// with that key has nothing to do. Rejected builds do not count.
     #[allow(clippy::type_complexity)]
-    pub fn latest_with_key(
+    pub async fn latest_with_key(
         &self,
         pipeline: &str,
         build_key: &Digest,
     ) -> Result<Option<(ChainedRecord, Option<Approved>)>, RecordError> {
-        for candidate in self.candidates_newest_first(pipeline, Some(build_key))? {
-            if let Some(a) = self.serve(candidate.clone())? {
+        for candidate in self
+            .candidates_newest_first(pipeline, Some(build_key))
+            .await?
+        {
+            if let Some(a) = self.serve(candidate.clone()).await? {
                 return Ok(Some((candidate, Some(a))));
             }
-            if self.is_waiting(&candidate)? {
+            if self.is_waiting(&candidate).await? {
                 return Ok(Some((candidate, None)));
             }
         }
@@ -113,15 +138,16 @@ impl Store {
 
     /// Every build waiting at the approval gate (tested, verified, on no
     /// branch, no decision yet), oldest first.
-    pub fn awaiting_approval(&self) -> Result<Vec<ChainedRecord>, RecordError> {
-        let rows = self.select(
-            "listing builds awaiting approval",
-            "WHERE status = ?1 ORDER BY seq",
-            params![Status::AwaitingApproval.as_str()],
-        )?;
+    pub async fn awaiting_approval(&self) -> Result<Vec<ChainedRecord>, RecordError> {
+        let rows = self
+            .records(&Filter {
+                statuses: vec![Status::AwaitingApproval],
+                ..Filter::default()
+            })
+            .await?;
         let mut out = Vec::new();
         for c in rows {
-            if self.is_waiting(&c)? {
+            if self.is_waiting(&c).await? {
                 out.push(c);
             }
         }
@@ -129,19 +155,19 @@ impl Store {
     }
 
     /// Whether `c` awaits a decision that could approve it.
-    fn is_waiting(&self, c: &ChainedRecord) -> Result<bool, RecordError> {
+    async fn is_waiting(&self, c: &ChainedRecord) -> Result<bool, RecordError> {
         Ok(c.record.branch.is_none()
             && c.record.status == Status::AwaitingApproval
             && c.record.tested_and_verified()
-            && self.decision_of(&c.record.id.0)?.is_none())
+            && self.decision_of(&c.record.id.0).await?.is_none())
     }
 
-    fn serve(&self, c: ChainedRecord) -> Result<Option<Approved>, RecordError> {
+    async fn serve(&self, c: ChainedRecord) -> Result<Option<Approved>, RecordError> {
         // A branch build is never handed to downstream teams.
         if c.record.branch.is_some() || !c.record.tested_and_verified() {
             return Ok(None);
         }
-        let events = self.events_of(&c.record.id.0)?;
+        let events = self.events_of(&c.record.id.0).await?;
         let approval = events
             .iter()
             .find(|e| matches!(e.event.kind, EventKind::Approval { .. }))
@@ -189,21 +215,18 @@ impl Store {
     /// optionally with one key. The columns only narrow the search: every
     /// row is re-checked against its hashed JSON (and signature) before it is
     /// returned.
-    fn candidates_newest_first(
+    async fn candidates_newest_first(
         &self,
         pipeline: &str,
         build_key: Option<&Digest>,
     ) -> Result<Vec<ChainedRecord>, RecordError> {
-        self.select(
-            "querying passed records",
-            "WHERE pipeline = ?1 AND status IN (?2, ?3) AND (?4 IS NULL OR build_key = ?4) \
-             ORDER BY seq DESC",
-            params![
-                pipeline,
-                Status::Passed.as_str(),
-                Status::AwaitingApproval.as_str(),
-                build_key.map(Digest::to_string)
-            ],
-        )
+        self.records(&Filter {
+            pipeline: Some(pipeline.to_string()),
+            statuses: vec![Status::Passed, Status::AwaitingApproval],
+            build_key: build_key.cloned(),
+            newest_first: true,
+            limit: None,
+        })
+        .await
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::backend::Filter;
 use super::chain::{canonical_json, link_hash};
 use super::error::RecordError;
 use super::model::{BuildId, BuildNumber, ChainedRecord, Record, RecordId};
@@ -290,8 +291,9 @@ impl Store {
             ],
         )
         .map_err(&err)?;
-        insert_signature(&tx, &self.keys, &hash, &self.path)?;
+        // Before the signature's insert, which moves `last_insert_rowid`.
         let seq = tx.last_insert_rowid();
+        insert_signature(&tx, &self.keys, &hash, &self.path)?;
         tx.commit().map_err(&err)?;
         Ok(ChainedRecord {
             seq,
@@ -307,11 +309,30 @@ impl Store {
         pipeline: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<ChainedRecord>, RecordError> {
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.records(&Filter::newest(pipeline, limit))
+    }
+
+    /// The records `filter` selects, each re-checked.
+    pub fn records(&self, filter: &Filter) -> Result<Vec<ChainedRecord>, RecordError> {
+        let limit = filter
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let statuses = (!filter.statuses.is_empty())
+            .then(|| serde_json::Value::from(filter.status_texts()).to_string());
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
         self.select(
-            "listing records",
-            "WHERE (?1 IS NULL OR pipeline = ?1) ORDER BY seq DESC LIMIT ?2",
-            params![pipeline, limit],
+            "reading records",
+            &format!(
+                "WHERE (?1 IS NULL OR pipeline = ?1) \
+                 AND (?2 IS NULL OR status IN (SELECT value FROM json_each(?2))) \
+                 AND (?3 IS NULL OR build_key = ?3) ORDER BY seq {order} LIMIT ?4"
+            ),
+            params![
+                filter.pipeline,
+                statuses,
+                filter.build_key.as_ref().map(Digest::to_string),
+                limit
+            ],
         )
     }
 

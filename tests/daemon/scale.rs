@@ -84,6 +84,10 @@ async fn daemon(
         registry: RegistryClient::with_defaults().unwrap(),
         signing: None,
         governance: Default::default(),
+        records: kiln::record::Records::sqlite(
+            kiln::record::db_path(dir),
+            kiln::record::ChainKeys::default(),
+        ),
     };
     let runner = Arc::new(PipelineRunnerImpl::new(pipeline));
     serve_with(dir, Arc::new(SystemClock), runner, config(30)).await

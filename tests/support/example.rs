@@ -77,5 +77,9 @@ pub async fn pipeline_under(
         registry: kiln::registry::RegistryClient::with_defaults().unwrap(),
         signing: None,
         governance: std::sync::Arc::new(governance),
+        records: kiln::record::Records::sqlite(
+            kiln::record::db_path(dir),
+            kiln::record::ChainKeys::default(),
+        ),
     }
 }

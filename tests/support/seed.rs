@@ -35,6 +35,10 @@ pub async fn up_to_date(dir: &Path) -> usize {
         registry,
         signing: None,
         governance: Default::default(),
+        records: kiln::record::Records::sqlite(
+            kiln::record::db_path(dir),
+            kiln::record::ChainKeys::default(),
+        ),
     };
     let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
     let scope = LookupScope::now();

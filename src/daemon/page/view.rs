@@ -56,9 +56,9 @@ pub async fn pipelines(state: &DaemonState) -> Result<Vec<PipelineView>, DaemonE
             Some(run) => stages(&state.queue().stage_events(&run.id).await?),
             None => Vec::new(),
         };
-        let name = p.name.clone();
         let approved = state
-            .with_records(move |s| s.approved(&name))
+            .records()
+            .approved(&p.name)
             .await?
             .map(|a| ApprovedView {
                 build: a.record.record.build_id().to_string(),
@@ -92,7 +92,7 @@ pub struct AwaitingBuild {
 
 /// The builds awaiting approval, oldest first.
 pub async fn approvals(state: &DaemonState) -> Result<Vec<AwaitingBuild>, DaemonError> {
-    let waiting = state.with_records(|s| s.awaiting_approval()).await?;
+    let waiting = state.records().awaiting_approval().await?;
     Ok(waiting
         .into_iter()
         .map(|c| AwaitingBuild {
@@ -165,9 +165,9 @@ pub struct RecordRow {
 
 /// The newest [`RECORDS_SHOWN`] records and the whole chain's verification.
 pub async fn records(state: &DaemonState) -> Result<RecordsView, DaemonError> {
-    let (report, list) = state
-        .with_records(|s| Ok((s.verify()?, s.list(None, Some(RECORDS_SHOWN))?)))
-        .await?;
+    let records = state.records();
+    let report = records.verify().await?;
+    let list = records.list(None, Some(RECORDS_SHOWN)).await?;
     let bad_seq = report.first_bad.as_ref().map(|b| b.seq);
     Ok(RecordsView {
         checked: report.checked,

@@ -1,7 +1,8 @@
 //! Writing to the chain: build numbers, records and events. Every append is
 //! one transaction that locks the chain head (`SELECT … FOR UPDATE`), links
 //! the entry to it, inserts it and its signature, and commits; concurrent
-//! writers on any node queue on that row lock.
+//! writers on any node queue on that row lock. A fenced store's writes
+//! first check the cluster run's claim in the same transaction.
 
 use chrono::{SecondsFormat, Utc};
 use deadpool_postgres::Transaction;
@@ -9,9 +10,11 @@ use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use crate::digest::Digest;
+use crate::record::backend::DecisionAppend;
 use crate::record::chain::{canonical_json, link_hash};
 use crate::record::error::RecordError;
 use crate::record::event::{ChainedEvent, Event};
+use crate::record::fence::Fence;
 use crate::record::model::{ChainedRecord, Record, RecordId};
 use crate::record::store::Allocation;
 use crate::record::verify::{Columns, Problem};
@@ -29,6 +32,7 @@ impl PgStore {
         let (id, now) = (RecordId::random(), Utc::now());
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(&err)?;
+        self.check_fence(&tx).await?;
         let lock = format!("kiln build {pipeline}\n{version}");
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -65,6 +69,7 @@ impl PgStore {
         let err = self.db_error("appending a record");
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(&err)?;
+        self.check_fence(&tx).await?;
         let prev_hash = self.lock_head(&tx).await?;
         self.check_allocated(&tx, record).await?;
         let hash = link_hash(prev_hash.as_ref(), &json);
@@ -100,19 +105,57 @@ impl PgStore {
 
     /// Appends `event` (an approval or promotion) after the chain head.
     pub async fn append_event(&self, event: &Event) -> Result<ChainedEvent, RecordError> {
+        let err = self.db_error("appending an event");
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        let prev = self.lock_event_head(&tx, event).await?;
+        self.insert_event(tx, event, prev).await
+    }
+
+    /// Appends the approval `event` only when its record has no decision
+    /// yet. The check runs after the chain head is locked, in the append's
+    /// transaction: a concurrent decider holds that lock until it commits,
+    /// so the check sees its decision (and `events_one_decision`, a unique
+    /// index, refuses a second one whatever the writer).
+    pub async fn append_decision(&self, event: &Event) -> Result<DecisionAppend, RecordError> {
+        let err = self.db_error("appending an approval");
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(&err)?;
+        let prev = self.lock_event_head(&tx, event).await?;
+        if let Some(prior) = self.decision_in(&tx, &event.record.0).await? {
+            return Ok(DecisionAppend::AlreadyDecided(prior));
+        }
+        Ok(DecisionAppend::Appended(
+            self.insert_event(tx, event, prev).await?,
+        ))
+    }
+
+    /// The fence check, then the chain head locked (an event needs a record
+    /// before it).
+    async fn lock_event_head(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Event,
+    ) -> Result<Digest, RecordError> {
+        self.check_fence(tx).await?;
+        self.lock_head(tx)
+            .await?
+            .ok_or_else(|| RecordError::NotFound {
+                selector: event.record.to_string(),
+            })
+    }
+
+    /// Inserts `event` after `prev` (the locked head), signs and commits.
+    async fn insert_event(
+        &self,
+        tx: Transaction<'_>,
+        event: &Event,
+        prev: Digest,
+    ) -> Result<ChainedEvent, RecordError> {
         let json = canonical_json(event).map_err(|source| RecordError::Encode {
             id: event.record.clone(),
             source,
         })?;
-        let err = self.db_error("appending an event");
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(&err)?;
-        let prev = self
-            .lock_head(&tx)
-            .await?
-            .ok_or_else(|| RecordError::NotFound {
-                selector: event.record.to_string(),
-            })?;
         let hash = link_hash(Some(&prev), &json);
         let seq = self
             .insert_entry(
@@ -137,6 +180,26 @@ impl PgStore {
             hash,
             event: event.clone(),
         })
+    }
+
+    /// With a fence, refuses ([`RecordError::Fenced`]) unless the cluster
+    /// run's claim still holds; the run's row stays held `FOR SHARE` until
+    /// the transaction ends, so no reaper takes it in between.
+    async fn check_fence(&self, tx: &Transaction<'_>) -> Result<(), RecordError> {
+        let Some(f) = &self.fence else {
+            return Ok(());
+        };
+        let held = tx
+            .query_opt(Fence::HOLDS_SQL, &[&f.run_id, &f.epoch, &f.node])
+            .await
+            .map_err(self.db_error("checking the cluster run's claim"))?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(RecordError::Fenced {
+                run: f.run_id.clone(),
+                epoch: f.epoch,
+            }),
+        }
     }
 
     /// Ends an append: inserts the entry (`sql`, returning its `seq`) and

@@ -10,9 +10,12 @@
 //! TRUNCATE on the chain tables, and the head moves only inside an append.
 //! Canonical JSON is stored as `text` (never `jsonb`, which reorders keys).
 //!
-//! Not wired into the CLI, pipeline or daemon yet.
+//! Used through [`crate::record::Records`] when `--state` names a
+//! PostgreSQL database (`backend.rs` implements the trait).
 
 mod append;
+mod backend;
+mod cleanup;
 mod read;
 pub mod schema;
 
@@ -21,6 +24,7 @@ use std::path::PathBuf;
 use deadpool_postgres::{Object, Pool};
 
 use super::error::RecordError;
+use super::fence::Fence;
 use super::signature::ChainKeys;
 use super::verify::Problem;
 
@@ -32,6 +36,8 @@ pub struct PgStore {
     target: String,
     /// Signs appended entries and checks read ones (none: unsigned).
     keys: ChainKeys,
+    /// The cluster claim every write checks first (none: unfenced).
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -56,6 +62,7 @@ impl PgStore {
             pool,
             target,
             keys: ChainKeys::default(),
+            fence: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -71,6 +78,15 @@ impl PgStore {
     /// The keys entries are signed and checked with.
     pub fn keys(&self) -> &ChainKeys {
         &self.keys
+    }
+
+    /// The same store (sharing the pool) whose every write first checks
+    /// that `fence` still holds ([`RecordError::Fenced`] otherwise).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        PgStore {
+            fence: Some(fence),
+            ..self.clone()
+        }
     }
 
     /// `postgres://USER@HOST:PORT/DB` (no password).

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 
+use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use crate::digest::Digest;
+use crate::record::backend::Filter;
 use crate::record::error::RecordError;
 use crate::record::event::ChainedEvent;
 use crate::record::event_store::EventRow;
@@ -21,18 +23,39 @@ use crate::record::verify::{self, Entry, Problem, Row, VerifyReport};
 type Signed<T> = (T, Option<StoredSignature>);
 
 impl PgStore {
-    /// Records newest first, optionally of one pipeline, at most `limit`.
-    pub async fn list(
+    /// The records `filter` selects, each re-checked.
+    pub async fn records(&self, filter: &Filter) -> Result<Vec<ChainedRecord>, RecordError> {
+        let limit = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let statuses = filter.status_texts();
+        let key = filter.build_key.as_ref().map(Digest::to_string);
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "WHERE ($1::text IS NULL OR pipeline = $1) \
+             AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
+             AND ($3::text IS NULL OR build_key = $3) ORDER BY seq {order} LIMIT $4"
+        );
+        self.select(&sql, &[&filter.pipeline, &statuses, &key, &limit])
+            .await
+    }
+
+    /// The approval event on `record_id` inside `tx`, if any, re-checked.
+    pub(super) async fn decision_in(
         &self,
-        pipeline: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<ChainedRecord>, RecordError> {
-        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        self.select(
-            "WHERE ($1::text IS NULL OR pipeline = $1) ORDER BY seq DESC LIMIT $2",
-            &[&pipeline, &limit],
-        )
-        .await
+        tx: &Transaction<'_>,
+        record_id: &str,
+    ) -> Result<Option<ChainedEvent>, RecordError> {
+        let err = self.db_error("reading an approval");
+        let sql = format!(
+            "{} WHERE record_id = $1 AND kind = 'approval'",
+            event_query()
+        );
+        let Some(r) = tx.query_opt(&sql, &[&record_id]).await.map_err(&err)? else {
+            return Ok(None);
+        };
+        let ((_, row), sig) = event_row(&r).map_err(&err)?;
+        let seq = row.seq;
+        self.recheck(seq, row.check().map(|e| (e.hash.clone(), e)), sig)
+            .map(Some)
     }
 
     /// One record by id or build.

@@ -139,6 +139,20 @@ END $$;
 CREATE TRIGGER events_link BEFORE INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION kiln_event_links();
 "#,
+    // 2: branch cleanups (`kiln cleanup --branch`), append-only like the
+    // chain; the status index serves the approval gate's waiting list.
+    r#"
+CREATE TABLE cleanups (
+    seq    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    branch text NOT NULL,
+    at     text NOT NULL,
+    json   text NOT NULL
+);
+CREATE INDEX cleanups_by_branch ON cleanups (branch, seq);
+CREATE TRIGGER cleanups_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON cleanups
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln_append_only();
+CREATE INDEX records_by_status ON records (status, seq);
+"#,
 ];
 
 /// The schema version this build writes.
