@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "support/record_fixture.rs"]
+mod record_fixture;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -366,4 +369,61 @@ fn status_of(url: &str, path: &str, token: &str) -> u16 {
     let mut head = [0u8; 12];
     tcp.read_exact(&mut head).unwrap();
     String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+/// With `state: postgres://…` in the operator config, `kiln serve` serves
+/// the records of that database and appends decisions to it; its run queue
+/// stays in the project's SQLite file, which holds no record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_with_a_postgres_state_serves_and_decides_there() {
+    use kiln::record::{ChainKeys, Records, Status};
+    let schema = support::postgres::TestSchema::new().await;
+    let p = project();
+    let config = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(p.config(), format!("{config}\nstate: {}\n", schema.url)).unwrap();
+    let location = schema.url.parse().unwrap();
+    let records = Records::open(&location, ChainKeys::default())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for status in [Status::Passed, Status::AwaitingApproval] {
+        let alloc = records
+            .allocate("web", &record_fixture::v1())
+            .await
+            .unwrap();
+        let mut r = record_fixture::record(&alloc);
+        r.status = status;
+        ids.push(records.append(&r).await.unwrap().record.id.0);
+    }
+    let (mut daemon, url) = serve(&p);
+
+    let args = ["approved", "web", "--json", "--server", &url];
+    let out = succeeds(&url, "kiln-dev-reader", &args);
+    let served: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(served["record"]["record"]["id"], ids[0], "{served}");
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/v1/builds/{}/approval", ids[1]))
+        .bearer_auth("kiln-dev-approver")
+        .json(&serde_json::json!({ "decision": "approve", "note": "ok" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{}",
+        answer.text().await.unwrap()
+    );
+    let decision = records
+        .decision_of(&ids[1])
+        .await
+        .unwrap()
+        .expect("in PostgreSQL");
+    assert_eq!(decision.event.by, "token:dev-approver");
+    let approved = records.approved("web").await.unwrap().unwrap();
+    assert_eq!(approved.record.record.id.0, ids[1]);
+    daemon.kill().unwrap();
+
+    let sqlite = Records::sqlite(kiln::record::db_path(p.path()), ChainKeys::default());
+    assert!(sqlite.list(None, None).await.unwrap().is_empty());
+    schema.remove().await;
 }

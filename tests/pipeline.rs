@@ -436,3 +436,30 @@ async fn run_with_vv_never_prints_a_build_arg_value() {
         "the build-arg value leaked:\n{out}{err}"
     );
 }
+
+/// `kiln --state postgres://… run` records in PostgreSQL only; the reading
+/// commands and the next run's up-to-date check read it back from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_with_a_postgres_state_records_there_and_nowhere_else() {
+    let schema = support::postgres::TestSchema::new().await;
+    let (dir, _repo) = example_project(|t| t);
+    let url = schema.url.as_str();
+    let (code, out, err) = kiln(dir.path(), &["--state", url, "run", "hello-web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = kiln(dir.path(), &["--state", url, "records", "--verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: 1 records, chain intact"), "{out}{err}");
+    let (code, out, err) = kiln(dir.path(), &["--state", url, "approved", "hello-web"]);
+    assert_eq!((code, out.lines().count()), (0, 2), "{out}{err}");
+    let (code, out, err) = kiln(dir.path(), &["--state", url, "run", "hello-web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let location = url.parse().unwrap();
+    let records = kiln::record::Records::open(&location, Default::default()).await;
+    let list = records.unwrap().list(None, None).await.unwrap();
+    assert_eq!(list.len(), 1, "the second run was up to date");
+    assert!(
+        !kiln::record::db_path(dir.path()).exists(),
+        "nothing was written to the project's SQLite file"
+    );
+    schema.remove().await;
+}
