@@ -20,9 +20,7 @@ pub enum StateLocation {
 
 /// Why a `--state` value is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "`{given}` is not a state store: use `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`"
-)]
+#[error("`{given}` is not a state store: use `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`")]
 pub struct StateLocationError {
     /// What was given (a password replaced by `***`).
     pub given: String,
@@ -114,7 +112,9 @@ mod tests {
             let e = bad.parse::<StateLocation>().unwrap_err();
             assert!(e.to_string().contains("sqlite:PATH"), "{bad}: {e}");
         }
-        let e = "mysql://u:secret@h/db".parse::<StateLocation>().unwrap_err();
+        let e = "mysql://u:secret@h/db"
+            .parse::<StateLocation>()
+            .unwrap_err();
         assert!(!e.to_string().contains("secret"));
     }
 }

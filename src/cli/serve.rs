@@ -1,5 +1,6 @@
 //! `kiln serve [--listen ADDR] [--tls-cert FILE --tls-key FILE]
-//! [--insecure-http]`: the daemon, until SIGTERM or Ctrl-C. Its settings
+//! [--insecure-http] [--state LOCATION] [--node-id ID]`: the daemon, until
+//! SIGTERM or Ctrl-C. Its settings
 //! (listen, tokens, registries, policy, …) come from the operator config
 //! (global `--config FILE` / `KILN_CONFIG`).
 
@@ -28,6 +29,15 @@ pub struct Args {
     /// unencrypted; only behind a TLS-terminating proxy).
     #[arg(long, conflicts_with = "tls_cert")]
     pub insecure_http: bool,
+    /// Keep runs in this state store: `sqlite:PATH` (default: the project's
+    /// `.kiln/kiln.db`) or `postgres://USER@HOST:PORT/DB`, which makes this
+    /// daemon a node of a cluster sharing that database.
+    #[arg(long, value_name = "LOCATION", env = "KILN_STATE")]
+    pub state: Option<kiln::state::StateLocation>,
+    /// This node's id in a cluster (default: the config's `cluster.nodeId`,
+    /// else the host name).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
 }
 
 /// Starts the daemon ([`kiln::daemon::setup::open`]) and serves until a
@@ -42,7 +52,11 @@ pub async fn run(
         tls: args.tls_cert.zip(args.tls_key),
         insecure_http: args.insecure_http,
     };
-    let server = match setup::open(project, operator, listen).await {
+    let state = setup::StateOptions {
+        state: args.state,
+        node_id: args.node_id,
+    };
+    let server = match setup::open(project, operator, listen, state).await {
         Ok(s) => s,
         Err(e) => {
             let outcome = match e {

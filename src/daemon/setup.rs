@@ -1,7 +1,9 @@
 //! What `kiln serve` does before [`super::serve`], given the loaded operator
 //! config ([`crate::operator`]): load the TLS files, bind the listener,
 //! connect to Docker and the registries, and open the state with the real
-//! pipeline runner.
+//! pipeline runner — on a PostgreSQL state store as a cluster node driving
+//! this process's engine, after removing what a previous incarnation of the
+//! node left on it.
 //!
 //! **Architecture Invariant:** tokens never cross a network in plain text:
 //! the daemon refuses to listen on a non-loopback address without TLS
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::clock::SystemClock;
+use super::node::NodeOptions;
 use super::pipeline_runner::PipelineRunnerImpl;
 use super::tls::TlsError;
 use super::{DaemonError, DaemonOptions, DaemonState};
@@ -68,6 +71,16 @@ pub struct ListenOptions {
     pub insecure_http: bool,
 }
 
+/// Where `kiln serve` keeps its state, and who it is in a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct StateOptions {
+    /// `--state`; default: the project's SQLite file.
+    pub state: Option<crate::state::StateLocation>,
+    /// `--node-id`; default: the config's `cluster.nodeId`, else the host
+    /// name.
+    pub node_id: Option<String>,
+}
+
 /// Parses a listen address: `IP:PORT`, or `HOST:PORT` with the host
 /// resolved now (`localhost:8080` listens on its first address, loopback).
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -112,6 +125,7 @@ pub async fn open(
     project: &Project,
     operator: crate::operator::OperatorConfig,
     listen: ListenOptions,
+    state: StateOptions,
 ) -> Result<Server, SetupError> {
     let config = operator.daemon;
     if config.tokens.is_empty() {
@@ -128,22 +142,34 @@ pub async fn open(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| SetupError::Listen { addr, source })?;
+    let docker = crate::docker::connect().await?;
+    // The engine's own platform; the machine's when it does not say.
+    let node = NodeOptions {
+        id: state.node_id,
+        docker_host: None,
+        platforms: crate::docker::engine_platforms(&docker).await,
+    };
     let pipeline = Pipeline {
         project: project.clone(),
-        docker: crate::docker::connect().await?,
+        docker,
         registry: RegistryClient::new(config.registries.client_config())?,
         signing: operator.signing.map(Arc::new),
         governance: Arc::new(operator.governance),
     };
     let keys = pipeline.chain_keys();
+    let location = state
+        .state
+        .unwrap_or_else(|| crate::state::StateLocation::project_default(project.root()));
     let state = DaemonState::open(DaemonOptions {
-        database: crate::record::db_path(project.root()),
+        state: location,
+        node,
         project: project.clone(),
         config,
         config_path: operator.path,
         runner: Arc::new(PipelineRunnerImpl::new(pipeline)),
         clock: Arc::new(SystemClock),
-    })?;
+    })
+    .await?;
     state.set_record_keys(keys);
     Ok(Server {
         listener,

@@ -59,6 +59,10 @@ pub struct RunOptions {
     /// names the branch (never approvable), the up-to-date check looks at
     /// this branch's records only.
     pub branch: Option<crate::branch::BranchName>,
+    /// A cluster run's claim (issue 15): the record store writes the run's
+    /// build number and record only while the claim holds. `None`: no
+    /// cluster (`kiln run`, a single-host daemon).
+    pub fence: Option<crate::record::Fence>,
 }
 
 impl Default for RunOptions {
@@ -70,6 +74,7 @@ impl Default for RunOptions {
             events: super::events::discard(),
             lookups: None,
             branch: None,
+            fence: None,
         }
     }
 }

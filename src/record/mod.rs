@@ -12,8 +12,8 @@ mod chain;
 pub mod cleanup;
 pub mod error;
 pub mod event;
-pub mod fence;
 mod event_store;
+pub mod fence;
 #[cfg(test)]
 mod fixture;
 pub mod model;
