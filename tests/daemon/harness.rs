@@ -5,7 +5,7 @@
 //! whole suite runs against the cluster queue too).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct FakeRunner {
     pub need: Mutex<BuildNeed>,
     pub gated: AtomicBool,
     pub fail: AtomicBool,
+    /// How many runs stopped on their cancellation token.
+    pub cancelled: AtomicUsize,
     gate: Semaphore,
 }
 
@@ -58,6 +60,7 @@ impl FakeRunner {
             need: Mutex::new(BuildNeed::Needed("parent moved".into())),
             gated: AtomicBool::new(false),
             fail: AtomicBool::new(false),
+            cancelled: AtomicUsize::new(0),
             gate: Semaphore::new(0),
         })
     }
@@ -90,6 +93,7 @@ impl PipelineRunner for FakeRunner {
             tokio::select! {
                 p = self.gate.acquire() => p.unwrap().forget(),
                 () = cancel.cancelled() => {
+                    self.cancelled.fetch_add(1, Ordering::SeqCst);
                     log.stage_finished("build", false, "cancelled");
                     return RunOutcome { status: Status::Cancelled, summary: "cancelled".into(), record_id: None, failure: None };
                 }

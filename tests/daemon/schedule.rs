@@ -9,6 +9,7 @@ use kiln::daemon::clock::{Clock, FakeClock, sleep_until};
 use kiln::daemon::run::{RunState, TriggerKind};
 use kiln::daemon::runner::{BuildNeed, EventKind};
 
+use kiln::daemon::DaemonState;
 use kiln::state::StateLocation;
 
 use crate::harness::{READER, config, project, seed_run, start, start_on, state_for};
@@ -158,9 +159,9 @@ async fn project_last_run_at(last: &str) -> (tempfile::TempDir, StateLocation, O
 
 /// The triggers of the runs queued since start, oldest first, after
 /// `hours` of virtual time.
-async fn new_runs(d: &crate::harness::Daemon, t0: DateTime<Utc>, hours: i64) -> Vec<String> {
-    sleep_until(d.state.clock().as_ref(), t0 + Duration::hours(hours)).await;
-    let mut runs = d.state.queue().list(None, 100).await.unwrap();
+pub async fn new_runs(state: &DaemonState, t0: DateTime<Utc>, hours: i64) -> Vec<String> {
+    sleep_until(state.clock().as_ref(), t0 + Duration::hours(hours)).await;
+    let mut runs = state.queue().list(None, 100).await.unwrap();
     runs.reverse();
     runs.iter()
         .filter(|r| r.id != "rold")
@@ -181,7 +182,7 @@ async fn missed_slots_are_caught_up_once_on_start_never_as_a_burst() {
     let t0 = at("2026-05-04T12:00:00Z");
     let clock = Arc::new(FakeClock::starting_at(t0));
     let d = start_on(dir, location, schema, clock, config(30)).await;
-    let got = new_runs(&d, t0, 16).await;
+    let got = new_runs(&d.state, t0, 16).await;
     assert_eq!(got, ["catch_up 05-04T12:00Z", "schedule 05-05T03:00Z"]);
     assert_eq!(d.runner.run_count(), 2);
     d.finish().await;
@@ -194,7 +195,7 @@ async fn no_catch_up_without_a_missed_slot_or_when_turned_off() {
     let t0 = at("2026-05-04T12:00:00Z");
     let clock = Arc::new(FakeClock::starting_at(t0));
     let d = start_on(dir, location, schema, clock, config(30)).await;
-    assert_eq!(new_runs(&d, t0, 16).await, ["schedule 05-05T03:00Z"]);
+    assert_eq!(new_runs(&d.state, t0, 16).await, ["schedule 05-05T03:00Z"]);
     d.finish().await;
 
     // Missed slots, but `catchUpMissedSlots: false`.
@@ -203,6 +204,6 @@ async fn no_catch_up_without_a_missed_slot_or_when_turned_off() {
     config.catch_up_missed_slots = false;
     let clock = Arc::new(FakeClock::starting_at(t0));
     let d = start_on(dir, location, schema, clock, config).await;
-    assert_eq!(new_runs(&d, t0, 16).await, ["schedule 05-05T03:00Z"]);
+    assert_eq!(new_runs(&d.state, t0, 16).await, ["schedule 05-05T03:00Z"]);
     d.finish().await;
 }
