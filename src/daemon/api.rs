@@ -397,13 +397,12 @@ async fn nodes(State(state): State<DaemonState>) -> ApiResult {
         (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<DaemonState>) -> ApiResult {
     let (queued, running) = state.queue().depth().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics()
-            .render(queued, running, &state.registry_stats()),
-    )
-        .into_response())
+    let mut text = state
+        .metrics()
+        .render(queued, running, &state.registry_stats());
+    text.push_str(&super::metrics::render_nodes(&state.queue().nodes().await?));
+    let plain = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    Ok((plain, text).into_response())
 }
 
 /// The query of `POST /v1/pipelines/{name}/runs`.

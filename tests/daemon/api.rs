@@ -149,6 +149,12 @@ async fn duplicate_triggers_join_the_active_run() {
     );
     assert!(metrics.contains("kiln_stage_duration_seconds_count{stage=\"build\"}"));
     assert!(metrics.contains("kiln_queue_depth "));
+    // This host is the queue's one node (a cluster's node on PostgreSQL).
+    assert!(
+        metrics.contains("kiln_node_runs{node=\"test-node\",state=\"passed\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kiln_node_heartbeat_age_seconds{node=\"test-node\"} "));
     d.finish().await;
 }
 
