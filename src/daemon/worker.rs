@@ -192,7 +192,7 @@ async fn run_one(state: DaemonState, claimed: Claimed, permit: OwnedSemaphorePer
         summary: &outcome.summary,
         record_id: outcome.record_id.as_deref(),
     };
-    let finished = s.queue.finish(&run.id, end, s.clock.now()).await;
+    let finished = finish(&state, &run.id, end).await;
     if let Ok(mut active) = s.active.lock() {
         active.remove(&run.id);
     }
@@ -204,14 +204,38 @@ async fn run_one(state: DaemonState, claimed: Claimed, permit: OwnedSemaphorePer
         }
         Err(e) if e.is_fenced() => tracing::warn!(run = %run.id, error = %chain(&e),
             "this node lost the run before it ended; its end was not recorded"),
-        Err(e) => tracing::error!(run = %run.id, error = %chain(&e),
-            "cannot record the end of a run"),
+        Err(e) => {
+            tracing::error!(run = %run.id, error = %chain(&e), "giving up recording the end of a run");
+            s.queue.abandon(&run.id);
+        }
     }
     if let Ok(Some(row)) = s.queue.get(&run.id).await {
         state.broadcast_end(row);
     }
     drop(permit);
     s.wake.notify_one();
+}
+
+/// Records a run's end, retrying with backoff for up to [`LOG_RETRY_FOR`]
+/// while the store may still take it; a fenced refusal is final.
+async fn finish(
+    state: &DaemonState,
+    run_id: &str,
+    end: RunEnd<'_>,
+) -> Result<bool, super::queue::QueueError> {
+    let s = &state.shared;
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match s.queue.finish(run_id, end, s.clock.now()).await {
+            Err(e) if !e.is_fenced() && start.elapsed() < LOG_RETRY_FOR => {
+                tracing::warn!(run = %run_id, error = %chain(&e), "cannot record the end yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// The monotonic instant of `queued_at`, a wall time read `now` ago.

@@ -76,7 +76,8 @@ impl Drop for Engine {
     }
 }
 
-/// The heartbeat and the reaper of one node.
+/// The heartbeat and the reaper of one node. Only the runs in `held` (the
+/// ones the daemon drives) are renewed.
 pub(super) struct Housekeeping {
     pub cluster: Cluster,
     pub node: String,
@@ -108,7 +109,12 @@ impl Housekeeping {
     /// node can no longer prove it holds them.
     async fn heartbeat(&self, last_ok: &mut Instant) {
         let snapshot: Vec<(String, i64)> = self.held_runs();
-        match self.cluster.heartbeat(&self.node, self.lease).await {
+        let ids: Vec<String> = snapshot.iter().map(|r| r.0.clone()).collect();
+        match self
+            .cluster
+            .heartbeat_runs(&self.node, &ids, self.lease)
+            .await
+        {
             Ok(renewed) => {
                 *last_ok = Instant::now();
                 let lost = snapshot.into_iter().filter(|r| !renewed.contains(r));

@@ -252,9 +252,18 @@ impl RunQueue for ClusterQueue {
                 c.finish(&claim, end).await
             })
             .await;
+        // Kept on a failure that may pass: the end is retried, and
+        // heartbeats keep the lease meanwhile.
+        if done.as_ref().is_ok() || done.as_ref().is_err_and(QueueError::is_fenced) {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.remove(run_id);
+        }
+        done.map(|()| true)
+    }
+
+    fn abandon(&self, run_id: &str) {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.remove(run_id);
-        done.map(|()| true)
     }
 
     async fn cancel_queued(

@@ -272,6 +272,12 @@ pub trait RunQueue: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, QueueError>;
 
+    /// Gives up a claimed run whose end could not be written: a cluster
+    /// node stops renewing its lease, so it lapses and the run is retried.
+    fn abandon(&self, run_id: &str) {
+        let _ = run_id;
+    }
+
     /// Ends a queued run as `cancelled`. `Ok(false)`: it was not queued.
     async fn cancel_queued(
         &self,
