@@ -122,3 +122,20 @@ pub async fn connect() -> Result<Docker, ConnectError> {
             source,
         })
 }
+
+/// The platforms the engine builds natively (`linux/amd64`, …), from its
+/// `version` answer; none when it does not say or does not answer (logged).
+pub async fn engine_platforms(docker: &Docker) -> Vec<String> {
+    match docker.version().await {
+        Ok(v) => {
+            v.os.zip(v.arch)
+                .map(|(os, arch)| format!("{os}/{arch}"))
+                .into_iter()
+                .collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the engine did not say which platform it builds");
+            Vec::new()
+        }
+    }
+}

@@ -31,6 +31,8 @@ fn run<'a>(pipeline: &'a str, platform: &'a str, checkout: &'a str) -> Enqueue<'
         platform,
         checkout,
         trigger: "manual",
+        check_first: false,
+        queued_at: None,
     }
 }
 

@@ -234,6 +234,8 @@ async fn claimed(schema: &TestSchema, pipeline: &str, lease: Duration) -> (Clust
         platform: "linux/amd64",
         checkout: "sha256:c",
         trigger: "manual",
+        check_first: false,
+        queued_at: None,
     };
     cluster.enqueue(run).await.unwrap().expect("queued");
     let claim = cluster.claim(&node, lease).await.unwrap().expect("claimed");

@@ -1,4 +1,5 @@
-//! `kiln runs [PIPELINE] [--limit N] [--json]`: the daemon's runs, newest first.
+//! `kiln runs [PIPELINE] [--limit N] [--json]`: the daemon's runs, newest
+//! first, with the node that ran each (a cluster's, or the host's).
 
 use super::Outcome;
 use super::client::{ServerArgs, from_args};
@@ -37,11 +38,12 @@ pub async fn run(args: Args) -> Outcome {
         return Outcome::Ok;
     }
     outln!(
-        "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  SUMMARY",
+        "{:<36}  {:<20}  {:<11}  {:<8}  {:<16}  {:<24}  SUMMARY",
         "RUN",
         "PIPELINE",
         "STATUS",
         "TRIGGER",
+        "NODE",
         "QUEUED"
     );
     for r in runs {
@@ -52,11 +54,12 @@ pub async fn run(args: Args) -> Outcome {
             None => s("pipeline"),
         };
         outln!(
-            "{:<36}  {:<20}  {:<11}  {:<8}  {:<24}  {}",
+            "{:<36}  {:<20}  {:<11}  {:<8}  {:<16}  {:<24}  {}",
             s("id"),
             pipeline,
             s("status"),
             s("trigger"),
+            s("node"),
             s("queuedAt"),
             r["summary"].as_str().unwrap_or("")
         );

@@ -1,6 +1,6 @@
 //! `kiln serve [--listen ADDR] [--tls-cert FILE --tls-key FILE]
-//! [--insecure-http]`: the daemon, until SIGTERM or Ctrl-C. Its settings
-//! (listen, tokens, registries, policy, …) come from the operator config
+//! [--insecure-http] [--node-id ID]`: the daemon, until SIGTERM or
+//! Ctrl-C; the global `--state` makes it a cluster node. Its settings (listen, tokens, registries, policy, …) come from the operator config
 //! (global `--config FILE` / `KILN_CONFIG`).
 
 use std::net::SocketAddr;
@@ -28,6 +28,10 @@ pub struct Args {
     /// unencrypted; only behind a TLS-terminating proxy).
     #[arg(long, conflicts_with = "tls_cert")]
     pub insecure_http: bool,
+    /// This node's id in a cluster (default: the config's `cluster.nodeId`,
+    /// else the host name).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
 }
 
 /// Starts the daemon ([`kiln::daemon::setup::open`]) and serves until a
@@ -42,7 +46,10 @@ pub async fn run(
         tls: args.tls_cert.zip(args.tls_key),
         insecure_http: args.insecure_http,
     };
-    let server = match setup::open(project, operator, listen).await {
+    let state = setup::StateOptions {
+        node_id: args.node_id,
+    };
+    let server = match setup::open(project, operator, listen, state).await {
         Ok(s) => s,
         Err(e) => {
             let outcome = match e {

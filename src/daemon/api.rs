@@ -30,7 +30,7 @@ use super::page::{
     self,
     session::{self, CookiePolicy, Via},
 };
-use super::queue::Enqueued;
+use super::queue::{Enqueued, NodeView};
 use super::run::{RunRow, TriggerKind, stages};
 use super::sse::{LogItem, follow_after};
 use super::state::{DaemonError, DaemonState};
@@ -61,6 +61,7 @@ pub fn router_with(state: DaemonState, cookies: CookiePolicy) -> Router {
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/log", get(run_log))
         .route("/v1/records", get(records))
+        .route("/v1/nodes", get(nodes))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             (state.clone(), Role::Reader),
@@ -385,18 +386,26 @@ async fn records(State(state): State<DaemonState>, Query(q): Query<ListQuery>) -
     Ok(Json(list).into_response())
 }
 
+/// The nodes sharing this daemon's run queue — a cluster's nodes, or this
+/// one host — with their engine, platforms, labels, checkout digest, seconds
+/// since their last heartbeat and their runs by state.
+#[utoipa::path(get, path = "/v1/nodes", security(("bearer" = [])), responses(
+        (status = 200, body = Vec<NodeView>)))]
+async fn nodes(State(state): State<DaemonState>) -> ApiResult {
+    Ok(Json(state.queue().nodes().await?).into_response())
+}
+
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", security(("bearer" = [])), responses(
         (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<DaemonState>) -> ApiResult {
     let (queued, running) = state.queue().depth().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics()
-            .render(queued, running, &state.registry_stats()),
-    )
-        .into_response())
+    let mut text = state
+        .metrics()
+        .render(queued, running, &state.registry_stats());
+    text.push_str(&super::metrics::render_nodes(&state.queue().nodes().await?));
+    let plain = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    Ok((plain, text).into_response())
 }
 
 /// The query of `POST /v1/pipelines/{name}/runs`.

@@ -22,6 +22,9 @@ pub struct PipelineInfo {
     pub schedule: Option<ScheduleInfo>,
     /// Why the recipe does not load, when it does not.
     pub error: Option<String>,
+    /// The platform it builds, when it loaded.
+    #[serde(skip)]
+    pub platform: Option<String>,
 }
 
 /// A pipeline's schedule.
@@ -101,12 +104,14 @@ impl Catalog {
                     version: Some(r.version.to_string()),
                     schedule: r.schedule.as_ref().map(ScheduleInfo::from),
                     error: None,
+                    platform: Some(r.platform.clone()),
                 },
                 Err(e) => PipelineInfo {
                     name,
                     version: None,
                     schedule: None,
                     error: Some(e.to_string()),
+                    platform: None,
                 },
             })
             .collect();

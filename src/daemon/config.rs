@@ -63,6 +63,74 @@ pub struct DaemonConfig {
     /// file) or `postgres://USER@HOST:PORT/DB`; `--state` overrides it.
     #[serde(default)]
     pub state: Option<serde_saphyr::Spanned<String>>,
+    /// `cluster:` — this daemon as a node of a PostgreSQL state store.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `cluster:` — how this daemon takes part in a cluster (used only with a
+/// PostgreSQL state store).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterConfig {
+    /// The node id (`kiln serve --node-id` wins); default: the host name.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// Labels shown by `GET /v1/nodes`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// A claim's lease, renewed by heartbeats every third of it (at least
+    /// 2). Default 30.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// How often an idle node looks for runs another node queued when no
+    /// notification came (at least 1). Default 5.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+}
+
+fn default_lease() -> u64 {
+    30
+}
+
+fn default_poll() -> u64 {
+    5
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: None,
+            labels: Default::default(),
+            lease_seconds: default_lease(),
+            poll_seconds: default_poll(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The lease and poll interval.
+    pub fn settings(&self) -> super::cluster::ClusterSettings {
+        super::cluster::ClusterSettings {
+            lease: Duration::from_secs(self.lease_seconds),
+            poll: Duration::from_secs(self.poll_seconds),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.lease_seconds < 2 {
+            return Err("`cluster.leaseSeconds` must be at least 2".into());
+        }
+        if self.poll_seconds == 0 {
+            return Err("`cluster.pollSeconds` must be at least 1".into());
+        }
+        match &self.node_id {
+            Some(id) if id.is_empty() || id.len() > 100 || id.chars().any(char::is_control) => Err(
+                "`cluster.nodeId` must be 1 to 100 characters without control characters".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `registries:` — how scheduled runs share registry lookups.
@@ -168,6 +236,7 @@ impl Default for DaemonConfig {
             test_containers: Default::default(),
             build: None,
             state: None,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -253,6 +322,9 @@ impl DaemonConfig {
         if let Err(problem) = config.findings.validate() {
             return Err(bad(problem));
         }
+        if let Err(problem) = config.cluster.validate() {
+            return Err(bad(problem));
+        }
         let mut names = std::collections::BTreeSet::new();
         for t in &config.tokens {
             let hex_ok = t.sha256.len() == 64
@@ -316,6 +388,26 @@ mod tests {
         let raw = "registries:\n  ttl: 5\n";
         let e = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap_err();
         assert!(e.to_string().contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn the_cluster_section_is_strict() {
+        let raw = "cluster:\n  nodeId: build-1\n  labels: {rack: a}\n  leaseSeconds: 6\n";
+        let c = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap();
+        assert_eq!(c.cluster.node_id.as_deref(), Some("build-1"));
+        assert_eq!(c.cluster.labels["rack"], "a");
+        assert_eq!(c.cluster.settings().lease, Duration::from_secs(6));
+        assert_eq!(c.cluster.poll_seconds, 5);
+        let raw = "concurrency: 2\ncluster:\n  leaseSecs: 6\n";
+        let e = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("k.yaml:3") && shown.contains("leaseSecs"),
+            "{shown}"
+        );
+        let raw = "cluster:\n  leaseSeconds: 1\n";
+        let e = DaemonConfig::parse(Path::new("k.yaml"), raw).unwrap_err();
+        assert!(e.to_string().contains("cluster.leaseSeconds"), "{e}");
     }
 
     #[test]

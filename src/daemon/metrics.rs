@@ -1,8 +1,10 @@
 //! Prometheus metrics, kept in memory and rendered by hand in the text
-//! exposition format: runs by outcome (counter), stage durations
-//! (histogram), queue depth and running runs (gauges, read from SQLite at
-//! scrape time), and per registry: lookups, `HEAD` fallbacks, rate-limit
-//! pauses and the allowance the registry last reported (from the client).
+//! exposition format: runs by outcome (counter, this process's), stage
+//! durations (histogram), queue depth and running runs (gauges, read from
+//! the run queue at scrape time: cluster-wide on PostgreSQL), runs per node
+//! and state and each node's heartbeat age ([`render_nodes`]), and per
+//! registry: lookups, `HEAD` fallbacks, rate-limit pauses and the allowance
+//! the registry last reported (from the client).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -97,6 +99,32 @@ impl Metrics {
         render_registries(&mut out, registries);
         out
     }
+}
+
+/// The nodes sharing the run queue (a cluster's, or this host): runs per
+/// node and state, and seconds since each node's last heartbeat — any
+/// node's `/metrics` shows the whole cluster.
+pub fn render_nodes(nodes: &[super::queue::NodeView]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP kiln_node_runs Runs each node claimed, by state.\n");
+    out.push_str("# TYPE kiln_node_runs gauge\n");
+    for n in nodes {
+        for (state, count) in &n.runs {
+            let (node, state) = (escape(&n.id), escape(state));
+            let _ = writeln!(
+                out,
+                "kiln_node_runs{{node=\"{node}\",state=\"{state}\"}} {count}"
+            );
+        }
+    }
+    let age = "kiln_node_heartbeat_age_seconds";
+    let _ = writeln!(out, "# HELP {age} Seconds since the node's last heartbeat.");
+    let _ = writeln!(out, "# TYPE {age} gauge");
+    for n in nodes {
+        let (node, secs) = (escape(&n.id), n.heartbeat_age_seconds);
+        let _ = writeln!(out, "{age}{{node=\"{node}\"}} {secs}");
+    }
+    out
 }
 
 /// One metric family: help, type, one sample per registry that has a value.

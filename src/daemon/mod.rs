@@ -4,7 +4,9 @@
 //! Shaped like mini-redis: [`serve`] takes a bound listener, the state and a
 //! shutdown future. Pieces: [`config`] and [`auth`] (tokens by hash),
 //! [`clock`] (controllable time), [`catalog`] (the recipes), [`scheduler`]
-//! (cron → queued runs), [`queue`] (runs in SQLite), [`worker`] (claims runs
+//! (cron → queued runs), [`queue`] (the run queue: SQLite on one host, or
+//! the [`cluster`]'s PostgreSQL queue with [`node`] and [`checkout`] saying
+//! who this process is), [`worker`] (claims runs
 //! and drives the [`runner::PipelineRunner`]), [`sse`] (replay-then-follow of
 //! run logs), [`metrics`], [`api`] and [`page`] (the status page), the only
 //! modules that know HTTP on the server side, [`tls`] (HTTPS); [`client`] is
@@ -17,12 +19,14 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod checkout;
 pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod lock;
 pub mod metrics;
+pub mod node;
 pub mod openapi;
 pub mod page;
 pub mod pipeline_runner;
@@ -80,11 +84,19 @@ where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     // Held until this function returns: recovery must never take a live
-    // daemon's runs for a crashed one's.
-    let lock = lock::DaemonLock::acquire(&state.shared.database)?;
-    tracing::debug!(path = %lock.path().display(), "daemon lock taken");
+    // daemon's runs for a crashed one's. A cluster's queue has no file:
+    // its nodes recover only their own runs, and leases fence the rest.
+    let lock = match state.queue().lock_path() {
+        Some(path) => Some(lock::DaemonLock::acquire(path)?),
+        None => None,
+    };
+    if let Some(lock) = &lock {
+        tracing::debug!(path = %lock.path().display(), "daemon lock taken");
+    }
     let stop = state.shutdown_token();
     worker::recover(&state).await?;
+    let found = state.queue().start(state.shared.wake.clone()).await;
+    let watcher = tokio::spawn(worker::watch(state.clone(), found));
     let dispatcher = tokio::spawn(worker::dispatch(state.clone()));
     scheduler::restart(&state, state.config().catch_up_missed_slots);
     if let Ok(addr) = listener.local_addr() {
@@ -105,6 +117,9 @@ where
         .await;
     stop.cancel();
     let _ = dispatcher.await;
+    // Heartbeats kept this node's leases through the drain; now stop them.
+    state.queue().stop().await;
+    watcher.abort();
     drop(lock);
     served.map_err(|source| DaemonError::Serve { source })
 }

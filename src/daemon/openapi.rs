@@ -168,6 +168,7 @@ impl Modify for CommonErrors {
         super::api::run_log,
         super::api::cancel,
         super::api::records,
+        super::api::nodes,
         super::api::reload,
         super::api::approval,
         super::page::index,
@@ -183,7 +184,7 @@ impl Modify for CommonErrors {
         super::page::script,
     ),
     components(
-        schemas(super::api::ApprovalBody, ErrorBody, StatusBody, PipelineSummary, RunDetail, Triggered, ApprovedBody, RunRow, RunState, TriggerKind, StageInfo, ScheduleInfo),
+        schemas(super::api::ApprovalBody, ErrorBody, StatusBody, PipelineSummary, RunDetail, Triggered, ApprovedBody, RunRow, RunState, TriggerKind, StageInfo, ScheduleInfo, super::queue::NodeView),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict, BadGateway, Unprocessable, HeadersTooLarge, ServerError)
     ),
     modifiers(&Bearer, &CommonErrors)

@@ -120,7 +120,7 @@ impl PipelineRunner for PipelineRunnerImpl {
             events: Arc::new(move |e| log_event(&sink_log, e)),
             lookups: Some(scope(run.queued, &log)),
             branch: run.branch.clone(),
-            fence: None,
+            fence: run.fence.clone(),
         };
         match self.pipeline.run(&run.pipeline, &opts).await {
             Ok(s) => {

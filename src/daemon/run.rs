@@ -156,6 +156,10 @@ pub struct RunRow {
     /// code `kiln run` would).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<crate::pipeline::FailureKind>,
+    /// The node that ran it (claimed it last): a cluster node's id, or this
+    /// host's node id; absent while queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A log event as stored and streamed: numbered within its run.

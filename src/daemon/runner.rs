@@ -53,6 +53,9 @@ pub struct RunRequest {
     pub queued: Instant,
     /// The branch of a branch pipeline run (validated when queued).
     pub branch: Option<crate::branch::BranchName>,
+    /// A cluster run's claim: the run's record writes must still hold it
+    /// (`None` on one host).
+    pub fence: Option<crate::record::Fence>,
 }
 
 /// The answer of [`PipelineRunner::needs_build`].

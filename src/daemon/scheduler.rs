@@ -6,13 +6,16 @@
 //!
 //! Each intended local slot fires once: a DST gap moves the slot (croner),
 //! and in a repeated hour the second occurrence of the same wall-clock time
-//! is skipped here.
+//! is skipped here. Across the daemons sharing a queue (a cluster), a slot
+//! fires once too: runs are queued through [`DaemonState::fire_slot`], keyed
+//! by (pipeline, slot), and only the first node's insert queues the run.
 //!
 //! **Catch-up:** on daemon start (not on reload), a pipeline whose first slot
 //! after its newest run has already passed — the daemon was down at the slot
 //! — gets one run queued at once (`catch_up`), however many slots were
 //! missed; a pipeline with no run yet has missed nothing. `catchUpMissedSlots:
-//! false` in the daemon config turns it off.
+//! false` in the daemon config turns it off. The catch-up is keyed by the
+//! missed slot as well, so nodes starting together queue one.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -82,15 +85,16 @@ async fn run_schedule(
         last_local = Some(next.with_timezone(&schedule.timezone).naive_local());
         after = clock.now().max(next);
         let check = schedule.only_when_dependencies_change;
-        let queued = state.trigger_at(&pipeline, TriggerKind::Schedule, check, next);
-        match queued.await {
-            Ok(Enqueued::Created(run)) => {
+        let fired = state.fire_slot(&pipeline, (TriggerKind::Schedule, check), next, next);
+        match fired.await {
+            Ok(Some(Enqueued::Created(run))) => {
                 tracing::info!(%pipeline, run = %run.id, slot = %next, "scheduled run queued");
             }
-            Ok(Enqueued::Joined(run)) => {
+            Ok(Some(Enqueued::Joined(run))) => {
                 tracing::info!(%pipeline, run = %run.id, slot = %next,
                     "scheduled slot joined the active run");
             }
+            Ok(None) => tracing::debug!(%pipeline, slot = %next, "slot fired by another node"),
             Err(e) => tracing::error!(%pipeline, error = %e, "cannot queue scheduled run"),
         }
     }
@@ -112,9 +116,11 @@ async fn catch_up_missed(state: &DaemonState, pipeline: &str, schedule: &Schedul
         return;
     };
     let check = schedule.only_when_dependencies_change;
-    match state.trigger(pipeline, TriggerKind::CatchUp, check).await {
-        Ok(e) => tracing::info!(%pipeline, run = %e.run().id, %missed, %last,
+    let fired = state.fire_slot(pipeline, (TriggerKind::CatchUp, check), missed, now);
+    match fired.await {
+        Ok(Some(e)) => tracing::info!(%pipeline, run = %e.run().id, %missed, %last,
             "slot missed while the daemon was down; one catch-up run queued"),
+        Ok(None) => tracing::debug!(%pipeline, %missed, "catch-up queued by another node"),
         Err(e) => tracing::error!(%pipeline, error = %e, "cannot queue the catch-up run"),
     }
 }

@@ -1,8 +1,9 @@
 //! What `kiln serve` does before [`super::serve`], given the loaded operator
 //! config ([`crate::operator`]): load the TLS files, bind the listener,
-//! connect to Docker and the registries, open the record store `--state` /
-//! `state:` names (the pipeline's and the API's), and open the state with
-//! the real pipeline runner.
+//! connect to Docker and the registries, and open the state with the real
+//! pipeline runner — on a PostgreSQL state store as a cluster node driving
+//! this process's engine, after removing what a previous incarnation of the
+//! node left on it.
 //!
 //! **Architecture Invariant:** tokens never cross a network in plain text:
 //! the daemon refuses to listen on a non-loopback address without TLS
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::clock::SystemClock;
+use super::node::NodeOptions;
 use super::pipeline_runner::PipelineRunnerImpl;
 use super::tls::TlsError;
 use super::{DaemonError, DaemonOptions, DaemonState};
@@ -70,6 +72,15 @@ pub struct ListenOptions {
     pub insecure_http: bool,
 }
 
+/// Who `kiln serve` is in a cluster (the state store itself is the global
+/// `--state`, in the operator config).
+#[derive(Debug, Clone, Default)]
+pub struct StateOptions {
+    /// `--node-id`; default: the config's `cluster.nodeId`, else the host
+    /// name.
+    pub node_id: Option<String>,
+}
+
 /// Parses a listen address: `IP:PORT`, or `HOST:PORT` with the host
 /// resolved now (`localhost:8080` listens on its first address, loopback).
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -114,6 +125,7 @@ pub async fn open(
     project: &Project,
     operator: crate::operator::OperatorConfig,
     listen: ListenOptions,
+    state: StateOptions,
 ) -> Result<Server, SetupError> {
     let location = operator.state_location(project.root());
     let config = operator.daemon;
@@ -134,9 +146,16 @@ pub async fn open(
     let records = Records::open(&location, ChainKeys::default())
         .await
         .map_err(DaemonError::from)?;
+    let docker = crate::docker::connect().await?;
+    // The engine's own platform; the machine's when it does not say.
+    let node = NodeOptions {
+        id: state.node_id,
+        docker_host: None,
+        platforms: crate::docker::engine_platforms(&docker).await,
+    };
     let pipeline = Pipeline {
         project: project.clone(),
-        docker: crate::docker::connect().await?,
+        docker,
         registry: RegistryClient::new(config.registries.client_config())?,
         signing: operator.signing.map(Arc::new),
         governance: Arc::new(operator.governance),
@@ -144,13 +163,15 @@ pub async fn open(
     };
     let records = pipeline.records(None);
     let state = DaemonState::open(DaemonOptions {
-        database: crate::record::db_path(project.root()),
+        state: location,
+        node,
         project: project.clone(),
         config,
         config_path: operator.path,
         runner: Arc::new(PipelineRunnerImpl::new(pipeline)),
         clock: Arc::new(SystemClock),
-    })?;
+    })
+    .await?;
     state.set_records(records);
     Ok(Server {
         listener,

@@ -5,7 +5,9 @@
 //! No event is lost or repeated: the follower subscribes to the broadcast
 //! before it reads the run and its stored events, the worker stores events
 //! before broadcasting them, and live events are de-duplicated by sequence
-//! number. A follower that falls behind the broadcast re-reads SQLite.
+//! number. A follower that falls behind the broadcast re-reads the store.
+//! A run another node executes (a cluster) is followed by re-reading the
+//! store every [`super::queue::RunQueue::follow_poll`].
 
 use futures_util::Stream;
 use tokio::sync::{broadcast, mpsc};
@@ -56,16 +58,18 @@ pub async fn follow_after(
             return;
         }
         let shutdown = state.shared.shutdown.clone();
+        let poll = state.queue().follow_poll();
         loop {
             let msg = tokio::select! {
-                m = live.recv() => m,
+                m = live.recv() => Some(m),
+                () = reread(poll) => None,
                 () = tx.closed() => return,
                 () = shutdown.cancelled() => return,
             };
             let ev = match msg {
-                Ok(ev) => ev,
-                Err(broadcast::error::RecvError::Closed) => return,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+                Some(Ok(ev)) => ev,
+                Some(Err(broadcast::error::RecvError::Closed)) => return,
+                None | Some(Err(broadcast::error::RecvError::Lagged(_))) => {
                     let Ok(Some(run)) = state.queue().get(&run_id).await else {
                         return;
                     };
@@ -96,6 +100,14 @@ pub async fn follow_after(
     Ok(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Completes after `poll`, or never without one.
+async fn reread(poll: Option<std::time::Duration>) {
+    match poll {
+        Some(p) => tokio::time::sleep(p).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sends the stored events after `last`; if `run` (read before them) had

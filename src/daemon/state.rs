@@ -14,11 +14,13 @@ use super::catalog::Catalog;
 use super::clock::Clock;
 use super::config::{ConfigError, DaemonConfig};
 use super::metrics::Metrics;
-use super::queue::{Enqueued, Queue, QueueError};
+use super::node::NodeOptions;
+use super::queue::{Enqueued, NewRun, QueueError, RunQueue};
 use super::run::{RunRow, RunState, StoredEvent, TriggerKind};
 use super::runner::PipelineRunner;
 use crate::project::Project;
 use crate::record::{ChainKeys, RecordError, Records};
+use crate::state::StateLocation;
 
 /// Why a daemon operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,13 @@ pub enum DaemonError {
     /// The decision is recorded, but promoting the approved build failed.
     #[error("the decision is recorded, but promotion failed")]
     Promotion(#[source] Box<super::runner::RunnerError>),
+    /// The project's checkout digest could not be computed.
+    #[error("cannot compute the checkout digest of the project")]
+    Checkout {
+        /// The file that could not be read.
+        #[source]
+        source: crate::project::PathError,
+    },
     /// Another daemon runs on the same state file.
     #[error(transparent)]
     Lock(#[from] super::lock::LockError),
@@ -103,8 +112,12 @@ pub struct DaemonOptions {
     pub config: DaemonConfig,
     /// Where it came from; re-read by `POST /v1/config/reload`.
     pub config_path: Option<PathBuf>,
-    /// The SQLite file shared with the records.
-    pub database: PathBuf,
+    /// Where the runs are kept: one host's SQLite file (shared with its
+    /// records), or a cluster's PostgreSQL database (this process is then a
+    /// node of the cluster).
+    pub state: StateLocation,
+    /// This process as a node (id, engine, platforms).
+    pub node: NodeOptions,
     /// The pipeline.
     pub runner: Arc<dyn PipelineRunner>,
     /// Wall time.
@@ -119,12 +132,11 @@ pub struct DaemonState {
 
 pub(super) struct Shared {
     pub project: Project,
-    /// The SQLite file; also names the daemon lock beside it.
-    pub database: PathBuf,
     pub config_path: Option<PathBuf>,
     pub config: RwLock<Arc<DaemonConfig>>,
     pub catalog: RwLock<Arc<Catalog>>,
-    pub queue: Queue,
+    /// The run queue; which backend is known only where it is opened.
+    pub queue: Arc<dyn RunQueue>,
     /// The record store the API and the page read and decisions are
     /// appended to (`--state`); replaced once by `setup` with the
     /// operator's keys and location.
@@ -133,7 +145,7 @@ pub(super) struct Shared {
     pub clock: Arc<dyn Clock>,
     /// Wakes the dispatcher when a run is queued (a stored permit means a
     /// trigger between "queue empty" and "wait" is not lost).
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
     /// Stored log events and run ends, for SSE followers. Followers that lag
     /// re-read from SQLite, so a small buffer loses nothing.
     pub events: broadcast::Sender<Arc<LiveEvent>>,
@@ -150,16 +162,29 @@ pub(super) struct Shared {
 }
 
 impl DaemonState {
-    /// Opens the database (migrating it) and loads the recipes.
-    pub fn open(o: DaemonOptions) -> Result<DaemonState, DaemonError> {
-        let queue = Queue::open(&o.database)?;
-        let records = Records::sqlite(&o.database, ChainKeys::default());
-        let catalog = Catalog::load(&o.project);
+    /// Loads the recipes, opens the run queue (migrating it; a cluster
+    /// node registers itself with its checkout digest) and the records.
+    pub async fn open(o: DaemonOptions) -> Result<DaemonState, DaemonError> {
+        let project = o.project.clone();
+        let (catalog, checkout) = tokio::task::spawn_blocking(move || {
+            (
+                Catalog::load(&project),
+                super::checkout::of_project(&project),
+            )
+        })
+        .await
+        .map_err(|_| DaemonError::Task)?;
+        let checkout = checkout.map_err(|source| DaemonError::Checkout { source })?;
+        let cluster = &o.config.cluster;
+        let node = o
+            .node
+            .info(cluster.node_id.as_deref(), &cluster.labels, checkout);
+        let queue = super::queue::open(&o.state, node, cluster.settings()).await?;
+        let records = Records::open(&o.state, ChainKeys::default()).await?;
         let (events, _) = broadcast::channel(1024);
         Ok(DaemonState {
             shared: Arc::new(Shared {
                 limit: Arc::new(Semaphore::new(o.config.concurrency)),
-                database: o.database,
                 project: o.project,
                 config_path: o.config_path,
                 config: RwLock::new(Arc::new(o.config)),
@@ -168,7 +193,7 @@ impl DaemonState {
                 records: RwLock::new(records),
                 runner: o.runner,
                 clock: o.clock,
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
                 events,
                 active: Mutex::default(),
                 shutdown: CancellationToken::new(),
@@ -197,8 +222,8 @@ impl DaemonState {
     }
 
     /// The run queue.
-    pub fn queue(&self) -> &Queue {
-        &self.shared.queue
+    pub fn queue(&self) -> &dyn RunQueue {
+        self.shared.queue.as_ref()
     }
 
     /// The clock.
@@ -259,26 +284,62 @@ impl DaemonState {
         check_first: bool,
         now: DateTime<Utc>,
     ) -> Result<Enqueued, DaemonError> {
-        if self.catalog().get(pipeline).is_none() {
-            return Err(DaemonError::UnknownPipeline {
-                name: pipeline.to_string(),
-            });
+        let platform = self.platform_of(pipeline)?;
+        let mut run = NewRun::main(pipeline, (kind, check_first), now, platform.as_deref());
+        run.branch = branch.map(|b| b.as_str());
+        let result = self.shared.queue.enqueue(run).await?;
+        self.announce(&result, kind);
+        Ok(result)
+    }
+
+    /// Queues the run of schedule slot `slot` of `pipeline` (queue time
+    /// `queued_at`) once across every daemon sharing the queue; `None` when
+    /// another node fired it.
+    pub async fn fire_slot(
+        &self,
+        pipeline: &str,
+        (kind, check_first): (TriggerKind, bool),
+        slot: DateTime<Utc>,
+        queued_at: DateTime<Utc>,
+    ) -> Result<Option<Enqueued>, DaemonError> {
+        let platform = self.platform_of(pipeline)?;
+        let run = NewRun::main(
+            pipeline,
+            (kind, check_first),
+            queued_at,
+            platform.as_deref(),
+        );
+        let result = self.shared.queue.fire_slot(run, slot).await?;
+        if let Some(r) = &result {
+            self.announce(r, kind);
         }
-        let result = self
-            .shared
-            .queue
-            .enqueue_on(pipeline, branch.map(|b| b.as_str()), kind, check_first, now)
-            .await?;
-        match &result {
+        Ok(result)
+    }
+
+    /// The platform `pipeline` builds (`None` when its recipe does not
+    /// load); an unknown pipeline is an error.
+    fn platform_of(&self, pipeline: &str) -> Result<Option<String>, DaemonError> {
+        match self.catalog().get(pipeline) {
+            Some(info) => Ok(info.platform.clone()),
+            None => Err(DaemonError::UnknownPipeline {
+                name: pipeline.to_string(),
+            }),
+        }
+    }
+
+    /// Logs a queued or joined run and wakes the dispatcher for a new one.
+    fn announce(&self, result: &Enqueued, kind: TriggerKind) {
+        match result {
             Enqueued::Created(run) => {
-                tracing::info!(run = %run.id, pipeline, trigger = kind.as_str(), "run queued");
+                tracing::info!(run = %run.id, pipeline = %run.pipeline, trigger = kind.as_str(),
+                    "run queued");
                 self.shared.wake.notify_one();
             }
             Enqueued::Joined(run) => {
-                tracing::info!(run = %run.id, pipeline, "trigger joined the active run");
+                tracing::info!(run = %run.id, pipeline = %run.pipeline,
+                    "trigger joined the active run");
             }
         }
-        Ok(result)
     }
 
     /// Cancels a run: a queued one ends at once, a running one is told to
@@ -290,12 +351,7 @@ impl DaemonState {
             RunState::Queued => {
                 let now = self.shared.clock.now();
                 let summary = "cancelled before it started";
-                if self
-                    .shared
-                    .queue
-                    .finish(id, (RunState::Cancelled, None), summary, None, now)
-                    .await?
-                {
+                if self.shared.queue.cancel_queued(id, summary, now).await? {
                     self.shared.metrics.run_finished(RunState::Cancelled);
                     let run = self.shared.queue.get(id).await?.unwrap_or(run);
                     self.broadcast_end(run.clone());
@@ -304,14 +360,9 @@ impl DaemonState {
                 Ok(self.shared.queue.get(id).await?.unwrap_or(run))
             }
             RunState::Running => {
-                let token = self
-                    .shared
-                    .active
-                    .lock()
-                    .ok()
-                    .and_then(|a| a.get(id).cloned());
-                if let Some(token) = token {
-                    token.cancel();
+                // Another node runs it: ask it through the queue.
+                if !self.cancel_local(id) {
+                    self.shared.queue.request_cancel(id).await?;
                 }
                 Ok(run)
             }
@@ -396,6 +447,18 @@ impl DaemonState {
             .records
             .write()
             .unwrap_or_else(|p| p.into_inner()) = records;
+    }
+
+    /// Cancels run `id` if it runs in this process; whether it does.
+    pub(super) fn cancel_local(&self, id: &str) -> bool {
+        let active = self.shared.active.lock().unwrap_or_else(|p| p.into_inner());
+        match active.get(id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn broadcast_end(&self, run: RunRow) {

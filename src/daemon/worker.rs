@@ -1,6 +1,9 @@
 //! The worker: claims queued runs (within the concurrency limit), drives the
 //! [`PipelineRunner`] for each, stores and broadcasts its log events, and
-//! finishes the run. Also crash recovery at start and the drain at shutdown.
+//! finishes the run. Also crash recovery at start, the drain at shutdown,
+//! and what the queue reports while running ([`watch`]: runs this node lost
+//! or was asked to cancel). A write the queue refuses as fenced stops the
+//! run here; nothing more is written for it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::queue::{Claimed, QueueEvent, RunEnd};
 use super::run::{RunRow, RunState, StoredEvent};
 use super::runner::{
     BuildNeed, EventKind, LogEvent, LogSink, PipelineRunner, RunOutcome, RunRequest,
@@ -28,18 +32,47 @@ const LOG_BATCH: usize = 256;
 /// (each try already waits out the 30 s busy timeout) before it is given up.
 const LOG_RETRY_FOR: Duration = Duration::from_secs(120);
 
-/// Crash recovery: runs a killed daemon left `running` are marked
-/// `interrupted`, the runner cleans up after each, and a retry is queued.
+/// Crash recovery: runs this daemon (node) left `running` when it was
+/// killed are marked `interrupted` with a retry queued, and the runner
+/// cleans up after each of them — and after runs another node's reaper
+/// interrupted under it — on this node's engine only.
 pub async fn recover(state: &DaemonState) -> Result<(), DaemonError> {
     let s = &state.shared;
     let recovered = s.queue.recover(s.clock.now()).await?;
-    for (old, retry) in recovered {
-        tracing::warn!(run = %old.id, pipeline = %old.pipeline, retry = %retry.id,
-            "run was interrupted by a daemon stop; cleaning up and retrying");
-        s.metrics.run_finished(RunState::Interrupted);
+    for r in recovered {
+        let (old, retry) = (&r.run, r.retry.as_ref().map(|r| r.id.as_str()));
+        tracing::warn!(run = %old.id, pipeline = %old.pipeline, retry = retry.unwrap_or("-"),
+            "run was interrupted by a daemon stop; cleaning up");
+        if retry.is_some() {
+            s.metrics.run_finished(RunState::Interrupted);
+        }
         s.runner.cleanup_run(&old.id).await;
     }
     Ok(())
+}
+
+/// Acts on what the queue's background work reports until the channel
+/// closes: a lost run or an asked cancel stops the run here (its pipeline
+/// removes its containers); a reaped run is counted.
+pub async fn watch(state: DaemonState, mut found: mpsc::UnboundedReceiver<QueueEvent>) {
+    let s = &state.shared;
+    while let Some(event) = found.recv().await {
+        match event {
+            QueueEvent::Lost { run, why } => {
+                tracing::warn!(run = %run, why = %why, "this node lost the run; stopping it");
+                state.cancel_local(&run);
+            }
+            QueueEvent::CancelRequested { run } => {
+                tracing::info!(run = %run, "cancel asked through another node");
+                state.cancel_local(&run);
+            }
+            QueueEvent::Reaped { run, node, retry } => {
+                tracing::warn!(run = %run, node = node.as_deref().unwrap_or("?"),
+                    retry = retry.as_deref().unwrap_or("-"), "lease lapsed; run interrupted");
+                s.metrics.run_finished(RunState::Interrupted);
+            }
+        }
+    }
 }
 
 /// Claims and starts runs until shutdown, then drains.
@@ -52,10 +85,11 @@ pub async fn dispatch(state: DaemonState) {
             p = s.limit.clone().acquire_owned() => p.expect("the run semaphore is never closed"),
             () = s.shutdown.cancelled() => break,
         };
-        match s.queue.claim_next(s.clock.now()).await {
-            Ok(Some(run)) => {
-                tracing::info!(run = %run.id, pipeline = %run.pipeline, "run started");
-                runs.spawn(run_one(state.clone(), run, permit));
+        match s.queue.claim(s.clock.now()).await {
+            Ok(Some(claimed)) => {
+                tracing::info!(run = %claimed.run.id, pipeline = %claimed.run.pipeline,
+                    "run started");
+                runs.spawn(run_one(state.clone(), claimed, permit));
             }
             Ok(None) => {
                 drop(permit);
@@ -119,18 +153,13 @@ async fn drain(state: &DaemonState, mut runs: JoinSet<()>) {
         .map(|a| a.keys().cloned().collect())
         .unwrap_or_default();
     for id in left {
-        let summary = "cancelled: the daemon shut down";
-        match s
-            .queue
-            .finish(
-                &id,
-                (RunState::Cancelled, None),
-                summary,
-                None,
-                s.clock.now(),
-            )
-            .await
-        {
+        let end = RunEnd {
+            state: RunState::Cancelled,
+            failure: None,
+            summary: "cancelled: the daemon shut down",
+            record_id: None,
+        };
+        match s.queue.finish(&id, end, s.clock.now()).await {
             Ok(_) => s.metrics.run_finished(RunState::Cancelled),
             Err(e) => tracing::error!(run = %id, error = %e, "cannot mark run cancelled"),
         }
@@ -142,8 +171,9 @@ async fn join_all(runs: &mut JoinSet<()>) {
 }
 
 /// Drives one claimed run to its end.
-async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) {
+async fn run_one(state: DaemonState, claimed: Claimed, permit: OwnedSemaphorePermit) {
     let s = state.shared.clone();
+    let Claimed { run, fence } = claimed;
     let cancel = CancellationToken::new();
     if let Ok(mut active) = s.active.lock() {
         active.insert(run.id.clone(), cancel.clone());
@@ -152,21 +182,17 @@ async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) 
     let (close, closed) = oneshot::channel();
     let writer = tokio::spawn(write_log(state.clone(), run.id.clone(), rx, closed));
     let queued = queued_instant(s.clock.now(), run.queued_at);
-    let outcome = drive(s.runner.as_ref(), &run, queued, sink, cancel).await;
+    let outcome = drive(s.runner.as_ref(), (&run, fence), queued, sink, cancel).await;
     let _ = close.send(());
     let _ = writer.await;
     let status = RunState::from(outcome.status);
-    let now = s.clock.now();
-    let finished = s
-        .queue
-        .finish(
-            &run.id,
-            (status, outcome.failure),
-            &outcome.summary,
-            outcome.record_id,
-            now,
-        )
-        .await;
+    let end = RunEnd {
+        state: status,
+        failure: outcome.failure,
+        summary: &outcome.summary,
+        record_id: outcome.record_id.as_deref(),
+    };
+    let finished = finish(&state, &run.id, end).await;
     if let Ok(mut active) = s.active.lock() {
         active.remove(&run.id);
     }
@@ -176,13 +202,40 @@ async fn run_one(state: DaemonState, run: RunRow, permit: OwnedSemaphorePermit) 
             tracing::info!(run = %run.id, pipeline = %run.pipeline, status = status.as_str(),
                 summary = %outcome.summary, "run finished");
         }
-        Err(e) => tracing::error!(run = %run.id, error = %e, "cannot record the end of a run"),
+        Err(e) if e.is_fenced() => tracing::warn!(run = %run.id, error = %chain(&e),
+            "this node lost the run before it ended; its end was not recorded"),
+        Err(e) => {
+            tracing::error!(run = %run.id, error = %chain(&e), "giving up recording the end of a run");
+            s.queue.abandon(&run.id);
+        }
     }
     if let Ok(Some(row)) = s.queue.get(&run.id).await {
         state.broadcast_end(row);
     }
     drop(permit);
     s.wake.notify_one();
+}
+
+/// Records a run's end, retrying with backoff for up to [`LOG_RETRY_FOR`]
+/// while the store may still take it; a fenced refusal is final.
+async fn finish(
+    state: &DaemonState,
+    run_id: &str,
+    end: RunEnd<'_>,
+) -> Result<bool, super::queue::QueueError> {
+    let s = &state.shared;
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match s.queue.finish(run_id, end, s.clock.now()).await {
+            Err(e) if !e.is_fenced() && start.elapsed() < LOG_RETRY_FOR => {
+                tracing::warn!(run = %run_id, error = %chain(&e), "cannot record the end yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// The monotonic instant of `queued_at`, a wall time read `now` ago.
@@ -194,7 +247,7 @@ fn queued_instant(now: DateTime<Utc>, queued_at: DateTime<Utc>) -> Instant {
 /// The check-first step (scheduled refreshes) and the run itself.
 async fn drive(
     runner: &dyn PipelineRunner,
-    run: &RunRow,
+    (run, fence): (&RunRow, Option<crate::record::Fence>),
     queued: Instant,
     sink: LogSink,
     cancel: CancellationToken,
@@ -242,6 +295,7 @@ async fn drive(
         pipeline: run.pipeline.clone(),
         queued,
         branch,
+        fence,
     };
     runner.run(request, sink, cancel).await
 }
@@ -279,7 +333,14 @@ async fn write_log(
             }
             continue;
         }
-        for e in store_batch(&state, &run_id, batch).await {
+        let Some(stored) = store_batch(&state, &run_id, batch).await else {
+            // Fenced: this node lost the run; stop it and drop its log.
+            state.cancel_local(&run_id);
+            rx.close();
+            while rx.recv().await.is_some() {}
+            return;
+        };
+        for e in stored {
             observe_stage(&state, &mut started, &e.kind, e.stage.as_deref(), e.at);
             let _ = s.events.send(Arc::new(LiveEvent {
                 run_id: run_id.clone(),
@@ -291,8 +352,13 @@ async fn write_log(
 
 /// Stores one batch, retrying with backoff for up to [`LOG_RETRY_FOR`]:
 /// a failed write is never dropped while the database may still take it.
-/// This task is the run's only log writer, so order is kept.
-async fn store_batch(state: &DaemonState, run_id: &str, batch: Vec<LogEvent>) -> Vec<StoredEvent> {
+/// This task is the run's only log writer, so order is kept. `None`: the
+/// queue refused it as fenced (this node lost the run).
+async fn store_batch(
+    state: &DaemonState,
+    run_id: &str,
+    batch: Vec<LogEvent>,
+) -> Option<Vec<StoredEvent>> {
     let s = &state.shared;
     let start = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
@@ -302,7 +368,12 @@ async fn store_batch(state: &DaemonState, run_id: &str, batch: Vec<LogEvent>) ->
             .append_events(run_id, batch.clone(), s.clock.now())
             .await
         {
-            Ok(stored) => return stored,
+            Ok(stored) => return Some(stored),
+            Err(e) if e.is_fenced() => {
+                tracing::warn!(run = %run_id, error = %chain(&e), lines = batch.len(),
+                    "log lines refused: this node lost the run; stopping it");
+                return None;
+            }
             Err(e) if start.elapsed() < LOG_RETRY_FOR => {
                 tracing::warn!(run = %run_id, error = %e, lines = batch.len(),
                     "cannot store log lines yet; retrying");
@@ -312,7 +383,7 @@ async fn store_batch(state: &DaemonState, run_id: &str, batch: Vec<LogEvent>) ->
             Err(e) => {
                 tracing::error!(run = %run_id, error = %e, lines = batch.len(),
                     "giving up storing log lines");
-                return Vec::new();
+                return Some(Vec::new());
             }
         }
     }

@@ -83,7 +83,7 @@ async fn every_role_gets_401_or_403_where_it_should() {
     assert_eq!(d.get("/healthz", None).await.status(), StatusCode::OK);
     let spec: Value = d.get("/openapi.json", None).await.json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    d.stop().await;
+    d.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +98,7 @@ async fn oversized_headers_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    d.stop().await;
+    d.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +149,13 @@ async fn duplicate_triggers_join_the_active_run() {
     );
     assert!(metrics.contains("kiln_stage_duration_seconds_count{stage=\"build\"}"));
     assert!(metrics.contains("kiln_queue_depth "));
-    d.stop().await;
+    // This host is the queue's one node (a cluster's node on PostgreSQL).
+    assert!(
+        metrics.contains("kiln_node_runs{node=\"test-node\",state=\"passed\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kiln_node_heartbeat_age_seconds{node=\"test-node\"} "));
+    d.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +210,7 @@ async fn log_streams_stored_then_live_lines_and_ends() {
     assert_eq!(again, kinds);
     let missing = d.get("/v1/runs/nope/log", Some(READER)).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    d.stop().await;
+    d.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,11 +249,14 @@ async fn admin_cancels_and_shutdown_cancels_after_grace() {
     let id = body["run"]["id"].as_str().unwrap().to_string();
     d.wait_run(&id, is(RunState::Running)).await;
     let state = d.state.clone();
-    d.stop().await;
+    let (_dir, schema) = d.stop().await;
     assert_eq!(
         state.queue().get(&id).await.unwrap().unwrap().status,
         RunState::Cancelled
     );
+    if let Some(schema) = schema {
+        schema.remove().await;
+    }
 }
 
 /// Names with spaces, `&`, `=`, `/` or `?` reach the daemon as one value

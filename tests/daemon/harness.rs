@@ -1,8 +1,11 @@
 //! The daemon in-process on 127.0.0.1:0 over a temporary project, with a
-//! test-double runner and a chosen clock.
+//! test-double runner and a chosen clock, on the state store
+//! `KILN_TEST_STATE` names: `sqlite` (default: the project's file) or
+//! `postgres` (a fresh schema of the test PostgreSQL per daemon, so the
+//! whole suite runs against the cluster queue too).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,15 +14,19 @@ use chrono::{DateTime, Utc};
 use kiln::daemon::auth::{Role, hash_token};
 use kiln::daemon::clock::Clock;
 use kiln::daemon::config::{DaemonConfig, TokenEntry};
+use kiln::daemon::node::NodeOptions;
 use kiln::daemon::run::{RunRow, RunState};
 use kiln::daemon::runner::{
     BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunnerError,
 };
 use kiln::daemon::{DaemonError, DaemonOptions, DaemonState};
 use kiln::record::Status;
+use kiln::state::StateLocation;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::postgres::TestSchema;
 
 pub const READER: &str = "reader-token";
 pub const TRIGGER: &str = "trigger-token";
@@ -37,6 +44,8 @@ pub struct FakeRunner {
     pub need: Mutex<BuildNeed>,
     pub gated: AtomicBool,
     pub fail: AtomicBool,
+    /// How many runs stopped on their cancellation token.
+    pub cancelled: AtomicUsize,
     gate: Semaphore,
 }
 
@@ -51,6 +60,7 @@ impl FakeRunner {
             need: Mutex::new(BuildNeed::Needed("parent moved".into())),
             gated: AtomicBool::new(false),
             fail: AtomicBool::new(false),
+            cancelled: AtomicUsize::new(0),
             gate: Semaphore::new(0),
         })
     }
@@ -83,6 +93,7 @@ impl PipelineRunner for FakeRunner {
             tokio::select! {
                 p = self.gate.acquire() => p.unwrap().forget(),
                 () = cancel.cancelled() => {
+                    self.cancelled.fetch_add(1, Ordering::SeqCst);
                     log.stage_finished("build", false, "cancelled");
                     return RunOutcome { status: Status::Cancelled, summary: "cancelled".into(), record_id: None, failure: None };
                 }
@@ -173,6 +184,50 @@ pub fn config(grace_seconds: u64) -> DaemonConfig {
     }
 }
 
+/// Whether this run of the suite is on PostgreSQL (`KILN_TEST_STATE=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("KILN_TEST_STATE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("KILN_TEST_STATE={other}: use sqlite or postgres"),
+    }
+}
+
+/// The state store of a daemon over the project at `dir`: its SQLite
+/// file, or (on PostgreSQL) a fresh schema, kept by the caller.
+pub async fn state_for(dir: &Path) -> (StateLocation, Option<TestSchema>) {
+    if on_postgres() {
+        let schema = TestSchema::new().await;
+        (StateLocation::Postgres(schema.url.clone()), Some(schema))
+    } else {
+        let root = dir.canonicalize().unwrap();
+        (StateLocation::Sqlite(kiln::record::db_path(&root)), None)
+    }
+}
+
+/// The options of a daemon over `dir` on `state`, as the tests use them.
+pub fn options(
+    dir: &Path,
+    state: StateLocation,
+    config: DaemonConfig,
+    runner: Arc<dyn PipelineRunner>,
+    clock: Arc<dyn Clock>,
+) -> DaemonOptions {
+    DaemonOptions {
+        project: kiln::project::Project::open(dir).unwrap(),
+        config,
+        config_path: None,
+        state,
+        node: NodeOptions {
+            id: Some("test-node".into()),
+            docker_host: Some("unix:///var/run/docker.sock".into()),
+            platforms: vec!["linux/amd64".into()],
+        },
+        runner,
+        clock,
+    }
+}
+
 pub struct Daemon {
     pub url: String,
     pub state: DaemonState,
@@ -180,6 +235,8 @@ pub struct Daemon {
     pub task: JoinHandle<Result<(), DaemonError>>,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL schema of its state, on PostgreSQL.
+    pub schema: Option<TestSchema>,
 }
 
 /// Starts the daemon over `dir`.
@@ -193,8 +250,21 @@ pub async fn start_with(
     clock: Arc<dyn Clock>,
     config: DaemonConfig,
 ) -> Daemon {
+    let (location, schema) = state_for(dir.path()).await;
+    start_on(dir, location, schema, clock, config).await
+}
+
+/// Starts the daemon over `dir` on `location` (kept with `schema`).
+pub async fn start_on(
+    dir: tempfile::TempDir,
+    location: StateLocation,
+    schema: Option<TestSchema>,
+    clock: Arc<dyn Clock>,
+    config: DaemonConfig,
+) -> Daemon {
     let runner = FakeRunner::new(clock.clone());
-    let (state, url, task) = serve_with(dir.path(), clock, runner.clone(), config).await;
+    let opts = options(dir.path(), location, config, runner.clone(), clock);
+    let (state, url, task) = serve_opts(opts).await;
     Daemon {
         url,
         state,
@@ -202,26 +272,28 @@ pub async fn start_with(
         task,
         http: reqwest::Client::new(),
         dir,
+        schema,
     }
 }
 
-/// Serves the project at `dir` with `runner`; returns once the API answers.
+/// Serves the project at `dir` with `runner` on the project's SQLite file
+/// (`location`: the state store; kept alive by the caller); returns once
+/// the API answers.
 pub async fn serve_with(
     dir: &Path,
+    location: StateLocation,
     clock: Arc<dyn Clock>,
     runner: Arc<dyn PipelineRunner>,
     config: DaemonConfig,
 ) -> (DaemonState, String, JoinHandle<Result<(), DaemonError>>) {
-    let project = kiln::project::Project::open(dir).unwrap();
-    let state = DaemonState::open(DaemonOptions {
-        database: kiln::record::db_path(project.root()),
-        project,
-        config,
-        config_path: None,
-        runner,
-        clock,
-    })
-    .unwrap();
+    serve_opts(options(dir, location, config, runner, clock)).await
+}
+
+/// Opens and serves `opts`; returns once the API answers.
+pub async fn serve_opts(
+    opts: DaemonOptions,
+) -> (DaemonState, String, JoinHandle<Result<(), DaemonError>>) {
+    let state = DaemonState::open(opts).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(kiln::daemon::serve(
@@ -279,13 +351,88 @@ impl Daemon {
         self.wait_run(id, |r| r.status.is_finished()).await
     }
 
-    pub async fn stop(self) -> tempfile::TempDir {
+    /// Shuts the daemon down; returns its project and state store.
+    pub async fn stop(self) -> (tempfile::TempDir, Option<TestSchema>) {
         self.state.shutdown();
         self.task.await.unwrap().unwrap();
-        self.dir
+        (self.dir, self.schema)
+    }
+
+    /// Shuts the daemon down and drops its PostgreSQL schema (if any).
+    pub async fn finish(self) {
+        let (_dir, schema) = self.stop().await;
+        if let Some(schema) = schema {
+            schema.remove().await;
+        }
     }
 }
 
 pub fn is(state: RunState) -> impl Fn(&RunRow) -> bool {
     move |r| r.status == state
+}
+
+/// Leaves run `id` of `pipeline` in the state a previous daemon (node
+/// `test-node`) left it: `status` (`running`, `passed`, …) since `at`, in
+/// the project's SQLite file or in `schema`. Bypasses the queue on purpose.
+pub async fn seed_run(
+    dir: &Path,
+    schema: Option<&TestSchema>,
+    (id, pipeline, status): (&str, &str, &str),
+    at: &str,
+) {
+    let (id, pipeline, status, at) = (
+        id.to_string(),
+        pipeline.to_string(),
+        status.to_string(),
+        at.to_string(),
+    );
+    let Some(schema) = schema else {
+        let db = kiln::record::db_path(&dir.canonicalize().unwrap());
+        let queue = kiln::daemon::queue::Queue::open(&db).unwrap();
+        queue
+            .with_connection(move |c| {
+                c.execute(
+                    "INSERT INTO runs (id, pipeline, trigger, check_first, status, queued_at, \
+                     started_at, finished_at) VALUES (?1, ?2, 'manual', 0, ?3, ?4, ?4, \
+                     CASE WHEN ?3 = 'running' THEN NULL ELSE ?4 END)",
+                    [id, pipeline, status, at],
+                )
+            })
+            .await
+            .unwrap();
+        return;
+    };
+    // Migrated as a node would (on a runtime of its own: the pool's
+    // timeouts must not run on a paused test clock); the row carries this
+    // project's checkout, so a retry of it is claimable over `dir`.
+    let url = schema.url.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(kiln::daemon::cluster::Cluster::connect(&url))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let checkout =
+        kiln::daemon::checkout::of_project(&kiln::project::Project::open(dir).unwrap()).unwrap();
+    let db = schema.admin().await;
+    db.execute(
+        "INSERT INTO nodes (id, docker_host, platforms, checkout) \
+         VALUES ('test-node', 'unix:///var/run/docker.sock', '{linux/amd64}', $1) \
+         ON CONFLICT DO NOTHING",
+        &[&checkout],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO cluster_runs (id, pipeline, platform, checkout, trigger, status, node, \
+         epoch, lease_until, queued_at, started_at, finished_at) \
+         VALUES ($1, $2, 'linux/amd64', $3, 'manual', $4, 'test-node', 1, \
+         CASE WHEN $4 = 'running' THEN now() + interval '1 hour' END, \
+         $5::text::timestamptz, $5::text::timestamptz, \
+         CASE WHEN $4 = 'running' THEN NULL ELSE $5::text::timestamptz END)",
+        &[&id, &pipeline, &checkout, &status, &at],
+    )
+    .await
+    .unwrap();
 }

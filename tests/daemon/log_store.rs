@@ -1,22 +1,23 @@
 //! Run logs under write contention: several runs log at once while other
-//! connections write the same SQLite file (as the pipeline's record store
-//! does), and every stage event of every run is stored.
+//! connections write the records' SQLite file (as the pipeline's record
+//! store does; on SQLite it is the queue's file too), and every stage event
+//! of every run is stored.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use kiln::daemon::DaemonState;
 use kiln::daemon::clock::SystemClock;
 use kiln::daemon::queue::Enqueued;
 use kiln::daemon::run::{RunState, TriggerKind};
 use kiln::daemon::runner::{
     BuildNeed, LogSink, PipelineRunner, RunOutcome, RunRequest, RunnerError,
 };
-use kiln::daemon::{DaemonOptions, DaemonState};
 use kiln::record::{Status, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{config, project};
+use crate::harness::{config, options, project, state_for};
 
 const STAGES: usize = 100;
 const PIPELINES: [&str; 4] = ["a", "b", "c", "d"];
@@ -64,15 +65,17 @@ async fn every_stage_event_of_concurrent_runs_is_stored_while_others_write() {
     let database = kiln::record::db_path(project.root());
     let mut cfg = config(30);
     cfg.concurrency = PIPELINES.len();
-    let state = DaemonState::open(DaemonOptions {
-        database: database.clone(),
-        project,
-        config: cfg,
-        config_path: None,
-        runner: Arc::new(ChattyRunner),
-        clock: Arc::new(SystemClock),
-    })
-    .unwrap();
+    // On PostgreSQL the log goes there, and the writers below write the
+    // records' SQLite file beside it.
+    let (location, schema) = state_for(dir.path()).await;
+    let opts = options(
+        dir.path(),
+        location,
+        cfg,
+        Arc::new(ChattyRunner),
+        Arc::new(SystemClock),
+    );
+    let state = DaemonState::open(opts).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let task = tokio::spawn(kiln::daemon::serve(
         listener,
@@ -129,4 +132,7 @@ async fn every_stage_event_of_concurrent_runs_is_stored_while_others_write() {
     }
     state.shutdown();
     task.await.unwrap().unwrap();
+    if let Some(schema) = schema {
+        schema.remove().await;
+    }
 }

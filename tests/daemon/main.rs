@@ -5,6 +5,7 @@
 mod api;
 mod approval;
 mod browser;
+mod cluster;
 mod harness;
 mod log_store;
 mod openapi;

@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/runs/{id}/log"),
     ("post", "/v1/runs/{id}/cancel"),
     ("get", "/v1/records"),
+    ("get", "/v1/nodes"),
     ("post", "/v1/config/reload"),
     ("post", "/v1/builds/{id}/approval"),
     ("get", "/"),
@@ -184,5 +185,5 @@ async fn the_served_document_is_valid_and_matches_every_route() {
             );
         }
     }
-    d.stop().await;
+    d.finish().await;
 }

@@ -301,7 +301,7 @@ async fn sign_in_cookies_and_csrf_over_http() {
         .unwrap();
     assert!(page.contains(r#"<dd id="run-branch">feature-x "#), "{page}");
     d.runner.release();
-    d.stop().await;
+    d.finish().await;
 }
 
 fn base64_url(s: &str) -> String {
@@ -393,7 +393,7 @@ async fn chromium_shows_the_approved_digest_and_a_live_log_line() {
         .await;
     assert_eq!(overflow, true, "the page scrolls sideways on a phone");
     phone.screenshot(&screenshot("pipelines-phone")).await;
-    d.stop().await;
+    d.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,5 +437,5 @@ async fn api_errors_are_json_for_400_404_405() {
             "{body}"
         );
     }
-    d.stop().await;
+    d.finish().await;
 }

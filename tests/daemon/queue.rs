@@ -1,7 +1,9 @@
-//! The run queue on a real SQLite file: join, upgrade, claim order, finish.
+//! The SQLite run queue on a real file: join, upgrade, claim order, finish.
+//! SQLite only, by design: it drives the SQLite backend directly, down to
+//! its unique index (`tests/cluster_queue.rs` does the same for PostgreSQL).
 
 use chrono::{DateTime, Utc};
-use kiln::daemon::queue::{Enqueued, Queue};
+use kiln::daemon::queue::{Enqueued, Queue, RunQueue as _};
 use kiln::daemon::run::{RunState, TriggerKind};
 
 fn t(s: &str) -> DateTime<Utc> {

@@ -1,33 +1,29 @@
-//! Restart recovery over a real SQLite file: a run a killed daemon left
-//! `running` is marked interrupted, cleaned up, retried and finished.
+//! Restart recovery: a run a killed daemon (on PostgreSQL: this node, in an
+//! earlier life) left `running` is marked interrupted, cleaned up, retried
+//! and finished.
 
 use std::sync::Arc;
 
 use kiln::daemon::clock::SystemClock;
-use kiln::daemon::queue::Queue;
 use kiln::daemon::run::{RunState, TriggerKind};
 
-use crate::harness::{project, start};
+use crate::harness::{config, on_postgres, project, seed_run, start_on, state_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_left_running_is_interrupted_cleaned_up_and_retried() {
     let dir = project(&[("web", None)]);
-    let db = kiln::record::db_path(&dir.path().canonicalize().unwrap());
-    let queue = Queue::open(&db).unwrap();
-    queue
-        .with_connection(|c| {
-            c.execute(
-                "INSERT INTO runs (id, pipeline, trigger, check_first, status, queued_at, started_at) \
-                 VALUES ('rdead', 'web', 'manual', 0, 'running', '2026-01-01T00:00:00.000Z', \
-                 '2026-01-01T00:00:01.000Z')",
-                [],
-            )
-        })
-        .await
-        .unwrap();
-    drop(queue);
+    let (location, schema) = state_for(dir.path()).await;
+    let dead = ("rdead", "web", "running");
+    seed_run(
+        dir.path(),
+        schema.as_ref(),
+        dead,
+        "2026-01-01T00:00:00.000Z",
+    )
+    .await;
 
-    let d = start(dir, Arc::new(SystemClock), 30).await;
+    let clock = Arc::new(SystemClock);
+    let d = start_on(dir, location.clone(), schema, clock.clone(), config(30)).await;
     let old = d.state.queue().get("rdead").await.unwrap().unwrap();
     assert_eq!(old.status, RunState::Interrupted);
     assert!(old.finished_at.is_some());
@@ -42,21 +38,27 @@ async fn a_run_left_running_is_interrupted_cleaned_up_and_retried() {
     assert_eq!(d.runner.run_count(), 1);
 
     // A second start finds nothing to recover.
-    let dir = d.stop().await;
-    let d = start(dir, Arc::new(SystemClock), 30).await;
+    let (dir, schema) = d.stop().await;
+    let d = start_on(dir, location, schema, clock, config(30)).await;
     assert!(d.runner.cleanups.lock().unwrap().is_empty());
     assert_eq!(d.state.queue().list(None, 10).await.unwrap().len(), 2);
-    d.stop().await;
+    d.finish().await;
 }
 
+/// SQLite only, by design: the lock is one host's "one daemon per state
+/// file". Daemons on PostgreSQL share the queue as nodes, without a lock
+/// (leases and fencing keep them apart: `tests/daemon/cluster.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_refuses_to_start_and_names_the_first() {
     use std::sync::atomic::Ordering;
 
     use kiln::daemon::lock::LockError;
-    use kiln::daemon::{DaemonError, DaemonOptions, DaemonState};
+    use kiln::daemon::{DaemonError, DaemonState};
 
-    let d = start(project(&[("web", None)]), Arc::new(SystemClock), 30).await;
+    if on_postgres() {
+        return;
+    }
+    let d = crate::harness::start(project(&[("web", None)]), Arc::new(SystemClock), 30).await;
     d.runner.gated.store(true, Ordering::SeqCst);
     let run = d
         .state
@@ -70,15 +72,15 @@ async fn a_second_daemon_on_the_same_state_refuses_to_start_and_names_the_first(
     d.wait_run(&id, crate::harness::is(RunState::Running)).await;
 
     // The second daemon: same database, its own runner.
-    let project = kiln::project::Project::open(d.dir.path()).unwrap();
-    let second = DaemonState::open(DaemonOptions {
-        database: kiln::record::db_path(project.root()),
-        project,
-        config: crate::harness::config(30),
-        config_path: None,
-        runner: crate::harness::FakeRunner::new(Arc::new(SystemClock)),
-        clock: Arc::new(SystemClock),
-    })
+    let (location, _) = state_for(d.dir.path()).await;
+    let second = DaemonState::open(crate::harness::options(
+        d.dir.path(),
+        location,
+        config(30),
+        crate::harness::FakeRunner::new(Arc::new(SystemClock)),
+        Arc::new(SystemClock),
+    ))
+    .await
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = kiln::daemon::serve(listener, second, std::future::pending())
@@ -98,5 +100,5 @@ async fn a_second_daemon_on_the_same_state_refuses_to_start_and_names_the_first(
     assert_eq!(runs[0].status, RunState::Running);
     d.runner.release();
     assert_eq!(d.wait_finished(&id).await.status, RunState::Passed);
-    d.stop().await;
+    d.finish().await;
 }

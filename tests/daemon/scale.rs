@@ -19,8 +19,9 @@ use kiln::pipeline::Pipeline;
 use kiln::project::Project;
 use kiln::registry::RegistryClient;
 
-use crate::harness::{READER, config, serve_with};
+use crate::harness::{READER, config, serve_with, state_for};
 use crate::support::count_relay::{CountRelay, Rule};
+use crate::support::postgres::TestSchema;
 use crate::support::{self, nonce, seed, services};
 
 const PIPELINES: usize = 30;
@@ -76,6 +77,7 @@ async fn daemon(
     DaemonState,
     String,
     tokio::task::JoinHandle<Result<(), kiln::daemon::DaemonError>>,
+    Option<TestSchema>,
 ) {
     let s = services();
     let pipeline = Pipeline {
@@ -90,7 +92,10 @@ async fn daemon(
         ),
     };
     let runner = Arc::new(PipelineRunnerImpl::new(pipeline));
-    serve_with(dir, Arc::new(SystemClock), runner, config(30)).await
+    let (location, schema) = state_for(dir).await;
+    let (state, url, task) =
+        serve_with(dir, location, Arc::new(SystemClock), runner, config(30)).await;
+    (state, url, task, schema)
 }
 
 /// Queues every pipeline as one scheduled slot does (check first, one queue
@@ -143,7 +148,7 @@ async fn an_unchanged_slot_heads_each_parent_once_and_gets_nothing() {
     let sl = slot(&relay, &[10, 10, 10]);
     seed::up_to_date(sl.dir.path()).await;
     relay.reset();
-    let (state, url, _task) = daemon(sl.dir.path()).await;
+    let (state, url, _task, schema) = daemon(sl.dir.path()).await;
     let runs = run_slot(&state, sl.on.keys().cloned()).await;
     assert_eq!(runs.len(), PIPELINES);
     let bad: Vec<_> = runs
@@ -171,6 +176,9 @@ async fn an_unchanged_slot_heads_each_parent_once_and_gets_nothing() {
         "{m}"
     );
     state.shutdown();
+    if let Some(schema) = schema {
+        schema.remove().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +194,7 @@ async fn a_moved_parent_rebuilds_exactly_its_pipelines() {
     let tag = format!("{}/{moved}:1", s.registry);
     support::skopeo_copy(&s.base_image, &tag, Some("oci"));
     relay.reset();
-    let (state, _url, _task) = daemon(sl.dir.path()).await;
+    let (state, _url, _task, schema) = daemon(sl.dir.path()).await;
     let runs = run_slot(&state, sl.on.keys().cloned()).await;
     for r in &runs {
         let want = if sl.on[&r.pipeline] == 0 {
@@ -215,6 +223,9 @@ async fn a_moved_parent_rebuilds_exactly_its_pipelines() {
         "{text:#?}"
     );
     state.shutdown();
+    if let Some(schema) = schema {
+        schema.remove().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +243,7 @@ async fn a_429_pauses_the_registry_for_every_run_and_all_finish() {
         body: r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.into(),
         times: 1,
     });
-    let (state, url, _task) = daemon(sl.dir.path()).await;
+    let (state, url, _task, schema) = daemon(sl.dir.path()).await;
     let runs = run_slot(&state, sl.on.keys().cloned()).await;
     let bad: Vec<_> = runs
         .iter()
@@ -271,4 +282,7 @@ async fn a_429_pauses_the_registry_for_every_run_and_all_finish() {
         "{m}"
     );
     state.shutdown();
+    if let Some(schema) = schema {
+        schema.remove().await;
+    }
 }

@@ -9,7 +9,11 @@ use kiln::daemon::clock::{Clock, FakeClock, sleep_until};
 use kiln::daemon::run::{RunState, TriggerKind};
 use kiln::daemon::runner::{BuildNeed, EventKind};
 
-use crate::harness::{READER, project, start};
+use kiln::daemon::DaemonState;
+use kiln::state::StateLocation;
+
+use crate::harness::{READER, config, project, seed_run, start, start_on, state_for};
+use crate::support::postgres::TestSchema;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -35,7 +39,7 @@ async fn fired_with(schedule: &str, t0: &str, days: i64) -> Vec<String> {
         "{runs:?}"
     );
     assert_eq!(d.runner.run_count(), runs.len());
-    d.stop().await;
+    d.finish().await;
     runs.iter()
         .map(|r| r.queued_at.format("%m-%dT%H:%M:%SZ").to_string())
         .collect()
@@ -98,7 +102,7 @@ async fn next_fire_time_is_listed_in_utc() {
     assert_eq!(body[0]["name"], "nightly");
     assert_eq!(body[0]["schedule"]["timezone"], "Europe/Berlin");
     assert_eq!(body[0]["nextRunAt"], "2026-03-29T01:00:00Z");
-    d.stop().await;
+    d.finish().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -137,38 +141,27 @@ async fn up_to_date_pipeline_is_skipped_and_a_moved_parent_builds() {
     assert_eq!(log[0].kind, EventKind::Line);
     assert_eq!(log[0].text, "build needed: parent kiln/base:1 moved");
     assert_eq!(clock.now(), at("2026-05-02T03:00:01Z"));
-    d.stop().await;
+    d.finish().await;
 }
 
 const NIGHTLY_UTC: &str =
     "schedule:\n  cron: \"0 3 * * *\"\n  timezone: UTC\n  onlyWhenDependenciesChange: false\n";
 
 /// A project whose `nightly` pipeline last ran at `last` (a row as a
-/// previous daemon left it).
-async fn project_last_run_at(last: &str) -> tempfile::TempDir {
+/// previous daemon left it), and its state store.
+async fn project_last_run_at(last: &str) -> (tempfile::TempDir, StateLocation, Option<TestSchema>) {
     let dir = project(&[("nightly", Some(NIGHTLY_UTC))]);
-    let db = kiln::record::db_path(&dir.path().canonicalize().unwrap());
-    let queue = kiln::daemon::queue::Queue::open(&db).unwrap();
-    let last = last.to_string();
-    queue
-        .with_connection(move |c| {
-            c.execute(
-                "INSERT INTO runs (id, pipeline, trigger, check_first, status, queued_at, \
-                 started_at, finished_at) VALUES ('rold', 'nightly', 'schedule', 0, 'passed', \
-                 ?1, ?1, ?1)",
-                [last],
-            )
-        })
-        .await
-        .unwrap();
-    dir
+    let (location, schema) = state_for(dir.path()).await;
+    let old = ("rold", "nightly", "passed");
+    seed_run(dir.path(), schema.as_ref(), old, last).await;
+    (dir, location, schema)
 }
 
 /// The triggers of the runs queued since start, oldest first, after
 /// `hours` of virtual time.
-async fn new_runs(d: &crate::harness::Daemon, t0: DateTime<Utc>, hours: i64) -> Vec<String> {
-    sleep_until(d.state.clock().as_ref(), t0 + Duration::hours(hours)).await;
-    let mut runs = d.state.queue().list(None, 100).await.unwrap();
+pub async fn new_runs(state: &DaemonState, t0: DateTime<Utc>, hours: i64) -> Vec<String> {
+    sleep_until(state.clock().as_ref(), t0 + Duration::hours(hours)).await;
+    let mut runs = state.queue().list(None, 100).await.unwrap();
     runs.reverse();
     runs.iter()
         .filter(|r| r.id != "rold")
@@ -185,29 +178,32 @@ async fn new_runs(d: &crate::harness::Daemon, t0: DateTime<Utc>, hours: i64) -> 
 #[tokio::test(start_paused = true)]
 async fn missed_slots_are_caught_up_once_on_start_never_as_a_burst() {
     // Last run 05-01 03:00; the daemon was down for the 02, 03 and 04 slots.
-    let dir = project_last_run_at("2026-05-01T03:00:00.000Z").await;
+    let (dir, location, schema) = project_last_run_at("2026-05-01T03:00:00.000Z").await;
     let t0 = at("2026-05-04T12:00:00Z");
-    let d = start(dir, Arc::new(FakeClock::starting_at(t0)), 30).await;
-    let got = new_runs(&d, t0, 16).await;
+    let clock = Arc::new(FakeClock::starting_at(t0));
+    let d = start_on(dir, location, schema, clock, config(30)).await;
+    let got = new_runs(&d.state, t0, 16).await;
     assert_eq!(got, ["catch_up 05-04T12:00Z", "schedule 05-05T03:00Z"]);
     assert_eq!(d.runner.run_count(), 2);
-    d.stop().await;
+    d.finish().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_catch_up_without_a_missed_slot_or_when_turned_off() {
     // The last run is after the last slot: nothing was missed.
-    let dir = project_last_run_at("2026-05-04T03:00:00.000Z").await;
+    let (dir, location, schema) = project_last_run_at("2026-05-04T03:00:00.000Z").await;
     let t0 = at("2026-05-04T12:00:00Z");
-    let d = start(dir, Arc::new(FakeClock::starting_at(t0)), 30).await;
-    assert_eq!(new_runs(&d, t0, 16).await, ["schedule 05-05T03:00Z"]);
-    d.stop().await;
+    let clock = Arc::new(FakeClock::starting_at(t0));
+    let d = start_on(dir, location, schema, clock, config(30)).await;
+    assert_eq!(new_runs(&d.state, t0, 16).await, ["schedule 05-05T03:00Z"]);
+    d.finish().await;
 
     // Missed slots, but `catchUpMissedSlots: false`.
-    let dir = project_last_run_at("2026-05-01T03:00:00.000Z").await;
-    let mut config = crate::harness::config(30);
+    let (dir, location, schema) = project_last_run_at("2026-05-01T03:00:00.000Z").await;
+    let mut config = config(30);
     config.catch_up_missed_slots = false;
-    let d = crate::harness::start_with(dir, Arc::new(FakeClock::starting_at(t0)), config).await;
-    assert_eq!(new_runs(&d, t0, 16).await, ["schedule 05-05T03:00Z"]);
-    d.stop().await;
+    let clock = Arc::new(FakeClock::starting_at(t0));
+    let d = start_on(dir, location, schema, clock, config).await;
+    assert_eq!(new_runs(&d.state, t0, 16).await, ["schedule 05-05T03:00Z"]);
+    d.finish().await;
 }

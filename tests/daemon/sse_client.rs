@@ -141,5 +141,5 @@ async fn the_daemon_resumes_a_log_after_last_event_id() {
     let expected: Vec<i64> = all[2..].iter().map(|(_, seq)| *seq).collect();
     assert_eq!(ids, expected, "{resumed}");
     assert!(resumed.contains("event: end"), "{resumed}");
-    d.stop().await;
+    d.finish().await;
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod count_relay;
+pub mod cut_proxy;
 pub mod example;
 pub mod fault_proxy;
 pub mod keys;

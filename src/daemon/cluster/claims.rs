@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
@@ -25,6 +25,10 @@ pub struct Enqueue<'a> {
     pub checkout: &'a str,
     /// Why (`manual`, `schedule`, `retry`, `catch_up`).
     pub trigger: &'a str,
+    /// Ask whether anything moved before building.
+    pub check_first: bool,
+    /// Its queue time (a scheduled run's slot); `None`: the database's now.
+    pub queued_at: Option<DateTime<Utc>>,
 }
 
 /// A run a node claimed: what it needs to drive it and to write for it.
@@ -92,7 +96,7 @@ impl Cluster {
                  lease_until = now() + make_interval(secs => $4), started_at = now() \
                  FROM (SELECT id FROM cluster_runs WHERE status = 'queued' \
                        AND platform = ANY($2) AND checkout = $3 \
-                       ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) c \
+                       ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) c \
                  WHERE r.id = c.id RETURNING r.id, r.pipeline, r.branch, r.epoch",
                 &[
                     &node.id,
@@ -178,31 +182,23 @@ impl Cluster {
         let tx = client.transaction().await.map_err(&err)?;
         let lapsed = tx
             .query(
-                "UPDATE cluster_runs SET status = 'interrupted', epoch = epoch + 1, \
+                &format!(
+                    "UPDATE cluster_runs SET status = 'interrupted', epoch = epoch + 1, \
                  finished_at = now(), lease_until = NULL, \
                  summary = 'the lease of node ' || coalesce(node, '?') || ' lapsed; retried' \
                  WHERE status = 'running' AND lease_until < now() \
-                 RETURNING id, node, pipeline, branch, platform, checkout",
+                 RETURNING {RETRY_COLUMNS}, node"
+                ),
                 &[],
             )
             .await
             .map_err(&err)?;
         let mut out = Vec::new();
         for r in &lapsed {
-            let (pipeline, branch, platform, checkout): (String, Option<String>, String, String) =
-                (r.get(2), r.get(3), r.get(4), r.get(5));
-            let again = Enqueue {
-                pipeline: &pipeline,
-                branch: branch.as_deref(),
-                platform: &platform,
-                checkout: &checkout,
-                trigger: "retry",
-            };
-            let id: String = r.get(0);
-            let retry = insert_run(&tx, again, Some(&id)).await.map_err(&err)?;
+            let (run, retry) = queue_retry(&tx, r).await.map_err(&err)?;
             out.push(Reaped {
-                run: id,
-                node: r.get(1),
+                run,
+                node: r.get(6),
                 retry,
             });
         }
@@ -231,6 +227,36 @@ impl Cluster {
     }
 }
 
+/// The columns of an interrupted run [`queue_retry`] reads, in order.
+pub(super) const RETRY_COLUMNS: &str = "id, pipeline, branch, platform, checkout, check_first";
+
+/// Queues the retry of the interrupted run `r` (its [`RETRY_COLUMNS`]
+/// first); returns the run's id and the retry's (`None`: the pipeline had
+/// an active run).
+pub(super) async fn queue_retry(
+    tx: &Transaction<'_>,
+    r: &tokio_postgres::Row,
+) -> Result<(String, Option<String>), tokio_postgres::Error> {
+    let (id, pipeline, branch, platform, checkout): (
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+    ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    let again = Enqueue {
+        pipeline: &pipeline,
+        branch: branch.as_deref(),
+        platform: &platform,
+        checkout: &checkout,
+        trigger: "retry",
+        check_first: r.get(5),
+        queued_at: None,
+    };
+    let retry = insert_run(tx, again, Some(&id)).await?;
+    Ok((id, retry))
+}
+
 /// Inserts a queued run (and wakes idle nodes); `None` when the pipeline
 /// and branch already have an active run.
 pub(super) async fn insert_run(
@@ -238,11 +264,13 @@ pub(super) async fn insert_run(
     run: Enqueue<'_>,
     retry_of: Option<&str>,
 ) -> Result<Option<String>, tokio_postgres::Error> {
-    let id = new_run_id(Utc::now());
+    let id = new_run_id(run.queued_at.unwrap_or_else(Utc::now));
+    let queued_ms = run.queued_at.map(|t| t.timestamp_millis());
     let n = tx
         .execute(
             "INSERT INTO cluster_runs (id, pipeline, branch, platform, checkout, trigger, \
-             status, retry_of) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) \
+             status, retry_of, check_first, queued_at) VALUES ($1, $2, $3, $4, $5, $6, \
+             'queued', $7, $8, coalesce(to_timestamp($9::int8 / 1000.0), clock_timestamp())) \
              ON CONFLICT DO NOTHING",
             &[
                 &id,
@@ -252,6 +280,8 @@ pub(super) async fn insert_run(
                 &run.checkout,
                 &run.trigger,
                 &retry_of,
+                &run.check_first,
+                &queued_ms,
             ],
         )
         .await?;

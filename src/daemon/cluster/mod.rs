@@ -17,11 +17,14 @@
 //! - a schedule slot is an insert-once row (`fired_slots`): the node whose
 //!   insert wins queues the run, in the same transaction.
 //!
-//! Not wired into `kiln serve` yet: the daemon still runs on its SQLite
-//! queue (`super::queue`).
+//! [`ClusterQueue`] is the daemon's [`super::queue::RunQueue`] on it.
 
+mod agent;
 mod claims;
 mod nodes;
+mod queue;
+mod reads;
+mod runs;
 pub mod schema;
 mod slots;
 
@@ -29,6 +32,8 @@ use deadpool_postgres::{Object, Pool};
 
 pub use claims::{Claim, Enqueue, Finish, Reaped};
 pub use nodes::NodeInfo;
+pub use queue::{ClusterQueue, ClusterSettings};
+pub use runs::EventText;
 pub use slots::Fired;
 
 /// Why a cluster call failed.
@@ -74,6 +79,16 @@ pub enum ClusterError {
         /// The epoch the write carried.
         epoch: i64,
     },
+    /// The node's own runtime could not be started.
+    #[error("cannot start the cluster node's runtime")]
+    Runtime {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A call on the node's runtime panicked or was cancelled.
+    #[error("a cluster database call did not complete")]
+    Task,
 }
 
 /// One node's handle on the cluster database.
@@ -102,6 +117,11 @@ impl Cluster {
         let cluster = Cluster { pool, target };
         schema::migrate(&cluster).await?;
         Ok(cluster)
+    }
+
+    /// `postgres://USER@HOST:PORT/DB` (no password), for messages.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// A pooled connection.

@@ -54,6 +54,27 @@ impl Cluster {
         node: &str,
         lease: Duration,
     ) -> Result<Vec<(String, i64)>, ClusterError> {
+        self.renew(node, None, lease).await
+    }
+
+    /// [`Cluster::heartbeat`] renewing only the leases of `runs` — the runs
+    /// the daemon still drives: a run whose end could not be written is not
+    /// kept alive by heartbeats, its lease lapses and it is retried.
+    pub async fn heartbeat_runs(
+        &self,
+        node: &str,
+        runs: &[String],
+        lease: Duration,
+    ) -> Result<Vec<(String, i64)>, ClusterError> {
+        self.renew(node, Some(runs), lease).await
+    }
+
+    async fn renew(
+        &self,
+        node: &str,
+        runs: Option<&[String]>,
+        lease: Duration,
+    ) -> Result<Vec<(String, i64)>, ClusterError> {
         let client = self.client().await?;
         let err = self.db("heartbeating");
         client
@@ -67,8 +88,8 @@ impl Cluster {
             .query(
                 "UPDATE cluster_runs SET lease_until = now() + make_interval(secs => $2) \
                  WHERE node = $1 AND status = 'running' AND lease_until >= now() \
-                 RETURNING id, epoch",
-                &[&node, &lease.as_secs_f64()],
+                 AND ($3::text[] IS NULL OR id = ANY($3)) RETURNING id, epoch",
+                &[&node, &lease.as_secs_f64(), &runs],
             )
             .await
             .map_err(&err)?;

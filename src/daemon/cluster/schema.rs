@@ -73,6 +73,20 @@ CREATE TABLE fired_slots (
     PRIMARY KEY (pipeline, slot)
 );
 "#,
+    // 2: what the daemon's queue needs besides claims (issue 15, step 2):
+    // arrival order (`seq`, so claims do not depend on node clocks), the
+    // check-first flag, a cancel asked of the holding node, when the holder
+    // cleaned up after an interrupted run, and the indexes of the API's reads.
+    r#"
+ALTER TABLE cluster_runs ADD COLUMN seq bigserial;
+ALTER TABLE cluster_runs ADD COLUMN check_first boolean NOT NULL DEFAULT false;
+ALTER TABLE cluster_runs ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+ALTER TABLE cluster_runs ADD COLUMN cleaned_at timestamptz;
+CREATE UNIQUE INDEX cluster_runs_seq ON cluster_runs (seq);
+CREATE INDEX cluster_runs_claimable ON cluster_runs (seq) WHERE status = 'queued';
+CREATE INDEX cluster_runs_pipeline ON cluster_runs (pipeline, seq);
+CREATE INDEX cluster_runs_node ON cluster_runs (node, status);
+"#,
 ];
 
 /// Applies the migrations not applied yet, each in its own transaction,
