@@ -146,7 +146,8 @@ pub enum RecordError {
         /// The epoch of the claim the write carried.
         epoch: i64,
     },
-    /// A blocking store task (SQLite) did not complete.
+    /// A store task (a SQLite call on the blocking pool, a PostgreSQL call on
+    /// the store's runtime) did not complete.
     #[error("the record store task on `{path}` did not complete")]
     Task {
         /// The database file.
@@ -154,6 +155,15 @@ pub enum RecordError {
         /// The cause.
         #[source]
         source: tokio::task::JoinError,
+    },
+    /// The PostgreSQL store's runtime could not be started.
+    #[error("cannot start the record store's runtime for `{target}`")]
+    CreateRuntime {
+        /// `postgres://…` (password redacted).
+        target: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// Provenance needs at least one pushed image.
     #[error("record `{build}` pushed no images, so it has no provenance subject")]

@@ -5,16 +5,17 @@
 use std::sync::Arc;
 
 use kiln::daemon::clock::SystemClock;
-use kiln::record::{Record, Status, Store};
+use kiln::record::{Record, Records, Status};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{ADMIN, APPROVER, READER, TRIGGER, project, start};
 
 /// Appends a tested, verified build of `web` that awaits approval.
-fn awaiting(store: &mut Store) -> String {
+async fn awaiting(store: &Records) -> String {
     let a = store
         .allocate("web", &semver::Version::new(1, 0, 0))
+        .await
         .unwrap();
     let digest = kiln::digest::Digest::of(a.id.0.as_bytes());
     let record: Record = serde_json::from_value(json!({
@@ -31,16 +32,16 @@ fn awaiting(store: &mut Store) -> String {
     }))
     .unwrap();
     assert_eq!(record.status, Status::AwaitingApproval);
-    store.append(&record).unwrap();
+    store.append(&record).await.unwrap();
     a.build.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_approvers_decide_once_and_approved_follows_the_decision() {
     let d = start(project(&[("web", None)]), Arc::new(SystemClock), 0).await;
-    let mut store = Store::open(kiln::record::db_path(d.dir.path())).unwrap();
-    let first = awaiting(&mut store);
-    let second = awaiting(&mut store);
+    let store = d.state.records();
+    let first = awaiting(&store).await;
+    let second = awaiting(&store).await;
     let approve = json!({ "decision": "approve", "note": "checked" });
     let path = |b: &str| format!("/v1/builds/{b}/approval");
 
@@ -50,7 +51,7 @@ async fn only_approvers_decide_once_and_approved_follows_the_decision() {
     }
     let unauthenticated = d.post(&path(&first), None).await;
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(store.verify().unwrap().events, 0, "nothing appended");
+    assert_eq!(store.verify().await.unwrap().events, 0, "nothing appended");
     let approved = d.get("/v1/pipelines/web/approved", Some(READER)).await;
     assert_eq!(
         approved.status(),
@@ -98,7 +99,7 @@ async fn only_approvers_decide_once_and_approved_follows_the_decision() {
         "the approved one, not the rejected newer one: {served}"
     );
     assert_eq!(served["approval"]["event"]["note"], "checked", "{served}");
-    let report = store.verify().unwrap();
+    let report = store.verify().await.unwrap();
     assert_eq!((report.events, report.first_bad), (2, None));
 }
 
@@ -108,8 +109,8 @@ async fn only_approvers_decide_once_and_approved_follows_the_decision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_approves_a_waiting_build_for_approvers_only() {
     let d = start(project(&[("web", None)]), Arc::new(SystemClock), 0).await;
-    let mut store = Store::open(kiln::record::db_path(d.dir.path())).unwrap();
-    let build = awaiting(&mut store);
+    let store = d.state.records();
+    let build = awaiting(&store).await;
     let form_marker = "/approval\">";
     let reader_page = d.get("/", Some(READER)).await.text().await.unwrap();
     assert!(reader_page.contains(&build), "{reader_page}");
@@ -152,7 +153,11 @@ async fn the_status_page_approves_a_waiting_build_for_approvers_only() {
         .await
         .unwrap();
     assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
-    assert_eq!(store.verify().unwrap().events, 0, "nothing decided yet");
+    assert_eq!(
+        store.verify().await.unwrap().events,
+        0,
+        "nothing decided yet"
+    );
 
     let ok = post(APPROVER).send().await.unwrap();
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);

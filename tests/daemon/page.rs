@@ -13,7 +13,7 @@ use kiln::daemon::clock::SystemClock;
 use kiln::daemon::run::RunState;
 use kiln::digest::Digest;
 use kiln::load::Target;
-use kiln::record::{FileHash, Inputs, PushedTarget, Record, Status, Store, TestSummary};
+use kiln::record::{FileHash, Inputs, PushedTarget, Record, Records, Status, TestSummary};
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
@@ -27,16 +27,15 @@ const NIGHTLY: &str = "schedule:\n  cron: \"0 3 * * *\"\n  timezone: UTC\n";
 /// `web`; returns it and the approved reference.
 async fn daemon() -> (Daemon, String) {
     let dir = project(&[("web", Some(NIGHTLY)), ("api", None)]);
-    let reference = approve(dir.path(), "web");
     let d = start(dir, Arc::new(SystemClock), 0).await;
+    let reference = approve(&d.state.records(), "web").await;
     (d, reference)
 }
 
 /// Appends a passing, verified record of `pipeline`; returns its reference.
-fn approve(dir: &std::path::Path, pipeline: &str) -> String {
-    let mut store = Store::open(kiln::record::db_path(dir)).unwrap();
+async fn approve(store: &Records, pipeline: &str) -> String {
     let version = semver::Version::new(1, 0, 0);
-    let a = store.allocate(pipeline, &version).unwrap();
+    let a = store.allocate(pipeline, &version).await.unwrap();
     let target = PushedTarget {
         target: Target::Oci {
             registry: "127.0.0.1:5000".into(),
@@ -85,7 +84,7 @@ fn approve(dir: &std::path::Path, pipeline: &str) -> String {
         started_at: Utc::now(),
         finished_at: Utc::now(),
     };
-    store.append(&record).unwrap();
+    store.append(&record).await.unwrap();
     reference
 }
 

@@ -4,18 +4,15 @@
 //! lapsed), and wake-ups when another node queues a run (LISTEN on
 //! `kiln_runs`, plus a poll: NOTIFY only wakes, the table is the truth).
 //!
-//! Its own runtime because a lease must not depend on how busy the
-//! daemon's runtime is (builds, log floods, a paused test clock): every
-//! database call of the node runs here, and the daemon awaits it from the
-//! blocking pool ([`Engine::run`]).
+//! On the node's own [`crate::postgres::Engine`] because a lease must not
+//! depend on how busy the daemon's runtime is (builds, log floods, a paused
+//! test clock): every database call of the node runs there.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_postgres::AsyncMessage;
@@ -26,55 +23,6 @@ use crate::daemon::queue::QueueEvent;
 
 /// The runs this node holds, by run id.
 pub(super) type Held = Arc<Mutex<HashMap<String, Claim>>>;
-
-/// The node's runtime; shut down (in the background) when dropped.
-pub(super) struct Engine {
-    runtime: Option<Runtime>,
-    handle: Handle,
-}
-
-impl Engine {
-    /// One worker thread, `kiln-cluster`.
-    pub(super) fn new() -> std::io::Result<Engine> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("kiln-cluster")
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        Ok(Engine {
-            runtime: Some(runtime),
-            handle,
-        })
-    }
-
-    /// Runs `work` on this runtime and waits for it from the caller's
-    /// blocking pool (so a paused test clock does not jump while the
-    /// database answers, as with the SQLite queue).
-    pub(super) async fn run<T, F>(&self, work: F) -> Option<T>
-    where
-        T: Send + 'static,
-        F: Future<Output = T> + Send + 'static,
-    {
-        let handle = self.handle.clone();
-        tokio::task::spawn_blocking(move || handle.block_on(work))
-            .await
-            .ok()
-    }
-
-    /// Starts `task` on this runtime.
-    pub(super) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.handle.spawn(task);
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
 
 /// The heartbeat and the reaper of one node. Only the runs in `held` (the
 /// ones the daemon drives) are renewed.

@@ -14,13 +14,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::agent::{Engine, Held, Housekeeping, wake_on_runs};
+use super::agent::{Held, Housekeeping, wake_on_runs};
 use super::{Claim, Cluster, ClusterError, Enqueue, Finish, Fired, NodeInfo};
 use crate::daemon::queue::{
     Claimed, Enqueued, NewRun, NodeView, QueueError, QueueEvent, Recovered, RunEnd, RunQueue,
 };
 use crate::daemon::run::{RunRow, StoredEvent};
 use crate::daemon::runner::LogEvent;
+use crate::postgres::Engine;
 use crate::record::Fence;
 
 /// Most database calls of this node waiting at once (each holds a thread
@@ -65,7 +66,8 @@ impl ClusterQueue {
         node: NodeInfo,
         settings: ClusterSettings,
     ) -> Result<ClusterQueue, ClusterError> {
-        let engine = Engine::new().map_err(|source| ClusterError::Runtime { source })?;
+        let engine =
+            Engine::new("kiln-cluster").map_err(|source| ClusterError::Runtime { source })?;
         let (u, n) = (url.to_string(), node.clone());
         let cluster = engine
             .run(async move {
@@ -74,7 +76,7 @@ impl ClusterQueue {
                 Ok::<_, ClusterError>(cluster)
             })
             .await
-            .ok_or(ClusterError::Task)??;
+            .map_err(|_| ClusterError::Task)??;
         tracing::info!(node = %node.id, target = %cluster.target(), platforms = ?node.platforms,
             checkout = %node.checkout, "registered as a cluster node");
         Ok(ClusterQueue {
@@ -98,7 +100,7 @@ impl ClusterQueue {
     {
         let _turn = self.turn.acquire().await;
         let done = self.engine.run(work(self.cluster.clone())).await;
-        Ok(done.ok_or(ClusterError::Task)??)
+        Ok(done.map_err(|_| ClusterError::Task)??)
     }
 
     /// The claim this node holds on `run`.

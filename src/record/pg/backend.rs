@@ -1,5 +1,7 @@
-//! [`RecordStore`] for [`PgStore`]: each operation is the store's own.
+//! [`RecordStore`] for [`PgStore`]: each operation is the store's own, run
+//! on the store's runtime ([`crate::postgres::Engine`]).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,46 +45,81 @@ impl RecordStore for PgStore {
         pipeline: &str,
         version: &semver::Version,
     ) -> Result<Allocation, RecordError> {
-        PgStore::allocate(self, pipeline, version).await
+        let (p, v) = (pipeline.to_string(), version.clone());
+        self.on_engine(|s| async move { s.allocate(&p, &v).await })
+            .await
     }
 
     async fn append(&self, record: &Record) -> Result<ChainedRecord, RecordError> {
-        PgStore::append(self, record).await
+        let r = record.clone();
+        self.on_engine(|s| async move { s.append(&r).await }).await
     }
 
     async fn append_event(&self, event: &Event) -> Result<ChainedEvent, RecordError> {
-        PgStore::append_event(self, event).await
+        let e = event.clone();
+        self.on_engine(|s| async move { s.append_event(&e).await })
+            .await
     }
 
     async fn append_decision(&self, event: &Event) -> Result<DecisionAppend, RecordError> {
-        PgStore::append_decision(self, event).await
+        let e = event.clone();
+        self.on_engine(|s| async move { s.append_decision(&e).await })
+            .await
     }
 
     async fn check_appendable(&self) -> Result<(), RecordError> {
-        PgStore::check_appendable(self).await
+        self.on_engine(|s| async move { s.check_appendable().await })
+            .await
     }
 
     async fn get(&self, selector: &Selector) -> Result<ChainedRecord, RecordError> {
-        PgStore::get(self, selector).await
+        let sel = selector.clone();
+        self.on_engine(|s| async move { s.get(&sel).await }).await
     }
 
     async fn records(&self, filter: &Filter) -> Result<Vec<ChainedRecord>, RecordError> {
-        PgStore::records(self, filter).await
+        let f = filter.clone();
+        self.on_engine(|s| async move { s.records(&f).await }).await
     }
 
     async fn events_of(&self, record_id: &str) -> Result<Vec<ChainedEvent>, RecordError> {
-        PgStore::events_of(self, record_id).await
+        let id = record_id.to_string();
+        self.on_engine(|s| async move { s.events_of(&id).await })
+            .await
     }
 
     async fn verify(&self) -> Result<VerifyReport, RecordError> {
-        PgStore::verify(self).await
+        self.on_engine(|s| async move { s.verify().await }).await
     }
 
     async fn append_cleanup(&self, cleanup: &CleanupRecord) -> Result<(), RecordError> {
-        PgStore::append_cleanup(self, cleanup).await
+        let c = cleanup.clone();
+        self.on_engine(|s| async move { s.append_cleanup(&c).await })
+            .await
     }
 
     async fn cleanups(&self, branch: Option<&str>) -> Result<Vec<CleanupRecord>, RecordError> {
-        PgStore::cleanups(self, branch).await
+        let b = branch.map(str::to_string);
+        self.on_engine(|s| async move { s.cleanups(b.as_deref()).await })
+            .await
+    }
+}
+
+impl PgStore {
+    /// Runs `op` on a clone of this store on the store's runtime.
+    pub(super) async fn on_engine<T, F, Fut>(&self, op: F) -> Result<T, RecordError>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgStore) -> Fut,
+        Fut: Future<Output = Result<T, RecordError>> + Send + 'static,
+    {
+        let work = op(self.clone());
+        self.engine
+            .run(work)
+            .await
+            .map_err(|source| RecordError::Task {
+                path: self.location(),
+                source,
+            })?
     }
 }

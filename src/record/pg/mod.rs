@@ -20,6 +20,7 @@ mod read;
 pub mod schema;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
 
@@ -27,11 +28,14 @@ use super::error::RecordError;
 use super::fence::Fence;
 use super::signature::ChainKeys;
 use super::verify::Problem;
+use crate::postgres::Engine;
 
-/// A record store on a PostgreSQL database (a pool of connections).
+/// A record store on a PostgreSQL database (a pool of connections, driven
+/// on a runtime of its own: the trait's operations run there).
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    engine: Arc<Engine>,
     /// `postgres://USER@HOST:PORT/DB`, for messages.
     target: String,
     /// Signs appended entries and checks read ones (none: unsigned).
@@ -52,6 +56,10 @@ impl PgStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB[?options=…]`)
     /// and migrates the schema (in the connection's `search_path`).
     pub async fn connect(url: &str) -> Result<PgStore, RecordError> {
+        let engine = Engine::new("kiln-records").map_err(|source| RecordError::CreateRuntime {
+            target: crate::state::redact_password(url),
+            source,
+        })?;
         let (pool, target) =
             crate::postgres::pool(url).map_err(|source| RecordError::Postgres {
                 operation: "parsing the PostgreSQL URL",
@@ -60,11 +68,14 @@ impl PgStore {
             })?;
         let store = PgStore {
             pool,
+            engine: Arc::new(engine),
             target,
             keys: ChainKeys::default(),
             fence: None,
         };
-        store.migrate().await?;
+        store
+            .on_engine(|s| async move { s.migrate().await })
+            .await?;
         Ok(store)
     }
 
