@@ -1,8 +1,12 @@
 //! The checkout digest a cluster node registers: sha256 over the project's
-//! recipe inputs (`recipes/`, `components/`, `dockerfiles/` and `kiln.lock`)
-//! in a stable order. A run carries the digest of the node that queued it
-//! and only a node with the same digest claims it, so nodes with different
-//! checkouts never build each other's runs.
+//! recipe inputs (`recipes/`, `components/`, `dockerfiles/`) in a stable
+//! order. A run carries the digest of the node that queued it and only a
+//! node with the same digest claims it, so nodes with different checkouts
+//! never build each other's runs.
+//!
+//! `kiln.lock` is left out: it is state the daemon's own runs rewrite (pins
+//! follow moved parents), so it drifts between nodes by design; each build
+//! pins its parents when it runs and its record names the digests it used.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,10 +43,6 @@ pub fn of_project(project: &Project) -> Result<String, PathError> {
             let path = project.confined(folder, &rel)?;
             files.insert(format!("{folder}/{rel}"), project.read(&path)?);
         }
-    }
-    if project.dir("kiln.lock").is_file() {
-        let path = project.confined("", "kiln.lock")?;
-        files.insert("kiln.lock".to_string(), project.read(&path)?);
     }
     Ok(digest(&files))
 }
@@ -108,6 +108,13 @@ mod tests {
         std::fs::write(dir.path().join("contexts/notes.txt"), "x").unwrap();
         assert_eq!(of_project(&project).unwrap(), first, "not a recipe input");
         std::fs::write(dir.path().join("kiln.lock"), "{}\n").unwrap();
+        assert_eq!(
+            of_project(&project).unwrap(),
+            first,
+            "runs rewrite the lock"
+        );
+        std::fs::create_dir_all(dir.path().join("dockerfiles")).unwrap();
+        std::fs::write(dir.path().join("dockerfiles/web.Dockerfile"), "FROM x\n").unwrap();
         assert_ne!(of_project(&project).unwrap(), first);
     }
 }

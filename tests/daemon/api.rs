@@ -125,10 +125,12 @@ async fn duplicate_triggers_join_the_active_run() {
         .json()
         .await
         .unwrap();
-    assert_ne!(other["run"]["id"], id.as_str());
+    let other = other["run"]["id"].as_str().unwrap().to_string();
+    assert_ne!(other, id);
     d.runner.release();
     d.runner.release();
     assert_eq!(d.wait_finished(&id).await.status, RunState::Passed);
+    assert_eq!(d.wait_finished(&other).await.status, RunState::Passed);
     assert_eq!(d.runner.run_count(), 2);
     let run: Value = d
         .get(&format!("/v1/runs/{id}"), Some(READER))
