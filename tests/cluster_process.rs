@@ -132,12 +132,20 @@ impl Cluster {
     /// The node holding `run` once its test container is up: its index.
     async fn holder_in_test_phase(&self, run: &str) -> usize {
         let via = &self.nodes[0];
-        wait_for("the slow run's test phase", Duration::from_secs(120), || async {
-            let row = via.run(run).await;
-            assert!(!ended(&row), "the slow run ended early: {row}\n{}", self.logs());
-            let i = self.index(row["node"].as_str()?);
-            (!test_containers_on(&self.engines[i], &self.recipes).is_empty()).then_some(i)
-        })
+        wait_for(
+            "the slow run's test phase",
+            Duration::from_secs(120),
+            || async {
+                let row = via.run(run).await;
+                assert!(
+                    !ended(&row),
+                    "the slow run ended early: {row}\n{}",
+                    self.logs()
+                );
+                let i = self.index(row["node"].as_str()?);
+                (!test_containers_on(&self.engines[i], &self.recipes).is_empty()).then_some(i)
+            },
+        )
         .await
     }
 
@@ -161,7 +169,10 @@ impl Cluster {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         let builds: i64 = db
-            .query_one("SELECT count(*) FROM builds WHERE pipeline = $1", &[&pipeline])
+            .query_one(
+                "SELECT count(*) FROM builds WHERE pipeline = $1",
+                &[&pipeline],
+            )
             .await
             .unwrap()
             .get(0);
@@ -226,8 +237,13 @@ async fn thirty_runs_on_three_nodes_end_once_each_with_one_record_each() {
     for r in &runs {
         assert_eq!(r["status"], "passed", "{r}\n{logs}");
         assert!(r["retryOf"].is_null(), "no run was retried: {r}");
-        *per_node.entry(r["node"].as_str().unwrap().to_string()).or_default() += 1;
-        assert!(record_ids.insert(r["recordId"].as_str().unwrap().to_string()), "{r}");
+        *per_node
+            .entry(r["node"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        assert!(
+            record_ids.insert(r["recordId"].as_str().unwrap().to_string()),
+            "{r}"
+        );
     }
     assert!(per_node.len() > 1, "runs spread over nodes: {per_node:?}");
     // Really built, tested and pushed (not up to date).
@@ -244,7 +260,11 @@ async fn thirty_runs_on_three_nodes_end_once_each_with_one_record_each() {
         }
     }
     let all = c.nodes[1].runs().await;
-    assert_eq!(all.len(), 30, "no run besides the 30 queued (no retry, no duplicate)");
+    assert_eq!(
+        all.len(),
+        30,
+        "no run besides the 30 queued (no retry, no duplicate)"
+    );
     // Every node answers for the whole cluster.
     for n in &c.nodes {
         let rows = n.runs().await;
@@ -324,9 +344,11 @@ async fn a_killed_node_s_run_is_retried_elsewhere_and_its_container_removed_on_r
         "the killed run's container is left on {engine}"
     );
     c.restart(i);
-    wait_for("the leftover container's removal", Duration::from_secs(60), || async {
-        test_containers_on(&engine, &slow).is_empty().then_some(())
-    })
+    wait_for(
+        "the leftover container's removal",
+        Duration::from_secs(60),
+        || async { test_containers_on(&engine, &slow).is_empty().then_some(()) },
+    )
     .await;
     let log = c.nodes[i].log_text();
     assert!(
@@ -381,18 +403,25 @@ async fn a_paused_node_s_late_writes_are_refused_and_nothing_is_recorded_twice()
 
     // Awake again, the old holder learns it lost the run and stops it: its
     // test container goes, and it writes nothing.
-    wait_for("the paused node to give the run up", Duration::from_secs(60), || async {
-        let log = c.nodes[i].log_text();
-        let gone = test_containers_on(&c.engines[i], &slow).is_empty();
-        (gone && log.contains("lost the run")).then_some(())
-    })
+    wait_for(
+        "the paused node to give the run up",
+        Duration::from_secs(60),
+        || async {
+            let log = c.nodes[i].log_text();
+            let gone = test_containers_on(&c.engines[i], &slow).is_empty();
+            (gone && log.contains("lost the run")).then_some(())
+        },
+    )
     .await;
     // Whatever it still tried (log lines, its end, a build number) was
     // refused; give it a few heartbeats to try.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(events_of(run.clone()).await, before, "no late log line");
     let old = c.nodes[i].run(&run).await;
-    assert_eq!(old["status"], "interrupted", "the old run stays reaped: {old}");
+    assert_eq!(
+        old["status"], "interrupted",
+        "the old run stays reaped: {old}"
+    );
     assert!(old["recordId"].is_null(), "{old}");
     let again = c.nodes[i].run(retry["id"].as_str().unwrap()).await;
     assert_eq!(again["status"], "passed");
@@ -411,7 +440,10 @@ async fn a_paused_node_s_late_writes_are_refused_and_nothing_is_recorded_twice()
         .into_iter()
         .filter(|r| r["node"] == paused.as_str() && r["status"] != "interrupted")
         .collect();
-    assert!(mine.is_empty(), "the paused node ran nothing else: {mine:?}");
+    assert!(
+        mine.is_empty(),
+        "the paused node ran nothing else: {mine:?}"
+    );
 
     // One build number, one record, one pushed tag: the retry's. The
     // paused node could not push: the build number it needed before its
@@ -421,7 +453,11 @@ async fn a_paused_node_s_late_writes_are_refused_and_nothing_is_recorded_twice()
     assert_eq!(retry["recordId"], records[0].1.as_str());
     assert_eq!(allocated, 1, "no build number for the zombie");
     let tags = support::example::registry_tags(&cluster::repository(&slow[0])).await;
-    assert_eq!(tags, vec!["1.0.0-1".to_string()], "nothing pushed by the zombie");
+    assert_eq!(
+        tags,
+        vec!["1.0.0-1".to_string()],
+        "nothing pushed by the zombie"
+    );
     c.verify_chain();
     c.finish().await;
 }

@@ -42,13 +42,17 @@ pub fn project(names: &[String], slow: &[String]) -> tempfile::TempDir {
         dir.path().join("components/hello-site.yaml"),
     )
     .unwrap();
-    let dockerfile = std::fs::read_to_string(root.join("dockerfiles/hello-web.Dockerfile")).unwrap();
+    let dockerfile =
+        std::fs::read_to_string(root.join("dockerfiles/hello-web.Dockerfile")).unwrap();
     let delayed = dockerfile.replace(
         r#"CMD ["/bin/busybox", "httpd","#,
         r#"CMD ["/bin/sh", "-c", "sleep 12; exec /bin/busybox httpd -f -p 8080 -h /www"]
 # was: CMD ["/bin/busybox", "httpd","#,
     );
-    assert_ne!(delayed, dockerfile, "the example's CMD changed; update this fixture");
+    assert_ne!(
+        delayed, dockerfile,
+        "the example's CMD changed; update this fixture"
+    );
     std::fs::write(dir.path().join("dockerfiles/fast.Dockerfile"), &dockerfile).unwrap();
     std::fs::write(dir.path().join("dockerfiles/slow.Dockerfile"), delayed).unwrap();
     let example = std::fs::read_to_string(root.join("recipes/hello-web.yaml")).unwrap();
@@ -57,8 +61,14 @@ pub fn project(names: &[String], slow: &[String]) -> tempfile::TempDir {
         let df = if slow.contains(name) { "slow" } else { "fast" };
         let text = example
             .replace("name: hello-web", &format!("name: {name}"))
-            .replace("dockerfile: hello-web.Dockerfile", &format!("dockerfile: {df}.Dockerfile"))
-            .replace("repository: kiln/hello-web", &format!("repository: {}", repository(name)));
+            .replace(
+                "dockerfile: hello-web.Dockerfile",
+                &format!("dockerfile: {df}.Dockerfile"),
+            )
+            .replace(
+                "repository: kiln/hello-web",
+                &format!("repository: {}", repository(name)),
+            );
         let text = drop_ecr_target(&text);
         std::fs::write(dir.path().join(format!("recipes/{name}.yaml")), text).unwrap();
     }
@@ -73,7 +83,9 @@ pub fn repository(name: &str) -> String {
 /// The recipe text without its ECR target, the last one of the example
 /// (the cluster tests push to the registry only).
 fn drop_ecr_target(text: &str) -> String {
-    let start = text.find("    - ecr:").expect("the example has an ECR target");
+    let start = text
+        .find("    - ecr:")
+        .expect("the example has an ECR target");
     text[..start].to_string()
 }
 
@@ -125,7 +137,15 @@ pub fn start(checkout: &Path, config: &Path, state: &str, id: &str, engine: &str
         .arg(checkout)
         .arg("--config")
         .arg(config.join("kiln.yaml"))
-        .args(["--state", state, "serve", "--listen", "127.0.0.1:0", "--node-id", id])
+        .args([
+            "--state",
+            state,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            id,
+        ])
         .env("DOCKER_HOST", engine)
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -147,18 +167,22 @@ pub fn start(checkout: &Path, config: &Path, state: &str, id: &str, engine: &str
             let _ = writeln!(file, "{line}");
             if !sent && let Some(rest) = line.split("listening on ").nth(1) {
                 let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit()).to_string();
+                let addr = addr
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .to_string();
                 let _ = tx.send(addr);
                 sent = true;
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-        panic!(
-            "node {id} did not listen; its log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| {
+            panic!(
+                "node {id} did not listen; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
     Node {
         daemon,
         url: format!("http://{addr}"),
@@ -211,7 +235,11 @@ impl Node {
 
     /// Every run of the cluster, newest first.
     pub async fn runs(&self) -> Vec<Value> {
-        self.get("/v1/runs?limit=500").await.as_array().unwrap().clone()
+        self.get("/v1/runs?limit=500")
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// `GET /v1/runs/ID`: the run row with its `stages`.
@@ -237,7 +265,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
