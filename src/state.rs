@@ -3,8 +3,9 @@
 //! `.kiln/state/kiln.db`) is one host's embedded database; `--state
 //! postgres://USER@HOST:PORT/DB` is a cluster's shared database, which every
 //! node and every reading command (`kiln records`, `kiln approved`) opens
-//! alike. The records follow it today (`record::Records::open`); the
-//! daemon's run queue still lives in the project's SQLite file.
+//! alike. The records follow it (`record::Records::open`), and so does the
+//! daemon's run queue (`daemon::queue::open`: SQLite, or the cluster's
+//! queue in `daemon::cluster`).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -372,8 +372,8 @@ fn status_of(url: &str, path: &str, token: &str) -> u16 {
 }
 
 /// With `state: postgres://…` in the operator config, `kiln serve` serves
-/// the records of that database and appends decisions to it; its run queue
-/// stays in the project's SQLite file, which holds no record.
+/// the records of that database and appends decisions to it; the
+/// project's SQLite file holds no record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_with_a_postgres_state_serves_and_decides_there() {
     use kiln::record::{ChainKeys, Records, Status};

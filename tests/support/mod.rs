@@ -3,6 +3,7 @@
 //! processes. Tests fail, never skip, when the services are missing.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod count_relay;
 pub mod cut_proxy;
 pub mod example;
