@@ -81,20 +81,95 @@ impl FromStr for StateLocation {
     }
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password replaced by `***`: the user-info password, and
+/// every `password=` value (query parameters, libpq `key=value` strings).
+/// A value that does not parse as a URL (a typo in the port, an unescaped
+/// `/` or `#` in the password) has all its user-info hidden.
 pub fn redact_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+    let userinfo_hidden = match url::Url::parse(url) {
+        Ok(mut u) if u.has_host() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
             u.to_string()
         }
+        _ => hide_userinfo(url),
+    };
+    hide_password_values(&userinfo_hidden)
+}
+
+/// `scheme://***@rest` for `scheme://anything@rest` (the last `@`; any
+/// number of slashes after the scheme's `:`).
+fn hide_userinfo(url: &str) -> String {
+    let Some(colon) = url.find(':') else {
+        return url.to_string();
+    };
+    let start = colon + 1 + url[colon + 1..].len() - url[colon + 1..].trim_start_matches('/').len();
+    match url.rfind('@') {
+        Some(at) if at >= start => format!("{}***{}", &url[..start], &url[at..]),
         _ => url.to_string(),
     }
+}
+
+/// Every `password=VALUE` (case-insensitive; the value runs to the next
+/// `&`, space or end) with VALUE replaced by `***`.
+fn hide_password_values(text: &str) -> String {
+    const KEY: &str = "password=";
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(KEY) {
+        let value = rest + found + KEY.len();
+        out.push_str(&text[rest..value]);
+        out.push_str("***");
+        rest = text[value..]
+            .find(|c: char| c == '&' || c.is_whitespace())
+            .map_or(text.len(), |end| value + end);
+    }
+    out.push_str(&text[rest..]);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_hidden_even_in_urls_that_do_not_parse() {
+        let cases = [
+            (
+                "postgres://kiln:hunter2@db:5432/kiln",
+                "postgres://kiln:***@db:5432/kiln",
+            ),
+            (
+                "postgres://kiln:hunter2@db:5433x/kiln",
+                "postgres://***@db:5433x/kiln",
+            ),
+            ("postgres://kiln:a/b#c@db/kiln", "postgres://***@db/kiln"),
+            (
+                "postgres://db/kiln?user=k&password=hunter2&sslmode=disable",
+                "postgres://db/kiln?user=k&password=***&sslmode=disable",
+            ),
+            (
+                "host=db PASSWORD=hunter2 user=k",
+                "host=db PASSWORD=*** user=k",
+            ),
+            ("postgres://kiln@db/kiln", "postgres://kiln@db/kiln"),
+        ];
+        for (given, want) in cases {
+            let got = redact_password(given);
+            assert_eq!(got, want, "{given}");
+            assert!(!got.contains("hunter2"), "{got}");
+        }
+        assert_eq!(
+            redact_password("postgres:/kiln:hunter2@db"),
+            "postgres:/***@db"
+        );
+        let refused = "postgres:/kiln:hunter2@db"
+            .parse::<StateLocation>()
+            .unwrap_err();
+        assert!(!refused.to_string().contains("hunter2"), "{refused}");
+    }
 
     #[test]
     fn sqlite_and_postgres_locations_parse_and_others_are_refused() {

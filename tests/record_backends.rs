@@ -264,8 +264,28 @@ async fn a_fenced_write_is_refused_once_the_claim_is_lost_and_writes_nothing() {
     let alloc = fenced.allocate("web", &v1()).await.unwrap();
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Reaped (a new epoch) but not retried: the run's record is written,
+    // so a retry would record the build twice.
     let reaped = cluster.reap().await.unwrap();
-    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert!(reaped.is_empty(), "{reaped:?}");
+    let row = schema
+        .admin()
+        .await
+        .query_one(
+            "SELECT status, record_id, summary, epoch, \
+             (SELECT count(*) FROM cluster_runs) FROM cluster_runs WHERE id = $1",
+            &[&fence.run_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "interrupted");
+    assert_eq!(
+        row.get::<_, Option<String>>(1),
+        Some(held.record.id.0.clone())
+    );
+    assert!(row.get::<_, String>(2).contains("not retried"));
+    assert_eq!(row.get::<_, i64>(3), fence.epoch + 1);
+    assert_eq!(row.get::<_, i64>(4), 1, "no retry queued");
     let e = fenced.append(&record(&alloc)).await.unwrap_err();
     assert!(is_fenced(&e, &fence), "{e:?}");
     assert!(e.to_string().contains("nothing was written"), "{e}");
@@ -406,7 +426,40 @@ async fn the_cli_reads_and_decides_on_the_store_state_names() {
     let (code, _, shown) = kiln(dir.path(), &args, &[]);
     assert_eq!(code, 1, "{shown}");
     assert!(shown.contains("no approved build"), "{shown}");
+
+    // `kiln runs` reads the cluster's runs from the store, no daemon asked.
+    let (_cluster, fence) = claimed(&schema, "web", Duration::from_secs(60)).await;
+    let (code, stdout, shown) = kiln(dir.path(), &["--state", url, "runs", "--json"], &[]);
+    assert_eq!(code, 0, "{shown}");
+    let runs: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{shown}");
+    assert_eq!(runs[0]["id"], fence.run_id.as_str(), "{shown}");
+    assert_eq!(
+        (runs[0]["status"].as_str(), runs[0]["node"].as_str()),
+        (Some("running"), Some("n1")),
+        "{shown}"
+    );
+    let none = format!("sqlite:{}", dir.path().join("none.db").display());
+    let (code, _, shown) = kiln(dir.path(), &["--state", &none, "runs"], &[]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("no runs yet"), "{shown}");
     schema.remove().await;
+}
+
+#[test]
+fn a_command_that_reads_no_store_refuses_state_rather_than_ignore_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite:{}", dir.path().join("k.db").display());
+    let (code, _, shown) = kiln(dir.path(), &["--state", &state, "trigger", "web"], &[]);
+    assert_eq!(code, 2, "{shown}");
+    assert!(
+        shown.contains("`kiln trigger` reads no state store"),
+        "{shown}"
+    );
+    // The environment's KILN_STATE is for the commands that read a store.
+    let args = ["completions", "bash"];
+    let (code, _, shown) = kiln(dir.path(), &args, &[("KILN_STATE", &state)]);
+    assert_eq!(code, 0, "{shown}");
 }
 
 #[test]
@@ -425,6 +478,12 @@ fn a_bad_state_is_a_usage_error_that_never_shows_a_password() {
         !shown.contains("hunter2") && shown.contains("***"),
         "{shown}"
     );
+    // A postgres URL that does not parse (a typo in the port) still hides it.
+    let typo = "postgres://kiln:hunter2@db:5433x/kiln";
+    let (code, _, shown) = kiln(dir.path(), &["--state", typo, "records"], &[]);
+    assert_eq!(code, 2, "{shown}");
+    let stderr = shown.split("--- stderr").nth(1).unwrap();
+    assert!(!stderr.contains("hunter2") && stderr.contains("***"), "{shown}");
 
     let ops = tempfile::tempdir().unwrap();
     let config = ops.path().join("kiln.yaml");

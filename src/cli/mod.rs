@@ -260,11 +260,51 @@ pub fn report(e: &dyn std::error::Error) {
     fail(Outcome::Failed, e);
 }
 
+/// A usage error when `--state` was given on the command line to a command
+/// that never reads a store (it talks to a daemon, or to nothing), rather
+/// than ignoring it; `KILN_STATE` in the environment applies to the
+/// commands that read a store and is left alone by the others.
+fn refuse_unused_state(cli: &Cli) -> Option<Outcome> {
+    let given = cli.state.as_deref()?;
+    if std::env::var("KILN_STATE").is_ok_and(|env| env == given) {
+        return None;
+    }
+    let name = match &cli.command {
+        Command::Trigger(_) => "trigger",
+        Command::Logs(_) => "logs",
+        Command::Token(_) => "token",
+        Command::Key(_) => "key",
+        Command::Verify(_) => "verify",
+        Command::Approved(a) if a.server.is_some() => "approved --server",
+        Command::Import(_) => "import",
+        Command::Completions(_) => "completions",
+        Command::Man => "man",
+        _ => return None,
+    };
+    let message = format!(
+        "`kiln {name}` reads no state store, so `--state` would be ignored: drop it \
+         (a daemon's store is set on `kiln serve`)"
+    );
+    Some(output::print_failure(
+        Outcome::Usage,
+        &output::Failure::message(message),
+    ))
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Outcome {
+    // Parsed here, not by clap, so a refused value never shows a password.
+    let state = cli.state.as_deref().map(str::parse::<StateLocation>);
+    let state = match state.transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(Outcome::Usage, &e),
+    };
+    if let Some(o) = refuse_unused_state(&cli) {
+        return o;
+    }
     match cli.command {
         Command::Trigger(a) => return trigger::run(a).await,
-        Command::Runs(a) => return runs::run(a).await,
+        Command::Runs(a) => return runs::run(a, state.as_ref()).await,
         Command::Logs(a) => return logs::run(a).await,
         Command::Token(a) => return token::run(a),
         Command::Key(a) => return key::run(a),
@@ -275,12 +315,6 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Man => return completions::man(),
         _ => {}
     }
-    // Parsed here, not by clap, so a refused value never shows a password.
-    let state = cli.state.as_deref().map(str::parse::<StateLocation>);
-    let state = match state.transpose() {
-        Ok(s) => s,
-        Err(e) => return fail(Outcome::Usage, &e),
-    };
     let project = match open_project(&cli.project) {
         Ok(p) => p,
         Err(o) => return o,

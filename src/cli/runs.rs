@@ -1,5 +1,10 @@
 //! `kiln runs [PIPELINE] [--limit N] [--json]`: the daemon's runs, newest
-//! first, with the node that ran each (a cluster's, or the host's).
+//! first, with the node that ran each (a cluster's, or the host's); with
+//! `--state` they are read from that store instead of asking a daemon.
+
+use kiln::daemon::queue::read_runs;
+use kiln::state::StateLocation;
+use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ServerArgs, from_args};
@@ -19,16 +24,34 @@ pub struct Args {
     pub server: ServerArgs,
 }
 
-/// Lists runs.
-pub async fn run(args: Args) -> Outcome {
-    let client = match from_args(&args.server) {
-        Ok(c) => c,
-        Err(o) => return o,
+/// Lists runs, from the daemon at `--server`, or from `state` when given.
+pub async fn run(args: Args, state: Option<&StateLocation>) -> Outcome {
+    let runs = match state {
+        Some(s) => from_store(s, &args).await,
+        None => from_daemon(&args).await,
     };
-    let runs = match client.runs(args.pipeline.as_deref(), args.limit).await {
-        Ok(r) => r,
-        Err(e) => return super::fail(super::exit_code::client(&e), &e),
-    };
+    match runs {
+        Ok(runs) => print(&args, runs),
+        Err(o) => o,
+    }
+}
+
+async fn from_daemon(args: &Args) -> Result<Value, Outcome> {
+    let client = from_args(&args.server)?;
+    client
+        .runs(args.pipeline.as_deref(), args.limit)
+        .await
+        .map_err(|e| super::fail(super::exit_code::client(&e), &e))
+}
+
+async fn from_store(state: &StateLocation, args: &Args) -> Result<Value, Outcome> {
+    let runs = read_runs(state, args.pipeline.clone(), args.limit)
+        .await
+        .map_err(|e| super::fail(Outcome::Infrastructure, &e))?;
+    Ok(serde_json::to_value(runs).expect("runs serialize"))
+}
+
+fn print(args: &Args, runs: Value) -> Outcome {
     if args.json {
         return super::output::json_result(&runs);
     }

@@ -23,4 +23,12 @@ impl Fence {
     pub const HOLDS_SQL: &'static str = "SELECT 1 FROM cluster_runs \
         WHERE id = $1 AND epoch = $2 AND node = $3 AND status = 'running' \
         AND lease_until > now() FOR SHARE";
+
+    /// Run inside a fenced record append, after [`Fence::HOLDS_SQL`]: the
+    /// run's row names its record (`$1` run, `$2` epoch, `$3` record id), so
+    /// a reaper that finds the lease lapsed before the run ended knows the
+    /// build is recorded and does not queue a retry that would record it
+    /// twice.
+    pub const RECORDED_SQL: &'static str =
+        "UPDATE cluster_runs SET record_id = $3 WHERE id = $1 AND epoch = $2";
 }

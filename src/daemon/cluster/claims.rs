@@ -174,19 +174,30 @@ impl Cluster {
 
     /// Marks every running run whose lease lapsed `interrupted` (a new
     /// epoch, so the old holder can write nothing more) and queues a retry
-    /// for each, in one transaction. Any node may call it, any number of
-    /// times.
+    /// for each, in one transaction — except a run whose record was already
+    /// appended (`Fence::RECORDED_SQL`): its build is recorded, so it is
+    /// not retried. Any node may call it, any number of times.
     pub async fn reap(&self) -> Result<Vec<Reaped>, ClusterError> {
         let mut client = self.client().await?;
         let err = self.db("reaping lapsed leases");
         let tx = client.transaction().await.map_err(&err)?;
+        tx.execute(
+            "UPDATE cluster_runs SET status = 'interrupted', epoch = epoch + 1, \
+             finished_at = now(), lease_until = NULL, \
+             summary = 'the lease of node ' || coalesce(node, '?') || \
+             ' lapsed after its record ' || record_id || ' was written; not retried' \
+             WHERE status = 'running' AND lease_until < now() AND record_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
         let lapsed = tx
             .query(
                 &format!(
                     "UPDATE cluster_runs SET status = 'interrupted', epoch = epoch + 1, \
                  finished_at = now(), lease_until = NULL, \
                  summary = 'the lease of node ' || coalesce(node, '?') || ' lapsed; retried' \
-                 WHERE status = 'running' AND lease_until < now() \
+                 WHERE status = 'running' AND lease_until < now() AND record_id IS NULL \
                  RETURNING {RETRY_COLUMNS}, node"
                 ),
                 &[],

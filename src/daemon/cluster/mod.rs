@@ -144,11 +144,5 @@ impl Cluster {
 
 /// The URL with any password replaced.
 fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::state::redact_password(url)
 }

@@ -355,3 +355,23 @@ pub async fn open(
         }
     })
 }
+
+/// The runs at `location`, newest first, optionally of one pipeline: what
+/// `kiln --state … runs` prints without a daemon. Registers nothing; a
+/// SQLite file that does not exist yet holds no runs.
+pub async fn read_runs(
+    location: &crate::state::StateLocation,
+    pipeline: Option<String>,
+    limit: usize,
+) -> Result<Vec<RunRow>, QueueError> {
+    use crate::state::StateLocation;
+    match location {
+        StateLocation::Sqlite(path) if !path.exists() => Ok(Vec::new()),
+        StateLocation::Sqlite(path) => Queue::open(path)?.list(pipeline, limit).await,
+        StateLocation::Postgres(url) => {
+            let cluster = super::cluster::Cluster::connect(url).await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            Ok(cluster.list(pipeline.as_deref(), limit).await?)
+        }
+    }
+}

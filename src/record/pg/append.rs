@@ -70,6 +70,11 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(&err)?;
         self.check_fence(&tx).await?;
+        if let Some(f) = &self.fence {
+            tx.execute(Fence::RECORDED_SQL, &[&f.run_id, &f.epoch, &record.id.0])
+                .await
+                .map_err(self.db_error("naming the cluster run's record"))?;
+        }
         let prev_hash = self.lock_head(&tx).await?;
         self.check_allocated(&tx, record).await?;
         let hash = link_hash(prev_hash.as_ref(), &json);
