@@ -483,7 +483,10 @@ fn a_bad_state_is_a_usage_error_that_never_shows_a_password() {
     let (code, _, shown) = kiln(dir.path(), &["--state", typo, "records"], &[]);
     assert_eq!(code, 2, "{shown}");
     let stderr = shown.split("--- stderr").nth(1).unwrap();
-    assert!(!stderr.contains("hunter2") && stderr.contains("***"), "{shown}");
+    assert!(
+        !stderr.contains("hunter2") && stderr.contains("***"),
+        "{shown}"
+    );
 
     let ops = tempfile::tempdir().unwrap();
     let config = ops.path().join("kiln.yaml");

@@ -1,12 +1,15 @@
 //! The checkout digest a cluster node registers: sha256 over the project's
-//! recipe inputs (`recipes/`, `components/`, `dockerfiles/`) in a stable
-//! order. A run carries the digest of the node that queued it and only a
-//! node with the same digest claims it, so nodes with different checkouts
-//! never build each other's runs.
+//! recipe inputs in a stable order — `recipes/`, `components/`,
+//! `dockerfiles/`, `contexts/`, `.kiln-ignore.yaml` and the structure-test
+//! files recipes name (`test.structureTests`). A run carries the digest of
+//! the node that queued it and only a node with the same digest claims it,
+//! so nodes with different checkouts never build each other's runs.
 //!
 //! `kiln.lock` is left out: it is state the daemon's own runs rewrite (pins
 //! follow moved parents), so it drifts between nodes by design; each build
 //! pins its parents when it runs and its record names the digests it used.
+//! The digest is taken once, at start: a node that pulls a new commit is
+//! restarted to advertise it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,24 +19,27 @@ use sha2::{Digest as _, Sha256};
 use crate::project::{PathError, Project};
 
 /// The folders whose files are recipe inputs.
-pub const FOLDERS: [&str; 3] = ["recipes", "components", "dockerfiles"];
+pub const FOLDERS: [&str; 4] = ["recipes", "components", "dockerfiles", "contexts"];
 
-/// `sha256:<hex>` of `files` (project-relative `/` path → content): each as
-/// its path, a NUL, its length, a NUL and its bytes, in path order. Pure.
+/// Single files that are recipe inputs when present.
+pub const FILES: [&str; 1] = [".kiln-ignore.yaml"];
+
+/// `sha256:<hex>` of `files` (project-relative `/` path → the sha256 hex of
+/// its bytes): each as its path, a NUL, its digest and a newline, in path
+/// order. Pure.
 pub fn digest(files: &BTreeMap<String, String>) -> String {
-    let mut h = Sha256::new_with_prefix(b"kiln-checkout-v1\n");
-    for (path, text) in files {
+    let mut h = Sha256::new_with_prefix(b"kiln-checkout-v2\n");
+    for (path, file_digest) in files {
         h.update(path.as_bytes());
         h.update([0]);
-        h.update(text.len().to_string().as_bytes());
-        h.update([0]);
-        h.update(text.as_bytes());
+        h.update(file_digest.as_bytes());
+        h.update(b"\n");
     }
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-/// The checkout digest of `project` (files read through
-/// [`Project::confined`] and [`Project::read`]).
+/// The checkout digest of `project` (every path confined to it through
+/// [`Project::confined`]; files hashed as they are read).
 pub fn of_project(project: &Project) -> Result<String, PathError> {
     let mut files = BTreeMap::new();
     for folder in FOLDERS {
@@ -41,10 +47,58 @@ pub fn of_project(project: &Project) -> Result<String, PathError> {
         walk(&project.dir(folder), "", &mut rels);
         for rel in rels {
             let path = project.confined(folder, &rel)?;
-            files.insert(format!("{folder}/{rel}"), project.read(&path)?);
+            files.insert(format!("{folder}/{rel}"), hash_file(project, &path)?);
         }
     }
+    let named = FILES
+        .iter()
+        .map(|f| f.to_string())
+        .filter(|f| project.dir(f).is_file())
+        .chain(structure_test_files(project));
+    for rel in named {
+        let path = project.confined("", &rel)?;
+        files.insert(rel, hash_file(project, &path)?);
+    }
     Ok(digest(&files))
+}
+
+/// The sha256 hex of the file at `path`, streamed.
+fn hash_file(project: &Project, path: &Path) -> Result<String, PathError> {
+    let io = |source| PathError::Io {
+        path: project.display(path),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut file, &mut h).map_err(io)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// What the checkout needs of a recipe: its structure-test files.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RecipeNames {
+    #[serde(default)]
+    test: Option<TestNames>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct TestNames {
+    #[serde(default, rename = "structureTests")]
+    structure_tests: Vec<String>,
+}
+
+/// The structure-test files the project's recipes name (a recipe that does
+/// not parse names none here; loading it reports why).
+fn structure_test_files(project: &Project) -> Vec<String> {
+    let mut rels = Vec::new();
+    walk(&project.dir("recipes"), "", &mut rels);
+    rels.iter()
+        .filter_map(|rel| std::fs::read_to_string(project.dir("recipes").join(rel)).ok())
+        .filter_map(|text| serde_saphyr::from_str::<RecipeNames>(&text).ok())
+        .filter_map(|r| r.test)
+        .flat_map(|t| t.structure_tests)
+        .filter(|rel| project.dir(rel).is_file())
+        .collect()
 }
 
 /// The files under `dir`, as `/`-joined paths relative to it (none when it
@@ -81,40 +135,53 @@ mod tests {
 
     #[test]
     fn the_digest_follows_paths_and_contents_not_order() {
-        let a = files(&[("recipes/web.yaml", "name: web"), ("kiln.lock", "{}")]);
-        let b = files(&[("kiln.lock", "{}"), ("recipes/web.yaml", "name: web")]);
+        let a = files(&[("recipes/web.yaml", "aa"), ("contexts/x", "bb")]);
+        let b = files(&[("contexts/x", "bb"), ("recipes/web.yaml", "aa")]);
         assert_eq!(digest(&a), digest(&b));
         assert!(digest(&a).starts_with("sha256:") && digest(&a).len() == 71);
-        let edited = files(&[("recipes/web.yaml", "name: web2"), ("kiln.lock", "{}")]);
+        let edited = files(&[("recipes/web.yaml", "ab"), ("contexts/x", "bb")]);
         assert_ne!(digest(&a), digest(&edited));
-        let moved = files(&[("recipes/app.yaml", "name: web"), ("kiln.lock", "{}")]);
+        let moved = files(&[("recipes/app.yaml", "aa"), ("contexts/x", "bb")]);
         assert_ne!(digest(&a), digest(&moved));
-        // Path and content boundaries cannot be shifted into each other.
-        let x = files(&[("a", "bc")]);
-        let y = files(&[("ab", "c")]);
-        assert_ne!(digest(&x), digest(&y));
     }
 
     #[test]
     fn a_project_digest_covers_the_recipe_inputs_only() {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["recipes", "components/extra", "contexts"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        let root = dir.path();
+        for sub in [
+            "recipes",
+            "components/extra",
+            "contexts/site",
+            "tests",
+            "docs",
+        ] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
         }
-        std::fs::write(dir.path().join("recipes/web.yaml"), "name: web\n").unwrap();
-        std::fs::write(dir.path().join("components/extra/c.yaml"), "c\n").unwrap();
-        let project = Project::open(dir.path()).unwrap();
+        let recipe = "name: web\ntest:\n  structureTests: [tests/web-cst.yaml]\n";
+        std::fs::write(root.join("recipes/web.yaml"), recipe).unwrap();
+        std::fs::write(root.join("components/extra/c.yaml"), "c\n").unwrap();
+        std::fs::write(root.join("tests/web-cst.yaml"), "schemaVersion: 2.0.0\n").unwrap();
+        let project = Project::open(root).unwrap();
         let first = of_project(&project).unwrap();
-        std::fs::write(dir.path().join("contexts/notes.txt"), "x").unwrap();
-        assert_eq!(of_project(&project).unwrap(), first, "not a recipe input");
-        std::fs::write(dir.path().join("kiln.lock"), "{}\n").unwrap();
-        assert_eq!(
-            of_project(&project).unwrap(),
-            first,
-            "runs rewrite the lock"
+        let unchanged = |what: &str| assert_eq!(of_project(&project).unwrap(), first, "{what}");
+        std::fs::write(root.join("docs/notes.txt"), "x").unwrap();
+        unchanged("not a recipe input");
+        std::fs::write(root.join("kiln.lock"), "{}\n").unwrap();
+        unchanged("runs rewrite the lock");
+        let mut seen = vec![first.clone()];
+        let mut changes = |rel: &str, bytes: &[u8]| {
+            std::fs::write(root.join(rel), bytes).unwrap();
+            let now = of_project(&project).unwrap();
+            assert!(!seen.contains(&now), "{rel} changes the digest");
+            seen.push(now);
+        };
+        changes("contexts/site/logo.bin", &[0xff, 0x00, 0xfe]);
+        changes(
+            "tests/web-cst.yaml",
+            b"schemaVersion: 2.0.0\ncommandTests: []\n",
         );
-        std::fs::create_dir_all(dir.path().join("dockerfiles")).unwrap();
-        std::fs::write(dir.path().join("dockerfiles/web.Dockerfile"), "FROM x\n").unwrap();
-        assert_ne!(of_project(&project).unwrap(), first);
+        changes(".kiln-ignore.yaml", b"findings: []\n");
+        changes("components/extra/c.yaml", b"d\n");
     }
 }
