@@ -41,6 +41,7 @@ fn input(http: bool) -> TestInput {
         test_scripts: Vec::new(),
         exec_timeout: Duration::from_secs(60),
         policy: Default::default(),
+        daemon_run: None,
     }
 }
 

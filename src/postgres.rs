@@ -15,11 +15,28 @@ use tokio_postgres::{Config, NoTls};
 const POOL_SIZE: usize = 4;
 /// How long a call waits for a pooled connection (or for a new one).
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time before TCP keepalive probes start on a connection, and the
+/// time between probes: a peer that vanished without closing (a silent
+/// partition, a lost NAT entry) is noticed instead of waited on for the
+/// kernel's default two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged before the kernel drops the
+/// connection (Linux `TCP_USER_TIMEOUT`): a query on a partitioned
+/// connection fails in this time instead of after ~15 minutes of
+/// retransmissions.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A pool for `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB[?options=…]`)
 /// and its target as `postgres://USER@HOST:PORT/DB`. Connects lazily.
 pub(crate) fn pool(url: &str) -> Result<(Pool, String), tokio_postgres::Error> {
-    let config: Config = url.parse()?;
+    pool_of(url, POOL_SIZE)
+}
+
+/// [`pool`] with `size` connections.
+pub(crate) fn pool_of(url: &str, size: usize) -> Result<(Pool, String), tokio_postgres::Error> {
+    let mut config: Config = url.parse()?;
+    detect_dead_peers(&mut config, url);
     let target = describe(&config);
     let manager = Manager::from_config(
         config,
@@ -29,13 +46,30 @@ pub(crate) fn pool(url: &str) -> Result<(Pool, String), tokio_postgres::Error> {
         },
     );
     let pool = Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(WAIT_TIMEOUT))
         .create_timeout(Some(WAIT_TIMEOUT))
         .build()
         .expect("a pool with a runtime and no hooks always builds");
     Ok((pool, target))
+}
+
+/// Turns TCP keepalives on and sets `TCP_USER_TIMEOUT`, unless the URL sets
+/// them itself (`keepalives…`, `tcp_user_timeout` parameters): without them
+/// a query on a connection whose peer silently vanished waits for many
+/// minutes.
+fn detect_dead_peers(config: &mut Config, url: &str) {
+    if !url.contains("keepalives") {
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(3);
+    }
+    if !url.contains("tcp_user_timeout") {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
 }
 
 /// `postgres://USER@HOST:PORT/DB` of `config`, without the password.
@@ -102,5 +136,25 @@ impl Drop for Engine {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_detect_a_vanished_peer_unless_the_url_says_otherwise() {
+        let url = "postgres://kiln@127.0.0.1:5432/kiln";
+        let mut config: Config = url.parse().unwrap();
+        detect_dead_peers(&mut config, url);
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        let url = "postgres://kiln@127.0.0.1:5432/kiln?keepalives=0&tcp_user_timeout=5";
+        let mut config: Config = url.parse().unwrap();
+        detect_dead_peers(&mut config, url);
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
     }
 }

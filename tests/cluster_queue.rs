@@ -239,3 +239,67 @@ async fn a_due_slot_fires_one_run_across_three_nodes() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     schema.remove().await;
 }
+
+/// A node older than the cluster's schema refuses to start (it would run
+/// against tables it does not know): the error names the target without a
+/// password, the version found and the one this build supports, and the
+/// schema is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_older_than_the_cluster_schema_refuses_to_start() {
+    use kiln::daemon::cluster::{ClusterQueue, ClusterSettings, schema};
+    let schema_ = TestSchema::new().await;
+    let (_c, _) = join(&schema_, node("a", &["linux/amd64"], "sha256:c")).await;
+    let db = schema_.admin().await;
+    let newer = schema::latest() as i32 + 1;
+    db.execute("INSERT INTO cluster_schema VALUES ($1)", &[&newer])
+        .await
+        .unwrap();
+    let err = Cluster::connect(&schema_.url).await.unwrap_err();
+    assert!(
+        matches!(err, ClusterError::SchemaTooNew { found, supported, .. }
+            if found == i64::from(newer) && supported == schema::latest()),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    let url = url::Url::parse(&schema_.url).unwrap();
+    let target = format!(
+        "postgres://{}@{}:{}{}",
+        url.username(),
+        url.host_str().unwrap(),
+        url.port().unwrap_or(5432),
+        url.path()
+    );
+    assert!(msg.contains(&target), "{msg}");
+    assert!(msg.contains(&format!("version {newer}")), "{msg}");
+    assert!(
+        msg.contains(&format!("supports up to {}", schema::latest())),
+        "{msg}"
+    );
+    if let Some(pw) = url.password() {
+        assert!(!msg.contains(pw), "{msg}");
+    }
+    // The daemon's queue (what `kiln serve --state postgres://…` opens)
+    // refuses the same way.
+    let settings = ClusterSettings {
+        lease: Duration::from_secs(30),
+        poll: Duration::from_secs(5),
+    };
+    let err = ClusterQueue::connect(
+        &schema_.url,
+        node("b", &["linux/amd64"], "sha256:c"),
+        settings,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClusterError::SchemaTooNew { .. }), "{err:?}");
+    let versions: Vec<i32> = db
+        .query("SELECT version FROM cluster_schema ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i32> = (1..=newer).collect();
+    assert_eq!(versions, expected);
+    schema_.remove().await;
+}

@@ -223,6 +223,7 @@ fn allowed_input(project: &Project) -> TestInput {
         test_scripts: rendered.test_scripts.clone(),
         exec_timeout: test_phase::DEFAULT_EXEC_TIMEOUT,
         policy,
+        daemon_run: None,
     }
 }
 

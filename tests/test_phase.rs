@@ -43,6 +43,7 @@ fn input(image: &str, config: TestConfig) -> TestInput {
         test_scripts: Vec::new(),
         exec_timeout: Duration::from_secs(60),
         policy: Default::default(),
+        daemon_run: None,
     }
 }
 
@@ -427,33 +428,37 @@ async fn shutdown_and_dropped_futures_remove_the_container() {
     assert_clean(&docker).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leftovers_of_a_dead_run_are_removed() {
-    let (_l, docker) = setup().await;
-    images::build(&docker, "kiln-it/idle:1", "CMD [\"sleep\", \"3600\"]").await;
-    let labels = [
-        (test_phase::LABEL_ROLE, test_phase::ROLE_TEST),
-        (test_phase::LABEL_RECIPE, "crashed"),
-        (test_phase::LABEL_RUN, "dead"),
-        (
-            test_phase::LABEL_OWNER,
-            &format!(
-                "{}:999999999",
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .unwrap()
-                    .trim()
-            ),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+/// Creates (does not start) a `kiln-it/idle:1` container with `labels`.
+async fn idle_with(docker: &Docker, labels: &[(&str, &str)]) -> String {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let body = bollard::models::ContainerCreateBody {
         image: Some("kiln-it/idle:1".into()),
         labels: Some(labels),
         ..Default::default()
     };
-    let id = docker.create_container(None, body).await.unwrap().id;
+    docker.create_container(None, body).await.unwrap().id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_dead_run_are_removed() {
+    let (_l, docker) = setup().await;
+    images::build(&docker, "kiln-it/idle:1", "CMD [\"sleep\", \"3600\"]").await;
+    let owner = format!(
+        "{}:999999999",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    let labels = [
+        (test_phase::LABEL_ROLE, test_phase::ROLE_TEST),
+        (test_phase::LABEL_RECIPE, "crashed"),
+        (test_phase::LABEL_RUN, "dead"),
+        (test_phase::LABEL_OWNER, owner.as_str()),
+    ];
+    let id = idle_with(&docker, &labels).await;
     let listed = test_phase::labelled_containers(&docker).await.unwrap();
     assert!(listed.contains(&id), "{listed:?}");
     // Other processes' leftovers on a shared engine may be removed too.
@@ -461,6 +466,87 @@ async fn leftovers_of_a_dead_run_are_removed() {
     let listed = test_phase::labelled_containers(&docker).await.unwrap();
     assert!(!listed.contains(&id), "{listed:?}");
     assert_clean(&docker).await;
+}
+
+/// A daemon run's test containers carry its run id, and `cleanup_run`
+/// removes those of a dead run whatever their owner label says (a node
+/// restarted under another host name or as PID 1 would never match it),
+/// while another run's container stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_daemon_runs_containers_are_removed_by_its_run_id() {
+    let (_l, docker) = setup().await;
+    images::build(&docker, "kiln-it/idle:1", "CMD [\"sleep\", \"3600\"]").await;
+    let of_run = |run: &str| {
+        let label = format!("{}={run}", test_phase::LABEL_DAEMON_RUN);
+        let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
+        bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build()
+    };
+    // The test phase labels a daemon run's container with the run's id.
+    let run = format!("run-{}", support::nonce());
+    let mut i = input(
+        "kiln-it/idle:1",
+        config(Some(8080), Duration::from_secs(30)),
+    );
+    i.daemon_run = Some(run.clone());
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (docker, seen, options) = (docker.clone(), seen.clone(), of_run(&run));
+        async move {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(20) {
+                let listed = docker.list_containers(Some(options.clone())).await.unwrap();
+                if !listed.is_empty() {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let err = test_phase::test_image_until(&docker, &i, watch)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TestPhaseError::Interrupted), "{err}");
+    assert!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        "no container labelled with the daemon run {run}"
+    );
+    assert_clean(&docker).await;
+
+    // Two runs' containers, owned by a process on another host (as a node
+    // restarted under a new host name sees its own old ones).
+    let dead = format!("dead-{}", support::nonce());
+    let live = format!("live-{}", support::nonce());
+    let mut ids = Vec::new();
+    for r in [&dead, &live] {
+        let labels = [
+            (test_phase::LABEL_ROLE, test_phase::ROLE_TEST),
+            (test_phase::LABEL_RECIPE, "crashed"),
+            (test_phase::LABEL_RUN, "t"),
+            (test_phase::LABEL_DAEMON_RUN, r.as_str()),
+            (test_phase::LABEL_OWNER, "another-host-name:1"),
+        ];
+        ids.push(idle_with(&docker, &labels).await);
+    }
+    // The owner label alone cannot tell: the leftovers sweep keeps both.
+    test_phase::cleanup_leftovers(&docker).await.unwrap();
+    let listed = test_phase::labelled_containers(&docker).await.unwrap();
+    assert!(ids.iter().all(|id| listed.contains(id)), "{listed:?}");
+    // The dead run's id does.
+    assert_eq!(test_phase::cleanup_run(&docker, &dead).await.unwrap(), 1);
+    let listed = test_phase::labelled_containers(&docker).await.unwrap();
+    assert!(!listed.contains(&ids[0]), "{listed:?}");
+    assert!(
+        listed.contains(&ids[1]),
+        "another run's container stays: {listed:?}"
+    );
+    assert_eq!(test_phase::cleanup_run(&docker, &dead).await.unwrap(), 0);
+    assert_eq!(test_phase::cleanup_run(&docker, &live).await.unwrap(), 1);
+    let listed = test_phase::labelled_containers(&docker).await.unwrap();
+    assert!(!listed.contains(&ids[1]), "{listed:?}");
 }
 
 /// The docker-proxy pitfall the TCP probe avoids: the published port accepts

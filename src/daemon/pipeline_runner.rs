@@ -121,6 +121,7 @@ impl PipelineRunner for PipelineRunnerImpl {
             lookups: Some(scope(run.queued, &log)),
             branch: run.branch.clone(),
             fence: run.fence.clone(),
+            daemon_run: Some(run.run_id.clone()),
         };
         match self.pipeline.run(&run.pipeline, &opts).await {
             Ok(s) => {
@@ -206,16 +207,28 @@ impl PipelineRunner for PipelineRunnerImpl {
     }
 
     async fn cleanup_run(&self, run_id: &str) {
-        // Test containers carry the owning process; those of a killed daemon
-        // are leftovers now.
-        match crate::test_phase::cleanup_leftovers(&self.pipeline.docker).await {
-            Ok(n) if n > 0 => tracing::info!(
-                run_id,
-                removed = n,
-                "removed containers of an interrupted run"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(run_id, error = %e, "cleanup after an interrupted run failed"),
+        // The queue's recovery proved the run dead: its containers go,
+        // whatever host name or pid their owner label names (a node
+        // restarted in a container as PID 1, or under another host name).
+        // Then the leftovers of dead processes on this host, as before
+        // (runs of kilns that did not label the daemon run).
+        let docker = &self.pipeline.docker;
+        let removed = match crate::test_phase::cleanup_run(docker, run_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "cleanup after an interrupted run failed");
+                0
+            }
+        };
+        let removed = match crate::test_phase::cleanup_leftovers(docker).await {
+            Ok(n) => removed + n,
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "cleanup of leftover containers failed");
+                removed
+            }
+        };
+        if removed > 0 {
+            tracing::info!(run_id, removed, "removed containers of an interrupted run");
         }
     }
 }

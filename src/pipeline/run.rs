@@ -67,6 +67,10 @@ pub struct RunOptions {
     /// `RecordError::Fenced` once the claim is lost (PostgreSQL; see
     /// [`Records::fenced`]). `None`: unfenced, as `kiln run` is.
     pub fence: Option<Fence>,
+    /// The daemon's run id (`None` for `kiln run`): the run's test
+    /// containers are labelled with it (`test_phase::LABEL_DAEMON_RUN`) so a
+    /// restarted daemon removes them once it knows the run is dead.
+    pub daemon_run: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -79,6 +83,7 @@ impl Default for RunOptions {
             lookups: None,
             branch: None,
             fence: None,
+            daemon_run: None,
         }
     }
 }
@@ -501,7 +506,8 @@ impl Run<'_> {
         let allow = self.pipeline.governance.test_containers;
         let input = test_phase::TestInput::under(&self.recipe, rendered, image, allow)
             .map_err(Diagnostics::from);
-        let input = self.or_fail(Stage::Test, input).await?;
+        let mut input = self.or_fail(Stage::Test, input).await?;
+        input.daemon_run = self.opts.daemon_run.clone();
         let cancel = self.opts.cancel.clone();
         let report = test_phase::test_image_until(&self.pipeline.docker, &input, async move {
             cancel.cancelled().await

@@ -162,6 +162,7 @@ fn spec<'a>(
         image: &t.input.image,
         recipe: &t.input.recipe,
         run_id: t.run_id,
+        daemon_run: t.input.daemon_run.as_deref(),
         role,
         port: None,
         limits: t.input.config.limits,

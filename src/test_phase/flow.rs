@@ -94,6 +94,7 @@ pub async fn test_image_until(
         image: &input.image,
         recipe: &input.recipe,
         run_id: &run_id,
+        daemon_run: input.daemon_run.as_deref(),
         role: "main",
         port: input.config.port,
         limits: input.config.limits,

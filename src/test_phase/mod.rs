@@ -27,8 +27,9 @@ pub use policy::TestPolicy;
 pub use readiness::{POLL, PROXY_CONFIRM, served_via_proxy};
 pub use report::{CheckKind, CheckResult, ContainerKind, ReadinessOutcome, TestReport};
 pub use run::{
-    LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST, cleanup_leftovers,
-    hostname, labelled_containers, labelled_networks, last_log_lines,
+    LABEL_DAEMON_RUN, LABEL_OWNER, LABEL_RECIPE, LABEL_ROLE, LABEL_RUN, PortAccess, ROLE_TEST,
+    cleanup_leftovers, cleanup_run, hostname, labelled_containers, labelled_networks,
+    last_log_lines,
 };
 pub use structure::{StructureFile, StructureTests};
 
@@ -60,6 +61,10 @@ pub struct TestInput {
     pub exec_timeout: Duration,
     /// What the operator allows `containerRunOptions` to ask for.
     pub policy: TestPolicy,
+    /// The daemon run this test is part of (`None` outside the daemon):
+    /// its containers carry it ([`LABEL_DAEMON_RUN`]) so a restarted
+    /// daemon can remove them once it knows the run is dead.
+    pub daemon_run: Option<String>,
 }
 
 impl TestInput {
@@ -95,6 +100,7 @@ impl TestInput {
             test_scripts: rendered.test_scripts.clone(),
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
             policy,
+            daemon_run: None,
         })
     }
 

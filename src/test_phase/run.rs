@@ -23,8 +23,13 @@ use crate::load::ResourceLimits;
 pub const LABEL_ROLE: &str = "dev.kiln.role";
 /// Label with the recipe name.
 pub const LABEL_RECIPE: &str = "dev.kiln.recipe";
-/// Label with the run id.
+/// Label with the test phase's run id (one per test of an image).
 pub const LABEL_RUN: &str = "dev.kiln.run";
+/// Label with the daemon's run id (the queue's run, on one host or in a
+/// cluster), on the containers of a daemon run: once the daemon knows that
+/// run is dead (its restart recovery), [`cleanup_run`] removes them
+/// whatever host name or pid the owner label names.
+pub const LABEL_DAEMON_RUN: &str = "dev.kiln.daemon-run";
 /// Value of [`LABEL_ROLE`] on test containers and networks.
 pub const ROLE_TEST: &str = "test";
 /// Label with `host:pid` of the kiln process that started the object.
@@ -38,6 +43,8 @@ pub(crate) struct RunSpec<'a> {
     pub image: &'a str,
     pub recipe: &'a str,
     pub run_id: &'a str,
+    /// The daemon run the test belongs to ([`LABEL_DAEMON_RUN`]).
+    pub daemon_run: Option<&'a str>,
     /// Distinguishes the containers of one run (`main`, `cmd-3`, `files-1`).
     pub role: &'a str,
     pub port: Option<u16>,
@@ -112,12 +119,16 @@ impl Drop for ContainerGuard {
 }
 
 fn labels(spec: &RunSpec<'_>) -> HashMap<String, String> {
-    HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_ROLE.to_string(), ROLE_TEST.to_string()),
         (LABEL_RECIPE.to_string(), spec.recipe.to_string()),
         (LABEL_RUN.to_string(), spec.run_id.to_string()),
         (LABEL_OWNER.to_string(), owner()),
-    ])
+    ]);
+    if let Some(run) = spec.daemon_run {
+        labels.insert(LABEL_DAEMON_RUN.to_string(), run.to_string());
+    }
+    labels
 }
 
 /// Creates a container: limits, `no-new-privileges`, no mounts or
@@ -366,9 +377,16 @@ pub async fn labelled_containers(docker: &Docker) -> Result<Vec<String>, TestPha
 }
 
 async fn list_containers(docker: &Docker) -> Result<Vec<(String, bool)>, TestPhaseError> {
+    list_containers_with(docker, None).await
+}
+
+async fn list_containers_with(
+    docker: &Docker,
+    label: Option<(&str, &str)>,
+) -> Result<Vec<(String, bool)>, TestPhaseError> {
     let options = ListContainersOptionsBuilder::default()
         .all(true)
-        .filters(&role_filter(None))
+        .filters(&role_filter(label))
         .build();
     let list = docker
         .list_containers(Some(options))
@@ -393,8 +411,15 @@ pub async fn labelled_networks(docker: &Docker) -> Result<Vec<String>, TestPhase
 }
 
 async fn list_networks(docker: &Docker) -> Result<Vec<(String, bool)>, TestPhaseError> {
+    list_networks_with(docker, None).await
+}
+
+async fn list_networks_with(
+    docker: &Docker,
+    label: Option<(&str, &str)>,
+) -> Result<Vec<(String, bool)>, TestPhaseError> {
     let options = ListNetworksOptionsBuilder::default()
-        .filters(&role_filter(None))
+        .filters(&role_filter(label))
         .build();
     let list = docker
         .list_networks(Some(options))
@@ -415,14 +440,44 @@ async fn list_networks(docker: &Docker) -> Result<Vec<(String, bool)>, TestPhase
 /// a crashed or interrupted run left behind (see the owner label); objects of
 /// live runs stay. Returns how many objects were removed.
 pub async fn cleanup_leftovers(docker: &Docker) -> Result<usize, TestPhaseError> {
+    remove_listed(
+        docker,
+        list_containers(docker).await?,
+        list_networks(docker).await?,
+    )
+    .await
+}
+
+/// Removes every test container and network labelled with the daemon run
+/// `run` ([`LABEL_DAEMON_RUN`]), whoever the owner label names: call it
+/// only for a run known to be dead (the daemon's restart recovery; in a
+/// cluster the database has proven it — the run was interrupted or reaped).
+/// Returns how many objects were removed.
+pub async fn cleanup_run(docker: &Docker, run: &str) -> Result<usize, TestPhaseError> {
+    let label = Some((LABEL_DAEMON_RUN, run));
+    let all = |list: Vec<(String, bool)>| list.into_iter().map(|(id, _)| (id, true)).collect();
+    remove_listed(
+        docker,
+        all(list_containers_with(docker, label).await?),
+        all(list_networks_with(docker, label).await?),
+    )
+    .await
+}
+
+/// Removes the containers, then the networks, marked `true`.
+async fn remove_listed(
+    docker: &Docker,
+    containers: Vec<(String, bool)>,
+    networks: Vec<(String, bool)>,
+) -> Result<usize, TestPhaseError> {
     let mut removed = 0;
-    for (id, leftover) in list_containers(docker).await? {
+    for (id, leftover) in containers {
         if leftover {
             remove_container(docker, &id).await?;
             removed += 1;
         }
     }
-    for (id, leftover) in list_networks(docker).await? {
+    for (id, leftover) in networks {
         if !leftover {
             continue;
         }

@@ -181,8 +181,19 @@ fn through(url: &str, proxy: &CutProxy) -> String {
     u.to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_refused() {
+/// Node a, reaching PostgreSQL through a [`CutProxy`] under a 2 s lease,
+/// running a gated run of `web`: the project, the schema, the proxy, the
+/// clock, node a and the run's id.
+struct Partitionable(
+    tempfile::TempDir,
+    TestSchema,
+    Arc<CutProxy>,
+    Arc<dyn Clock>,
+    Node,
+    String,
+);
+
+async fn partitionable() -> Partitionable {
     let dir = project(&[("web", None)]);
     let schema = TestSchema::new().await;
     let server = url::Url::parse(&schema.url).unwrap();
@@ -210,60 +221,74 @@ async fn a_node_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_ref
     else {
         panic!("queued")
     };
-    let mut held = None;
     until("node a runs it", async || {
-        held = a.state.queue().get(&run.id).await.unwrap();
-        held.as_ref().is_some_and(is(RunState::Running))
+        let held = a.state.queue().get(&run.id).await.unwrap();
+        held.is_some_and(|r| r.status == RunState::Running && r.node.as_deref() == Some("a"))
     })
     .await;
-    assert_eq!(held.unwrap().node.as_deref(), Some("a"));
-    let b = node(dir.path(), &schema.url, "b", clock.clone(), short_lease(2)).await;
-    until("node a logged", async || {
-        b.state
-            .queue()
-            .events_after(&run.id, 0)
-            .await
-            .unwrap()
-            .len()
-            == 2
-    })
-    .await;
+    Partitionable(dir, schema, proxy, clock, a, run.id)
+}
 
-    // Node a's heartbeats stop reaching the database.
-    proxy.cut();
-    let mut retry = None;
-    until("b reaped the run and ran its retry", async || {
-        let runs = b.state.queue().list(None, 10).await.unwrap();
-        retry = runs
-            .into_iter()
-            .find(|r| r.retry_of.as_deref() == Some(run.id.as_str()));
-        retry.as_ref().is_some_and(is(RunState::Passed))
-    })
-    .await;
-    let retry = retry.unwrap();
-    assert_eq!(retry.node.as_deref(), Some("b"));
-    assert_eq!(b.runner.runs.lock().unwrap()[0].0, retry.id);
-    // Node a stopped the run itself: a lease without a heartbeat.
-    until("a stopped its run", async || {
-        a.runner.cancelled.load(Ordering::SeqCst) == 1
-    })
-    .await;
-
-    proxy.heal();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let old = b.state.queue().get(&run.id).await.unwrap().unwrap();
-    assert_eq!(old.status, RunState::Interrupted, "{old:?}");
-    let lines = b.state.queue().events_after(&run.id, 0).await.unwrap();
-    assert_eq!(lines.len(), 2, "nothing of node a after the cut: {lines:?}");
-    // Its late writes, through its queue and straight to the database with
-    // its old claim, are refused.
+/// Node `a` ends `run` as passed, after it lost it.
+async fn late_finish(a: &Node, run: &str) -> Result<bool, kiln::daemon::queue::QueueError> {
     let end = RunEnd {
         state: RunState::Passed,
         failure: None,
         summary: "late",
         record_id: None,
     };
-    let late = a.state.queue().finish(&run.id, end, Utc::now()).await;
+    a.state.queue().finish(run, end, Utc::now()).await
+}
+
+/// Waits until node `b` reaped `run` and its retry passed there.
+async fn retried_by(b: &Node, run: &str) -> kiln::daemon::run::RunRow {
+    let mut retry = None;
+    until("b reaped the run and ran its retry", async || {
+        let runs = b.state.queue().list(None, 10).await.unwrap();
+        retry = runs
+            .into_iter()
+            .find(|r| r.retry_of.as_deref() == Some(run));
+        retry.as_ref().is_some_and(is(RunState::Passed))
+    })
+    .await;
+    let retry = retry.unwrap();
+    assert_eq!(retry.node.as_deref(), Some("b"));
+    retry
+}
+
+/// Waits until node `a` stopped its (one) run itself.
+async fn stopped(a: &Node) {
+    until("a stopped its run", async || {
+        a.runner.cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_refused() {
+    let Partitionable(dir, schema, proxy, clock, a, run) = partitionable().await;
+    let b = node(dir.path(), &schema.url, "b", clock.clone(), short_lease(2)).await;
+    until("node a logged", async || {
+        b.state.queue().events_after(&run, 0).await.unwrap().len() == 2
+    })
+    .await;
+
+    // Node a's heartbeats stop reaching the database.
+    proxy.cut();
+    let retry = retried_by(&b, &run).await;
+    assert_eq!(b.runner.runs.lock().unwrap()[0].0, retry.id);
+    // Node a stopped the run itself: a lease without a heartbeat.
+    stopped(&a).await;
+
+    proxy.heal();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let old = b.state.queue().get(&run).await.unwrap().unwrap();
+    assert_eq!(old.status, RunState::Interrupted, "{old:?}");
+    let lines = b.state.queue().events_after(&run, 0).await.unwrap();
+    assert_eq!(lines.len(), 2, "nothing of node a after the cut: {lines:?}");
+    // Its late writes, through its queue and straight to the database with
+    // its old claim, are refused.
+    let late = late_finish(&a, &run).await;
     assert!(late.as_ref().is_err_and(|e| e.is_fenced()), "{late:?}");
     let line = LogEvent {
         kind: EventKind::Line,
@@ -273,11 +298,11 @@ async fn a_node_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_ref
     let late = a
         .state
         .queue()
-        .append_events(&run.id, vec![line], Utc::now())
+        .append_events(&run, vec![line], Utc::now())
         .await;
     assert!(late.as_ref().is_err_and(|e| e.is_fenced()), "{late:?}");
     let stale = Claim {
-        run: run.id.clone(),
+        run: run.clone(),
         pipeline: "web".into(),
         branch: None,
         node: "a".into(),
@@ -297,7 +322,40 @@ async fn a_node_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_ref
     );
     assert!(matches!(late.await, Err(ClusterError::Fenced { .. })));
     assert_eq!(
-        b.state.queue().get(&run.id).await.unwrap().unwrap().status,
+        b.state.queue().get(&run).await.unwrap().unwrap().status,
+        RunState::Interrupted
+    );
+    a.stop().await;
+    b.stop().await;
+    schema.remove().await;
+}
+
+/// A silent partition: node a's packets to PostgreSQL vanish and nothing
+/// closes its connections (`CutProxy::blackhole`), so its queries neither
+/// answer nor fail. Its housekeeping still gives the run up after about a
+/// lease without a heartbeat (each call is bounded, the last success is
+/// judged on its own clock), and node b reaps and reruns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_silently_partitioned_past_its_lease_stops_its_run() {
+    let Partitionable(dir, schema, proxy, clock, a, run) = partitionable().await;
+    let b = node(dir.path(), &schema.url, "b", clock.clone(), short_lease(2)).await;
+
+    // Node a's packets are dropped; its connections stay open.
+    proxy.blackhole();
+    // Within a few leases (the bound is generous: a 2 s lease, up to 30 s),
+    // node a stops the run itself; without bounded housekeeping calls its
+    // heartbeat would wait on the silent connection for good.
+    stopped(&a).await;
+    retried_by(&b, &run).await;
+    let old = b.state.queue().get(&run).await.unwrap().unwrap();
+    assert_eq!(old.status, RunState::Interrupted, "{old:?}");
+
+    // Healed: the bytes held back arrive; node a's late end is refused.
+    proxy.heal();
+    let late = late_finish(&a, &run).await;
+    assert!(late.as_ref().is_err_and(|e| e.is_fenced()), "{late:?}");
+    assert_eq!(
+        b.state.queue().get(&run).await.unwrap().unwrap().status,
         RunState::Interrupted
     );
     a.stop().await;

@@ -25,7 +25,9 @@ use crate::daemon::queue::QueueEvent;
 pub(super) type Held = Arc<Mutex<HashMap<String, Claim>>>;
 
 /// The heartbeat and the reaper of one node. Only the runs in `held` (the
-/// ones the daemon drives) are renewed.
+/// ones the daemon drives) are renewed. `cluster` is a handle with a pool
+/// of its own ([`Cluster::dedicated`]), so log batches and API reads that
+/// fill the node's shared pool cannot delay a heartbeat.
 pub(super) struct Housekeeping {
     pub cluster: Cluster,
     pub node: String,
@@ -36,17 +38,50 @@ pub(super) struct Housekeeping {
 }
 
 impl Housekeeping {
-    /// A round every third of the lease until `stop`.
+    /// Until `stop`: a heartbeat every third of the lease, and, beside it,
+    /// the cancels and the reaper as often. Each database call is bounded
+    /// by [`Housekeeping::call_timeout`], so a call on a connection whose
+    /// peer went silent (packets dropped, nothing closed) cannot hold the
+    /// rounds back, and the heartbeat never waits on the other chores.
     pub(super) async fn run(self, stop: CancellationToken) {
+        tokio::join!(self.beat(stop.clone()), self.chores(stop));
+    }
+
+    /// How long one housekeeping call may take: a third of the lease, so
+    /// a node that cannot reach the database tries again within the lease.
+    fn call_timeout(&self) -> Duration {
+        self.lease / 3
+    }
+
+    fn ticks(&self) -> tokio::time::Interval {
         let mut tick = tokio::time::interval(self.lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    }
+
+    /// Heartbeats until `stop`, judging the last successful one by its own
+    /// clock.
+    async fn beat(&self, stop: CancellationToken) {
+        let mut tick = self.ticks();
         let mut last_ok = Instant::now();
-        let mut asked = HashSet::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => return,
             }
             self.heartbeat(&mut last_ok).await;
+        }
+    }
+
+    /// Reads cancels and reaps until `stop`.
+    async fn chores(&self, stop: CancellationToken) {
+        let mut tick = self.ticks();
+        let mut asked = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
             self.cancels(&mut asked).await;
             self.reap().await;
         }
@@ -55,29 +90,45 @@ impl Housekeeping {
     /// Renews the leases; a held run not renewed is lost. When no heartbeat
     /// reached the database for a whole lease, every held run is lost: the
     /// node can no longer prove it holds them.
+    ///
+    /// `last_ok` is when the last successful heartbeat was *sent* (the
+    /// database renewed the leases by its `now()` at or after that moment,
+    /// so they hold at least a lease from it); a call still unanswered at
+    /// `last_ok + lease` is given up then, not a third of a lease later.
     async fn heartbeat(&self, last_ok: &mut Instant) {
         let snapshot: Vec<(String, i64)> = self.held_runs();
         let ids: Vec<String> = snapshot.iter().map(|r| r.0.clone()).collect();
-        match self
-            .cluster
-            .heartbeat_runs(&self.node, &ids, self.lease)
-            .await
-        {
-            Ok(renewed) => {
-                *last_ok = Instant::now();
+        let sent = Instant::now();
+        // Cut short at the end of the lease it could still prove, once.
+        let lapses = *last_ok + self.lease;
+        let mut deadline = sent + self.call_timeout();
+        if lapses > sent {
+            deadline = deadline.min(lapses);
+        }
+        let call = self.cluster.heartbeat_runs(&self.node, &ids, self.lease);
+        let failure = match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(renewed)) => {
+                *last_ok = sent;
                 let lost = snapshot.into_iter().filter(|r| !renewed.contains(r));
                 self.lose(lost, "its lease lapsed and it was taken from this node");
+                return;
             }
-            Err(e) if last_ok.elapsed() >= self.lease => {
-                tracing::error!(node = %self.node, error = %crate::pipeline::chain(&e),
-                    "no heartbeat for a whole lease; stopping this node's runs");
-                self.lose(
-                    snapshot.into_iter(),
-                    "no heartbeat reached the database for a whole lease",
-                );
-            }
-            Err(e) => tracing::warn!(node = %self.node, error = %crate::pipeline::chain(&e),
-                "heartbeat failed; retrying"),
+            Ok(Err(e)) => crate::pipeline::chain(&e),
+            Err(_) => format!(
+                "no answer from {} within {:?}",
+                self.cluster.target(),
+                deadline - sent
+            ),
+        };
+        if last_ok.elapsed() >= self.lease {
+            tracing::error!(node = %self.node, error = %failure,
+                "no heartbeat for a whole lease; stopping this node's runs");
+            self.lose(
+                snapshot.into_iter(),
+                "no heartbeat reached the database for a whole lease",
+            );
+        } else {
+            tracing::warn!(node = %self.node, error = %failure, "heartbeat failed; retrying");
         }
     }
 
@@ -100,22 +151,27 @@ impl Housekeeping {
 
     /// Reports cancels asked (through any node) of runs held here, once.
     async fn cancels(&self, asked: &mut HashSet<String>) {
-        match self.cluster.cancels_for(&self.node).await {
-            Ok(runs) => {
+        let call = self.cluster.cancels_for(&self.node);
+        match tokio::time::timeout(self.call_timeout(), call).await {
+            Ok(Ok(runs)) => {
                 for run in runs {
                     if asked.insert(run.clone()) {
                         let _ = self.events.send(QueueEvent::CancelRequested { run });
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %crate::pipeline::chain(&e), "cannot read cancels"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %crate::pipeline::chain(&e), "cannot read cancels")
+            }
+            Err(_) => tracing::warn!(database = %self.cluster.target(),
+                "cannot read cancels: no answer in time"),
         }
     }
 
     /// Re-queues the runs whose lease lapsed (on any node).
     async fn reap(&self) {
-        match self.cluster.reap().await {
-            Ok(reaped) => {
+        match tokio::time::timeout(self.call_timeout(), self.cluster.reap()).await {
+            Ok(Ok(reaped)) => {
                 for r in reaped {
                     if r.retry.is_some() {
                         self.wake.notify_one();
@@ -127,7 +183,9 @@ impl Housekeeping {
                     });
                 }
             }
-            Err(e) => tracing::warn!(error = %crate::pipeline::chain(&e), "reaping failed"),
+            Ok(Err(e)) => tracing::warn!(error = %crate::pipeline::chain(&e), "reaping failed"),
+            Err(_) => tracing::warn!(database = %self.cluster.target(),
+                "reaping failed: no answer in time"),
         }
     }
 }

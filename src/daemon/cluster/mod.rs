@@ -79,6 +79,19 @@ pub enum ClusterError {
         /// The epoch the write carried.
         epoch: i64,
     },
+    /// The cluster schema was migrated by a newer kiln: this node would run
+    /// against tables it does not know, so it refuses to start.
+    #[error(
+        "cluster schema on {target} has version {found}; this kiln supports up to {supported} (upgrade this node)"
+    )]
+    SchemaTooNew {
+        /// `postgres://USER@HOST:PORT/DB`.
+        target: String,
+        /// The version recorded in `cluster_schema`.
+        found: i64,
+        /// The highest version this build knows.
+        supported: i64,
+    },
     /// The node's own runtime could not be started.
     #[error("cannot start the cluster node's runtime")]
     Runtime {
@@ -117,6 +130,19 @@ impl Cluster {
         let cluster = Cluster { pool, target };
         schema::migrate(&cluster).await?;
         Ok(cluster)
+    }
+
+    /// Another handle on the database at `url` (the one `self` connected
+    /// to and migrated) with a pool of `size` connections of its own: the
+    /// node's housekeeping uses it so that its heartbeats never wait for a
+    /// connection behind log batches and API reads.
+    pub(super) fn dedicated(url: &str, size: usize) -> Result<Cluster, ClusterError> {
+        let (pool, target) =
+            crate::postgres::pool_of(url, size).map_err(|source| ClusterError::Url {
+                url: redacted(url),
+                source,
+            })?;
+        Ok(Cluster { pool, target })
     }
 
     /// `postgres://USER@HOST:PORT/DB` (no password), for messages.

@@ -354,8 +354,11 @@ impl RunQueue for ClusterQueue {
 
     async fn start(&self, wake: Arc<Notify>) -> mpsc::UnboundedReceiver<QueueEvent> {
         let (events, rx) = mpsc::unbounded_channel();
+        // Its own two connections (the heartbeat and the other chores run
+        // side by side); the URL parsed when the node connected.
+        let own = Cluster::dedicated(&self.url, 2).unwrap_or_else(|_| self.cluster.clone());
         let housekeeping = Housekeeping {
-            cluster: self.cluster.clone(),
+            cluster: own,
             node: self.node.id.clone(),
             lease: self.settings.lease,
             held: self.held.clone(),

@@ -89,8 +89,15 @@ CREATE INDEX cluster_runs_node ON cluster_runs (node, status);
 "#,
 ];
 
-/// Applies the migrations not applied yet, each in its own transaction,
-/// under an advisory lock so nodes starting together migrate once.
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Applies the migrations not applied yet, all in one transaction (with
+/// the version rows), under an advisory lock so nodes starting together
+/// migrate once. A schema newer than [`latest`] (a newer kiln migrated it)
+/// is [`ClusterError::SchemaTooNew`]: nothing is changed.
 pub(super) async fn migrate(cluster: &Cluster) -> Result<(), ClusterError> {
     let mut client = cluster.client().await?;
     let err = cluster.db("migrating the cluster schema");
@@ -109,6 +116,13 @@ pub(super) async fn migrate(cluster: &Cluster) -> Result<(), ClusterError> {
         .await
         .map_err(&err)?
         .get(0);
+    if done > latest() {
+        return Err(ClusterError::SchemaTooNew {
+            target: cluster.target.clone(),
+            found: done,
+            supported: latest(),
+        });
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         tx.batch_execute(sql).await.map_err(&err)?;
         let version = i as i32 + 1;
