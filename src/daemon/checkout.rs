@@ -93,7 +93,8 @@ fn structure_test_files(project: &Project) -> Vec<String> {
     let mut rels = Vec::new();
     walk(&project.dir("recipes"), "", &mut rels);
     rels.iter()
-        .filter_map(|rel| std::fs::read_to_string(project.dir("recipes").join(rel)).ok())
+        .filter_map(|rel| project.confined("recipes", rel).ok())
+        .filter_map(|path| project.read(&path).ok())
         .filter_map(|text| serde_saphyr::from_str::<RecipeNames>(&text).ok())
         .filter_map(|r| r.test)
         .flat_map(|t| t.structure_tests)
