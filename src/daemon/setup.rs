@@ -163,6 +163,7 @@ pub async fn open(
     };
     let records = pipeline.records(None);
     let state = DaemonState::open(DaemonOptions {
+        records,
         state: location,
         node,
         project: project.clone(),
@@ -172,7 +173,6 @@ pub async fn open(
         clock: Arc::new(SystemClock),
     })
     .await?;
-    state.set_records(records);
     Ok(Server {
         listener,
         tls,

@@ -19,7 +19,7 @@ use super::queue::{Enqueued, NewRun, QueueError, RunQueue};
 use super::run::{RunRow, RunState, StoredEvent, TriggerKind};
 use super::runner::PipelineRunner;
 use crate::project::Project;
-use crate::record::{ChainKeys, RecordError, Records};
+use crate::record::{RecordError, Records};
 use crate::state::StateLocation;
 
 /// Why a daemon operation failed.
@@ -118,6 +118,9 @@ pub struct DaemonOptions {
     pub state: StateLocation,
     /// This process as a node (id, engine, platforms).
     pub node: NodeOptions,
+    /// The record store on `state`, with the keys that sign decisions and
+    /// check every record served (the pipeline's).
+    pub records: Records,
     /// The pipeline.
     pub runner: Arc<dyn PipelineRunner>,
     /// Wall time.
@@ -138,9 +141,8 @@ pub(super) struct Shared {
     /// The run queue; which backend is known only where it is opened.
     pub queue: Arc<dyn RunQueue>,
     /// The record store the API and the page read and decisions are
-    /// appended to (`--state`); replaced once by `setup` with the
-    /// operator's keys and location.
-    pub records: RwLock<Records>,
+    /// appended to (`--state`), with the operator's keys.
+    pub records: Records,
     pub runner: Arc<dyn PipelineRunner>,
     pub clock: Arc<dyn Clock>,
     /// Wakes the dispatcher when a run is queued (a stored permit means a
@@ -163,7 +165,7 @@ pub(super) struct Shared {
 
 impl DaemonState {
     /// Loads the recipes, opens the run queue (migrating it; a cluster
-    /// node registers itself with its checkout digest) and the records.
+    /// node registers itself with its checkout digest).
     pub async fn open(o: DaemonOptions) -> Result<DaemonState, DaemonError> {
         let project = o.project.clone();
         let (catalog, checkout) = tokio::task::spawn_blocking(move || {
@@ -180,7 +182,6 @@ impl DaemonState {
             .node
             .info(cluster.node_id.as_deref(), &cluster.labels, checkout);
         let queue = super::queue::open(&o.state, node, cluster.settings()).await?;
-        let records = Records::open(&o.state, ChainKeys::default()).await?;
         let (events, _) = broadcast::channel(1024);
         Ok(DaemonState {
             shared: Arc::new(Shared {
@@ -190,7 +191,7 @@ impl DaemonState {
                 config: RwLock::new(Arc::new(o.config)),
                 catalog: RwLock::new(Arc::new(catalog)),
                 queue,
-                records: RwLock::new(records),
+                records: o.records,
                 runner: o.runner,
                 clock: o.clock,
                 wake: Arc::new(Notify::new()),
@@ -400,11 +401,7 @@ impl DaemonState {
 
     /// The record store (a cheap handle).
     pub fn records(&self) -> Records {
-        self.shared
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.records.clone()
     }
 
     /// Records an approval decision by `by` on `build` (signed with the
@@ -436,17 +433,6 @@ impl DaemonState {
             decision: event,
             promotions,
         })
-    }
-
-    /// Serves and appends records through `records` (the `--state` store,
-    /// with the keys that sign decisions and check every record served, as
-    /// the pipeline's).
-    pub fn set_records(&self, records: Records) {
-        *self
-            .shared
-            .records
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = records;
     }
 
     /// Cancels run `id` if it runs in this process; whether it does.

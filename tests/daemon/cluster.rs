@@ -45,7 +45,7 @@ async fn node(
 ) -> Node {
     let runner = FakeRunner::new(clock.clone());
     let location = StateLocation::Postgres(url.to_string());
-    let mut opts = options(dir, location, config, runner.clone(), clock);
+    let mut opts = options(dir, location, config, runner.clone(), clock).await;
     opts.node.id = Some(id.to_string());
     let (state, url, task) = serve_opts(opts).await;
     Node {

@@ -206,14 +206,18 @@ pub async fn state_for(dir: &Path) -> (StateLocation, Option<TestSchema>) {
 }
 
 /// The options of a daemon over `dir` on `state`, as the tests use them.
-pub fn options(
+pub async fn options(
     dir: &Path,
     state: StateLocation,
     config: DaemonConfig,
     runner: Arc<dyn PipelineRunner>,
     clock: Arc<dyn Clock>,
 ) -> DaemonOptions {
+    let records = kiln::record::Records::open(&state, kiln::record::ChainKeys::default())
+        .await
+        .unwrap();
     DaemonOptions {
+        records,
         project: kiln::project::Project::open(dir).unwrap(),
         config,
         config_path: None,
@@ -263,7 +267,7 @@ pub async fn start_on(
     config: DaemonConfig,
 ) -> Daemon {
     let runner = FakeRunner::new(clock.clone());
-    let opts = options(dir.path(), location, config, runner.clone(), clock);
+    let opts = options(dir.path(), location, config, runner.clone(), clock).await;
     let (state, url, task) = serve_opts(opts).await;
     Daemon {
         url,
@@ -286,7 +290,7 @@ pub async fn serve_with(
     runner: Arc<dyn PipelineRunner>,
     config: DaemonConfig,
 ) -> (DaemonState, String, JoinHandle<Result<(), DaemonError>>) {
-    serve_opts(options(dir, location, config, runner, clock)).await
+    serve_opts(options(dir, location, config, runner, clock).await).await
 }
 
 /// Opens and serves `opts`; returns once the API answers.

@@ -74,7 +74,8 @@ async fn every_stage_event_of_concurrent_runs_is_stored_while_others_write() {
         cfg,
         Arc::new(ChattyRunner),
         Arc::new(SystemClock),
-    );
+    )
+    .await;
     let state = DaemonState::open(opts).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let task = tokio::spawn(kiln::daemon::serve(

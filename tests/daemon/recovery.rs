@@ -73,13 +73,16 @@ async fn a_second_daemon_on_the_same_state_refuses_to_start_and_names_the_first(
 
     // The second daemon: same database, its own runner.
     let (location, _) = state_for(d.dir.path()).await;
-    let second = DaemonState::open(crate::harness::options(
-        d.dir.path(),
-        location,
-        config(30),
-        crate::harness::FakeRunner::new(Arc::new(SystemClock)),
-        Arc::new(SystemClock),
-    ))
+    let second = DaemonState::open(
+        crate::harness::options(
+            d.dir.path(),
+            location,
+            config(30),
+            crate::harness::FakeRunner::new(Arc::new(SystemClock)),
+            Arc::new(SystemClock),
+        )
+        .await,
+    )
     .await
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -91,15 +91,7 @@ fn drop_ecr_target(text: &str) -> String {
 
 /// A copy of `project` (another host's checkout of the same commit).
 pub fn checkout(project: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["recipes", "components", "dockerfiles"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(project.join(sub)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
-        }
-    }
-    dir
+    super::example::copy_project(project)
 }
 
 /// The operator config: `deploy/kiln.yaml` (dev tokens) with `extra`

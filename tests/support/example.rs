@@ -9,15 +9,7 @@ use super::{nonce, services};
 /// repository (returned), so test runs never share tags; `edit` rewrites the
 /// recipe text.
 pub fn example_project(edit: impl Fn(String) -> String) -> (tempfile::TempDir, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["recipes", "components", "dockerfiles"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(root.join(sub)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
-        }
-    }
+    let dir = copy_project(Path::new(env!("CARGO_MANIFEST_DIR")));
     let repo = format!("kiln-it/hello-{}", nonce());
     let recipe_path = dir.path().join("recipes/hello-web.yaml");
     let text = std::fs::read_to_string(&recipe_path)
@@ -25,6 +17,20 @@ pub fn example_project(edit: impl Fn(String) -> String) -> (tempfile::TempDir, S
         .replace("repository: kiln/hello-web", &format!("repository: {repo}"));
     std::fs::write(&recipe_path, edit(text)).unwrap();
     (dir, repo)
+}
+
+/// A temporary folder holding a copy of `project`'s `recipes/`,
+/// `components/` and `dockerfiles/`.
+pub fn copy_project(project: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["recipes", "components", "dockerfiles"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(project.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    dir
 }
 
 /// Test containers kiln started on behalf of process `pid` (any host).
