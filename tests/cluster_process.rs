@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::cluster::{self, Node, ended, kiln_state, test_containers_on, wait_for};
+use support::example::copy_project;
 use support::postgres::TestSchema;
 
 /// One cluster test at a time.
@@ -47,7 +48,7 @@ impl Cluster {
         let schema = TestSchema::new().await;
         let project = cluster::project(fast, slow);
         let config = cluster::operator_config(extra);
-        let checkouts: Vec<_> = (0..3).map(|_| cluster::checkout(project.path())).collect();
+        let checkouts: Vec<_> = (0..3).map(|_| copy_project(project.path())).collect();
         let nodes = (0..3)
             .map(|i| {
                 let id = format!("n{}", i + 1);

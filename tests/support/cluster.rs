@@ -89,11 +89,6 @@ fn drop_ecr_target(text: &str) -> String {
     text[..start].to_string()
 }
 
-/// A copy of `project` (another host's checkout of the same commit).
-pub fn checkout(project: &Path) -> tempfile::TempDir {
-    super::example::copy_project(project)
-}
-
 /// The operator config: `deploy/kiln.yaml` (dev tokens) with `extra`
 /// appended, in a folder of its own.
 pub fn operator_config(extra: &str) -> tempfile::TempDir {
